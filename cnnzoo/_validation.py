@@ -1,0 +1,111 @@
+"""Argument checks shared by every public entry point.
+
+Every check raises `ValueError` with a message that says what was expected
+and ends with `Received: name=value`, the Keras convention. None of this
+module imports Keras, so the command line can validate before the heavy
+import.
+"""
+
+import difflib
+import math
+import numbers
+
+
+def _received(name, value):
+    return f"Received: {name}={value!r}"
+
+
+def fail(expected, name, value):
+    """Raises the project's standard `ValueError`."""
+    raise ValueError(f"{expected} {_received(name, value)}")
+
+
+def check_number(name, value, *, low=None, high=None, low_inclusive=True,
+                 high_inclusive=True, allow_none=False):
+    """Checks a real number (not a bool, not NaN) inside optional bounds."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        fail(f"Expected `{name}` to be a number.", name, value)
+    value = float(value)
+    if math.isnan(value):
+        fail(f"Expected `{name}` to be a number, not NaN.", name, value)
+    too_low = low is not None and (value < low or (value == low and not low_inclusive))
+    too_high = high is not None and (value > high or (value == high and not high_inclusive))
+    if too_low or too_high:
+        lo = "-inf" if low is None else low
+        hi = "inf" if high is None else high
+        interval = ("[" if low_inclusive else "(") + f"{lo}, {hi}" + ("]" if high_inclusive else ")")
+        fail(f"Expected `{name}` in {interval}.", name, value)
+    return value
+
+
+def check_rate(name, value):
+    """Checks a dropout-like rate in [0, 1)."""
+    return check_number(name, value, low=0.0, high=1.0, high_inclusive=False)
+
+
+def check_int(name, value, *, low=None, high=None, allow_none=False):
+    """Checks an integer (not a bool, not a float) inside optional bounds."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        fail(f"Expected `{name}` to be an integer.", name, value)
+    value = int(value)
+    if (low is not None and value < low) or (high is not None and value > high):
+        lo = "-inf" if low is None else low
+        hi = "inf" if high is None else high
+        fail(f"Expected `{name}` to be an integer in [{lo}, {hi}].", name, value)
+    return value
+
+
+def check_choice(name, value, choices):
+    """Checks that `value` is one of `choices`, suggesting close matches."""
+    choices = list(choices)
+    if isinstance(value, str) and value in choices:
+        return value
+    if value in choices and not isinstance(value, (bool, float)):
+        return value
+    hint = ""
+    if isinstance(value, str):
+        close = difflib.get_close_matches(value, [str(c) for c in choices], n=3)
+        if close:
+            hint = f" Did you mean {', '.join(repr(c) for c in close)}?"
+    fail(f"Expected `{name}` to be one of {choices}.{hint}", name, value)
+
+
+def check_bool(name, value):
+    if not isinstance(value, bool):
+        fail(f"Expected `{name}` to be True or False.", name, value)
+    return value
+
+
+def check_input_shape(name, value, *, min_size=None, model=None):
+    """Checks an `(height, width, channels)` image shape.
+
+    Returns the shape as a tuple of ints. `min_size` is the smallest height
+    and width the model accepts; the message names it and the model.
+    """
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 3:
+        fail(f"Expected `{name}` to be a tuple (height, width, channels).", name, value)
+    out = []
+    for dim in value:
+        if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 1:
+            fail(f"Expected `{name}` to hold three positive integers (height, width, channels).",
+                 name, value)
+        out.append(int(dim))
+    if min_size is not None and (out[0] < min_size or out[1] < min_size):
+        who = f"`{model}`" if model else "this model"
+        fail(f"Expected an input of at least {min_size}x{min_size} for {who} "
+             f"(its minimum, from the architecture's total stride).", name, value)
+    return tuple(out)
+
+
+def check_per_stage(name, value, num_stages, check=check_rate):
+    """Expands one value, or one value per stage, to a per-stage list."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != num_stages:
+            fail(f"Expected `{name}` to be one value or a list of {num_stages} values "
+                 f"(one per stage).", name, value)
+        return [check(f"{name}[{i}]", v) for i, v in enumerate(value)]
+    return [check(name, value)] * num_stages

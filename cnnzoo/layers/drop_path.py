@@ -1,0 +1,50 @@
+"""Stochastic depth: drops a whole residual branch per sample."""
+
+import keras
+from keras import ops
+
+from cnnzoo import _validation as v
+
+
+@keras.saving.register_keras_serializable(package="cnnzoo")
+class DropPath(keras.layers.Layer):
+    """Drops the residual branch of whole samples (stochastic depth).
+
+    In training, each sample's branch output is kept with probability
+    `1 - rate` and scaled by `1 / (1 - rate)`; at inference the input passes
+    through untouched. Built from `keras.random.uniform` and elementwise
+    `keras.ops`, so it runs on every backend.
+
+    Args:
+        rate: float in [0, 1), the probability of dropping a sample's branch.
+        seed: optional int seed.
+
+    Call arguments:
+        inputs: a tensor of any rank; the first axis is the batch.
+        training: whether to drop. Defaults to `False`.
+
+    Reference:
+        - [Huang et al., 2016](https://arxiv.org/abs/1603.09382)
+    """
+
+    def __init__(self, rate, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = v.check_rate("rate", rate)
+        self.seed = v.check_int("seed", seed, allow_none=True)
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.supports_masking = True
+
+    def call(self, inputs, training=False):
+        if not training or self.rate == 0.0:
+            return inputs
+        keep = 1.0 - self.rate
+        shape = (ops.shape(inputs)[0],) + (1,) * (len(inputs.shape) - 1)
+        noise = keras.random.uniform(shape, seed=self.seed_generator, dtype="float32")
+        mask = ops.cast(ops.greater_equal(noise, self.rate), inputs.dtype)
+        return inputs * mask * ops.cast(1.0 / keep, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}

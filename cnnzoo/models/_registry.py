@@ -1,0 +1,308 @@
+"""The model registry: `register_model`, `create_model`, `list_models`, `model_info`.
+
+Models register themselves where they are defined (timm's pattern): a model
+file decorates one small factory per variant with `@register_model(...)`,
+giving its metadata as data. Nothing here imports Keras, so listing models
+and reading their metadata is instant.
+"""
+
+import copy
+import dataclasses
+import difflib
+import fnmatch
+
+from cnnzoo import _validation as v
+
+_REGISTRY = {}
+
+IMPLEMENTATIONS = ("keras", "primitive")
+DROPOUT_TYPES = ("standard", "spatial")
+POOLINGS = (None, "avg", "max")
+
+# The vocabulary every model accepts. Families add their own through
+# `register_model(extra_kwargs=...)` (`drop_path_rate` for residual models).
+COMMON_KWARGS = (
+    "input_shape",
+    "num_classes",
+    "include_top",
+    "pooling",
+    "classifier_activation",
+    "activation",
+    "dropout_rate",
+    "block_dropout_rate",
+    "dropout_type",
+    "implementation",
+    "name",
+)
+
+
+@dataclasses.dataclass
+class ZooConfig:
+    """The validated vocabulary handed to a model factory.
+
+    Attributes:
+        input_shape: `(height, width, channels)`.
+        num_classes: number of output classes.
+        include_top: whether to add the classifier head.
+        pooling: `None`, `"avg"` or `"max"`: global pooling when
+            `include_top=False` (and, where the paper's head pools, the kind
+            of pooling the head uses).
+        classifier_activation: activation of the last layer (`None` for
+            logits).
+        activation: the hidden activation of every block (a name, a callable
+            or a layer class).
+        dropout_rate: dropout in the classifier head.
+        block_dropout_rate: one dropout rate per stage, inside the
+            convolutional blocks.
+        dropout_type: `"standard"` (elementwise) or `"spatial"` (whole
+            feature maps) for block dropout.
+        drop_path_rate: stochastic-depth rate, linearly increasing over the
+            residual blocks up to this value (residual families only).
+        implementation: `"keras"` (keras.layers) or `"primitive"`
+            (cnnzoo.layers rebuilt from keras.ops).
+        name: the Keras model's name.
+        extra: family-specific keyword arguments.
+    """
+
+    input_shape: tuple
+    num_classes: int
+    include_top: bool = True
+    pooling: object = None
+    classifier_activation: object = "softmax"
+    activation: object = "relu"
+    dropout_rate: float = 0.0
+    block_dropout_rate: list = None
+    dropout_type: str = "standard"
+    drop_path_rate: float = 0.0
+    implementation: str = "keras"
+    name: str = None
+    extra: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+    fn: object
+    info: dict
+    supported: tuple
+    extra_defaults: dict
+
+
+def register_model(*, family, paper, default_input_shape, min_input_size,
+                   stages, params, reference, default_num_classes=1000,
+                   dropout_rate=0.0, block_dropout_rate=0.0, dropout_placement="",
+                   trainable_params=None, extra_kwargs=None, description=""):
+    """Registers a model factory under its function name.
+
+    Args:
+        family: the family name (`"vgg"`, `"resnet"`, ...).
+        paper: the paper the architecture comes from.
+        default_input_shape: the paper's input shape.
+        min_input_size: the smallest height and width the architecture
+            accepts, derived from its total stride (see `min_input_size`).
+        stages: number of stages that `block_dropout_rate` may address.
+        params: total parameter count (`model.count_params()`) at the
+            canonical configuration.
+        reference: the reference implementation the count is checked
+            against, with its count, e.g. `"torchvision.models.vgg11: 132,863,336"`.
+        default_num_classes: the paper's number of classes.
+        dropout_rate: the paper's head dropout.
+        block_dropout_rate: the paper's block dropout.
+        dropout_placement: where the paper puts dropout, in words.
+        trainable_params: trainable count, where the reference counts only
+            trainable weights (torchvision keeps batch-norm statistics as
+            buffers, not parameters).
+        extra_kwargs: family-specific keyword arguments and their defaults.
+        description: one line for `cnnzoo list`.
+    """
+
+    def decorator(fn):
+        name = fn.__name__
+        if name in _REGISTRY:
+            raise ValueError(f"Model `{name}` is registered twice.")
+        extra = dict(extra_kwargs or {})
+        info = {
+            "name": name,
+            "family": family,
+            "paper": paper,
+            "description": description or (fn.__doc__ or "").strip().splitlines()[0],
+            "default_input_shape": tuple(default_input_shape),
+            "min_input_size": int(min_input_size),
+            "default_num_classes": int(default_num_classes),
+            "stages": int(stages),
+            "dropout": {
+                "placement": dropout_placement,
+                "dropout_rate": float(dropout_rate),
+                "block_dropout_rate": block_dropout_rate,
+            },
+            "params": int(params),
+            "trainable_params": int(trainable_params if trainable_params is not None else params),
+            "reference": reference,
+            "supported_kwargs": tuple(COMMON_KWARGS) + tuple(extra),
+        }
+        _REGISTRY[name] = _Entry(fn, info, info["supported_kwargs"], extra)
+        return fn
+
+    return decorator
+
+
+def _ensure_loaded():
+    # Importing the package registers every family.
+    import cnnzoo.models  # noqa: F401
+
+
+def _check_name(name):
+    _ensure_loaded()
+    if isinstance(name, str) and name in _REGISTRY:
+        return _REGISTRY[name]
+    hint = ""
+    if isinstance(name, str):
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
+        if close:
+            hint = f" Did you mean {', '.join(repr(c) for c in close)}?"
+    v.fail(f"Unknown model.{hint} See `cnnzoo.list_models()` for the "
+           f"{len(_REGISTRY)} registered models.", "name", name)
+
+
+def list_models(pattern=None):
+    """Lists registered model names, sorted.
+
+    Args:
+        pattern: optional fnmatch pattern (or list of patterns), e.g.
+            `"resnet*"`.
+
+    Returns:
+        A sorted list of model names.
+    """
+    _ensure_loaded()
+    names = sorted(_REGISTRY)
+    if pattern is None:
+        return names
+    patterns = [pattern] if isinstance(pattern, str) else pattern
+    if not isinstance(patterns, (list, tuple)) or not all(isinstance(p, str) for p in patterns):
+        v.fail("Expected `pattern` to be a string or a list of strings.", "pattern", pattern)
+    return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+
+
+def model_info(name):
+    """Returns the metadata of a registered model as a dict (a copy).
+
+    Keys: `name`, `family`, `paper`, `description`, `default_input_shape`,
+    `min_input_size`, `default_num_classes`, `stages`, `dropout` (the paper's
+    placement and rates), `params` and `trainable_params` at the canonical
+    configuration, `reference`, `supported_kwargs`.
+    """
+    return copy.deepcopy(_check_name(name).info)
+
+
+def resolve_config(name, **kwargs):
+    """Validates `create_model` arguments into a `ZooConfig`."""
+    entry = _check_name(name)
+    info = entry.info
+    for key in kwargs:
+        if key not in entry.supported:
+            v.fail(f"`{name}` does not support the keyword `{key}`. Supported keywords: "
+                   f"{', '.join(entry.supported)}.", key, kwargs[key])
+
+    input_shape = kwargs.get("input_shape", info["default_input_shape"])
+    input_shape = v.check_input_shape("input_shape", input_shape,
+                                      min_size=info["min_input_size"], model=name)
+    num_classes = v.check_int("num_classes", kwargs.get("num_classes", info["default_num_classes"]),
+                              low=1)
+    include_top = v.check_bool("include_top", kwargs.get("include_top", True))
+    pooling = v.check_choice("pooling", kwargs.get("pooling", None), POOLINGS)
+    classifier_activation = kwargs.get("classifier_activation", "softmax")
+    from cnnzoo.layers import factory  # light: no Keras import
+
+    factory.check_activation("classifier_activation", classifier_activation, allow_none=True)
+    activation = kwargs.get("activation", "relu")
+    factory.check_activation("activation", activation)
+    dropout_rate = v.check_rate("dropout_rate",
+                                kwargs.get("dropout_rate", info["dropout"]["dropout_rate"]))
+    block = kwargs.get("block_dropout_rate", info["dropout"]["block_dropout_rate"])
+    block = v.check_per_stage("block_dropout_rate", block, info["stages"])
+    dropout_type = v.check_choice("dropout_type", kwargs.get("dropout_type", "standard"),
+                                  DROPOUT_TYPES)
+    implementation = v.check_choice("implementation", kwargs.get("implementation", "keras"),
+                                    factory.implementations())
+    model_name = kwargs.get("name", name)
+    if not isinstance(model_name, str) or not model_name:
+        v.fail("Expected `name` to be a non-empty string.", "name", model_name)
+
+    extra = {}
+    drop_path_rate = 0.0
+    for key, default in entry.extra_defaults.items():
+        value = kwargs.get(key, default)
+        if key == "drop_path_rate":
+            drop_path_rate = v.check_rate("drop_path_rate", value)
+        else:
+            extra[key] = value
+    return ZooConfig(
+        input_shape=input_shape,
+        num_classes=num_classes,
+        include_top=include_top,
+        pooling=pooling,
+        classifier_activation=classifier_activation,
+        activation=activation,
+        dropout_rate=dropout_rate,
+        block_dropout_rate=block,
+        dropout_type=dropout_type,
+        drop_path_rate=drop_path_rate,
+        implementation=implementation,
+        name=model_name,
+        extra=extra,
+    )
+
+
+def create_model(name, **kwargs):
+    """Builds a registered model by name.
+
+    With no keyword arguments, the paper's canonical configuration. Every
+    model accepts the same vocabulary; see `ZooConfig` and the README.
+
+    Args:
+        name: a name from `list_models()`.
+        **kwargs: `input_shape`, `num_classes`, `include_top`, `pooling`,
+            `classifier_activation`, `activation`, `dropout_rate`,
+            `block_dropout_rate`, `dropout_type`, `implementation`, `name`,
+            and the family's own (`drop_path_rate` for residual families).
+
+    Returns:
+        An uncompiled `keras.Model`.
+
+    Example:
+
+    >>> model = cnnzoo.create_model("simple_cnn", input_shape=(8, 8, 1),
+    ...                             num_classes=10, dropout_rate=0.25)
+    """
+    cfg = resolve_config(name, **kwargs)
+    return _REGISTRY[name].fn(cfg)
+
+
+def min_input_size(ops, limit=4096):
+    """The smallest square input that survives a chain of spatial ops.
+
+    Args:
+        ops: a list of `(kernel, stride, padding)`, padding being `"same"`,
+            `"valid"` or an int of zero padding on each side.
+
+    Returns:
+        The smallest size for which every op produces at least one pixel.
+    """
+
+    def survives(n):
+        for kernel, stride, padding in ops:
+            if padding == "same":
+                n = -(-n // stride)
+            else:
+                n = n + 2 * (padding if isinstance(padding, int) else 0)
+                if n < kernel:
+                    return False
+                n = (n - kernel) // stride + 1
+            if n < 1:
+                return False
+        return True
+
+    for n in range(1, limit):
+        if survives(n):
+            return n
+    raise ValueError(f"No input up to {limit} survives the ops. Received: ops={ops!r}")

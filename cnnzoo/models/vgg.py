@@ -1,0 +1,91 @@
+"""VGG, with and without batch normalization.
+
+Reference:
+    - [Very Deep Convolutional Networks for Large-Scale Image Recognition](
+      https://arxiv.org/abs/1409.1556) (Simonyan & Zisserman, ICLR 2015)
+"""
+
+from cnnzoo._lazy import keras
+from cnnzoo.blocks import Blocks
+from cnnzoo.models._registry import min_input_size, register_model
+
+# Architectures as data: output channels of each 3x3 convolution, "M" a 2x2
+# max pool that ends a stage (torchvision's and timm's table).
+CFGS = {
+    "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    "vgg13": [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
+              512, 512, 512, "M"],
+    "vgg19": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
+              512, 512, 512, 512, "M"],
+}
+# Five 2x2 pools; the 3x3 convolutions keep the size.
+MIN_INPUT = min_input_size([(2, 2, "valid")] * 5)
+PAPER = "Simonyan & Zisserman, Very Deep Convolutional Networks for Large-Scale Image Recognition, ICLR 2015"
+
+
+def _vgg(cfg, layers, batch_norm):
+    """Stages of 3x3 conv blocks, then fc-4096 x2 with dropout, then the classifier.
+
+    Block dropout (the stage's `block_dropout_rate`) follows the activation
+    of each stage's last convolution, before its pool.
+    """
+    blocks = Blocks(cfg, kernel_initializer="he_normal")
+    inputs = blocks.inputs()
+    x = inputs
+    stage, index = 0, 0
+    for i, item in enumerate(layers):
+        if item == "M":
+            continue
+        index += 1
+        ends_stage = layers[i + 1] == "M"
+        x = blocks.conv_block(
+            # torchvision keeps the convolution bias before batch norm too.
+            x, item, 3, f"block{stage + 1}", index, batch_norm=batch_norm, use_bias=True,
+            dropout_rate=blocks.stage_rate(stage) if ends_stage else 0.0,
+            pool="max" if ends_stage else None,
+        )
+        if ends_stage:
+            stage, index = stage + 1, 0
+    if cfg.include_top:
+        x = keras.layers.Flatten(name="flatten")(x)
+        x = blocks.dense_block(x, 4096, "fc1", dropout_rate=cfg.dropout_rate)
+        x = blocks.dense_block(x, 4096, "fc2", dropout_rate=cfg.dropout_rate)
+        x = blocks.classifier(x)
+    elif cfg.pooling:
+        x = blocks.global_pool(x, cfg.pooling)
+    return blocks.model(inputs, x)
+
+
+def _register(name, batch_norm, params, trainable, reference):
+    def factory(cfg):
+        return _vgg(cfg, CFGS[name.replace("_bn", "")], batch_norm)
+
+    factory.__name__ = name
+    factory.__doc__ = (f"{name.replace('_bn', '').upper()}"
+                       f"{' with batch normalization' if batch_norm else ''} "
+                       f"(dropout 0.5 after fc1 and fc2).")
+    register_model(
+        family="vgg", paper=PAPER, default_input_shape=(224, 224, 3),
+        min_input_size=MIN_INPUT, stages=5, params=params, trainable_params=trainable,
+        reference=reference, dropout_rate=0.5,
+        dropout_placement="0.5 after the activations of fc1 and fc2",
+    )(factory)
+    globals()[name] = factory
+
+
+# Counts at 224x224x3, 1000 classes. Batch-norm variants: torchvision counts
+# only trainable weights (the statistics are buffers), so its number is the
+# trainable count here; the total adds 2 statistics per channel.
+_register("vgg11", False, 132_863_336, None, "torchvision.models.vgg11: 132,863,336")
+_register("vgg13", False, 133_047_848, None, "torchvision.models.vgg13: 133,047,848")
+_register("vgg16", False, 138_357_544, None, "keras.applications.VGG16: 138,357,544")
+_register("vgg19", False, 143_667_240, None, "keras.applications.VGG19: 143,667,240")
+_register("vgg11_bn", True, 132_874_344, 132_868_840,
+          "torchvision.models.vgg11_bn: 132,868,840 trainable")
+_register("vgg13_bn", True, 133_059_624, 133_053_736,
+          "torchvision.models.vgg13_bn: 133,053,736 trainable")
+_register("vgg16_bn", True, 138_374_440, 138_365_992,
+          "torchvision.models.vgg16_bn: 138,365,992 trainable")
+_register("vgg19_bn", True, 143_688_744, 143_678_248,
+          "torchvision.models.vgg19_bn: 143,678,248 trainable")
