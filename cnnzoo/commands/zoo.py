@@ -1,0 +1,92 @@
+"""`cnnzoo list`, `cnnzoo info` and `cnnzoo summary`.
+
+`list` and `info` read the registry only: they never import Keras.
+"""
+
+import json
+
+from cnnzoo import _validation as v
+
+
+def add_arguments_for(name, parser):
+    if name == "list":
+        parser.add_argument("pattern", nargs="?", default=None,
+                            help="fnmatch pattern, e.g. 'resnet*'.")
+        parser.add_argument("--json", action="store_true", help="Print JSON.")
+    elif name == "info":
+        parser.add_argument("name", help="Model name (see `cnnzoo list`).")
+    else:
+        parser.add_argument("name", help="Model name (see `cnnzoo list`).")
+        parser.add_argument("--input-shape", type=parse_shape, default=None,
+                            help="H,W,C (default: the model's).")
+        parser.add_argument("--num-classes", type=int, default=None)
+        parser.add_argument("--activation", default=None)
+        parser.add_argument("--dropout-rate", type=float, default=None)
+        parser.add_argument("--block-dropout-rate", type=parse_rates, default=None,
+                            help="One rate, or one per stage separated by commas.")
+        parser.add_argument("--dropout-type", default=None, choices=["standard", "spatial"])
+        parser.add_argument("--implementation", default=None, choices=["keras", "primitive"])
+    parser.set_defaults(_run=name)
+
+
+def parse_shape(text):
+    """`"32,32,3"` or `"32x32x3"` -> `(32, 32, 3)`; a ValueError otherwise."""
+    parts = text.replace("x", ",").split(",")
+    try:
+        shape = tuple(int(p) for p in parts)
+    except ValueError:
+        shape = None
+    if shape is None or len(shape) != 3:
+        v.fail("Expected an input shape as H,W,C (e.g. 32,32,3).", "input_shape", text)
+    return shape
+
+
+def parse_rates(text):
+    """`"0.2"` -> 0.2; `"0.1,0.2,0.3"` -> a per-stage list."""
+    try:
+        rates = [float(p) for p in str(text).split(",")]
+    except ValueError:
+        v.fail("Expected a rate or comma-separated rates.", "block_dropout_rate", text)
+    return rates[0] if len(rates) == 1 else rates
+
+
+def model_kwargs(args):
+    """The `create_model` keyword arguments given on the command line."""
+    keys = ("input_shape", "num_classes", "activation", "dropout_rate", "block_dropout_rate",
+            "dropout_type", "implementation")
+    return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+
+
+def _format_shape(shape):
+    return "x".join(str(d) for d in shape)
+
+
+def run(args):
+    import cnnzoo
+
+    if args._run == "list":
+        names = cnnzoo.list_models(args.pattern)
+        infos = [cnnzoo.model_info(n) for n in names]
+        if args.json:
+            print(json.dumps(infos, indent=2))
+            return 0
+        rows = [("name", "family", "parameters", "default input", "paper")]
+        for info in infos:
+            rows.append((info["name"], info["family"], f"{info['params']:,}",
+                         _format_shape(info["default_input_shape"]),
+                         info["paper"].split(",")[0]))
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        for row in rows:
+            print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[4])
+        print(f"\n{len(names)} models. `cnnzoo info NAME` for details.")
+        return 0
+    if args._run == "info":
+        info = cnnzoo.model_info(args.name)
+        for key, value in info.items():
+            if isinstance(value, (dict, tuple, list)):
+                value = json.dumps(value)
+            print(f"{key:>20}: {value}")
+        return 0
+    model = cnnzoo.create_model(args.name, **model_kwargs(args))
+    model.summary()
+    return 0

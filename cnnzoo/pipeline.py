@@ -1,0 +1,53 @@
+"""A zoo model wrapped to take raw images: resize and rescale inside the model.
+
+Training, tuning and export all build through `build_classifier`, so an
+exported model takes raw pixels (0-255) and the preprocessing travels with it.
+"""
+
+from cnnzoo import _validation as v
+from cnnzoo._lazy import keras
+
+
+def build_classifier(model_name, raw_input_shape, num_classes, *, input_size=None,
+                     scale=1.0 / 255.0, **zoo_kwargs):
+    """Builds `images (raw) -> [Resizing] -> Rescaling -> zoo model -> probabilities`.
+
+    Args:
+        model_name: a name from `cnnzoo.list_models()`.
+        raw_input_shape: `(height, width, channels)` of the raw images.
+        num_classes: number of classes.
+        input_size: `(height, width)` (or one int) the zoo model sees; the
+            raw images are resized to it inside the model. Defaults to the raw
+            size, raised to the model's minimum where it is smaller.
+        scale: the factor that maps raw pixels to [0, 1].
+        **zoo_kwargs: passed to `cnnzoo.create_model`.
+
+    Returns:
+        An uncompiled `keras.Model` named after the zoo model, whose input
+        is called `images` and whose output is called `probabilities`.
+    """
+    import cnnzoo
+
+    raw = v.check_input_shape("raw_input_shape", raw_input_shape)
+    info = cnnzoo.model_info(model_name)
+    if input_size is None:
+        size = (max(raw[0], info["min_input_size"]), max(raw[1], info["min_input_size"]))
+    elif isinstance(input_size, (list, tuple)):
+        size = tuple(v.check_int("input_size", s, low=1) for s in input_size)
+        if len(size) != 2:
+            v.fail("Expected `input_size` as one int or (height, width).", "input_size",
+                   input_size)
+    else:
+        n = v.check_int("input_size", input_size, low=1)
+        size = (n, n)
+    body = cnnzoo.create_model(model_name, input_shape=size + (raw[2],),
+                               num_classes=num_classes, **zoo_kwargs)
+    inputs = keras.Input(shape=raw, name="images")
+    x = inputs
+    if size != raw[:2]:
+        x = keras.layers.Resizing(size[0], size[1], name="resize")(x)
+    x = keras.layers.Rescaling(scale, name="rescale")(x)
+    x = body(x)
+    # An identity layer named `probabilities`, so serving signatures get a stable name.
+    outputs = keras.layers.Activation("linear", name="probabilities", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name=f"{model_name}_classifier")
