@@ -1,0 +1,46 @@
+import math
+
+import pytest
+
+from cnnzoo import _validation as v
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.0, 1.5, math.nan, True, "0.5", None, [0.1]])
+def test_check_rate_rejects(value):
+    with pytest.raises(ValueError, match=r"Received: rate="):
+        v.check_rate("rate", value)
+
+
+@pytest.mark.parametrize("value", [0, 0.0, 0.5, 0.999])
+def test_check_rate_accepts(value):
+    assert v.check_rate("rate", value) == float(value)
+
+
+def test_check_int():
+    assert v.check_int("n", 3, low=1) == 3
+    for bad in (0, 2.0, True, "3"):
+        with pytest.raises(ValueError, match=r"Received: n="):
+            v.check_int("n", bad, low=1)
+
+
+def test_check_choice_suggests_close_matches():
+    with pytest.raises(ValueError, match=r"Did you mean 'spatial'\?.*Received: kind='spatail'"):
+        v.check_choice("kind", "spatail", ["standard", "spatial"])
+
+
+def test_check_input_shape_names_minimum():
+    assert v.check_input_shape("input_shape", [32, 32, 3], min_size=32) == (32, 32, 3)
+    with pytest.raises(ValueError, match=r"at least 32x32 for `vgg16`.*Received: input_shape"):
+        v.check_input_shape("input_shape", (31, 32, 3), min_size=32, model="vgg16")
+    for bad in ((32, 32), "32,32,3", (32, 32, 0), (32.0, 32, 3), (True, 32, 3)):
+        with pytest.raises(ValueError, match="Received: input_shape="):
+            v.check_input_shape("input_shape", bad)
+
+
+def test_check_per_stage():
+    assert v.check_per_stage("r", 0.1, 3) == [0.1, 0.1, 0.1]
+    assert v.check_per_stage("r", (0.1, 0.2), 2) == [0.1, 0.2]
+    with pytest.raises(ValueError, match=r"list of 3 values.*Received: r=\[0.1, 0.2\]"):
+        v.check_per_stage("r", [0.1, 0.2], 3)
+    with pytest.raises(ValueError, match=r"Received: r\[1\]=2.0"):
+        v.check_per_stage("r", [0.1, 2.0], 2)
