@@ -90,7 +90,8 @@ class _Entry:
 def register_model(*, family, paper, default_input_shape, min_input_size,
                    stages, params, reference, default_num_classes=1000,
                    dropout_rate=0.0, block_dropout_rate=0.0, dropout_placement="",
-                   trainable_params=None, extra_kwargs=None, description=""):
+                   trainable_params=None, extra_kwargs=None, description="",
+                   default_activation="relu"):
     """Registers a model factory under its function name.
 
     Args:
@@ -113,6 +114,9 @@ def register_model(*, family, paper, default_input_shape, min_input_size,
             buffers, not parameters).
         extra_kwargs: family-specific keyword arguments and their defaults.
         description: one line for `cnnzoo list`.
+        default_activation: the hidden activation when the user passes
+            none: `"relu"` for every model except where the paper uses
+            another (`"relu6"` for MobileNetV2).
     """
 
     def decorator(fn):
@@ -129,6 +133,7 @@ def register_model(*, family, paper, default_input_shape, min_input_size,
             "min_input_size": int(min_input_size),
             "default_num_classes": int(default_num_classes),
             "stages": int(stages),
+            "default_activation": default_activation,
             "dropout": {
                 "placement": dropout_placement,
                 "dropout_rate": float(dropout_rate),
@@ -187,9 +192,10 @@ def model_info(name):
     """Returns the metadata of a registered model as a dict (a copy).
 
     Keys: `name`, `family`, `paper`, `description`, `default_input_shape`,
-    `min_input_size`, `default_num_classes`, `stages`, `dropout` (the paper's
-    placement and rates), `params` and `trainable_params` at the canonical
-    configuration, `reference`, `supported_kwargs`.
+    `min_input_size`, `default_num_classes`, `stages`, `default_activation`,
+    `dropout` (the paper's placement and rates), `params` and
+    `trainable_params` at the canonical configuration, `reference`,
+    `supported_kwargs`.
     """
     return copy.deepcopy(_check_name(name).info)
 
@@ -214,7 +220,7 @@ def resolve_config(name, **kwargs):
     from cnnzoo.layers import factory  # light: no Keras import
 
     factory.check_activation("classifier_activation", classifier_activation, allow_none=True)
-    activation = kwargs.get("activation", "relu")
+    activation = kwargs.get("activation", info["default_activation"])
     factory.check_activation("activation", activation)
     dropout_rate = v.check_rate("dropout_rate",
                                 kwargs.get("dropout_rate", info["dropout"]["dropout_rate"]))
@@ -306,3 +312,17 @@ def min_input_size(ops, limit=4096):
         if survives(n):
             return n
     raise ValueError(f"No input up to {limit} survives the ops. Received: ops={ops!r}")
+
+
+def total_stride(ops):
+    """The product of the strides of a chain of `(kernel, stride, padding)` ops.
+
+    Padded layers accept any input down to 1x1 (every map is then mostly
+    padding), so for padded architectures the meaningful minimum is
+    `max(min_input_size(ops), total_stride(ops))`: the smallest input whose
+    last feature map still holds one whole pixel of image.
+    """
+    out = 1
+    for _, stride, _ in ops:
+        out *= stride
+    return out
