@@ -1,0 +1,487 @@
+"""Datasets: the bundled digits, synthetic shapes, `.npz` arrays, image folders.
+
+`load_dataset(name_or_path)` returns a `Dataset` with seeded, stratified
+train / validation / test splits and class names. Images are raw pixels
+(float32 in [0, 255], channels last); models built by
+`cnnzoo.pipeline.build_classifier` rescale inside the model, so the same
+pixels go to training, export and prediction. Nothing is downloaded.
+
+Sources:
+
+- `"digits"`: scikit-learn's bundled 1,797 handwritten 8x8 digits (the
+  default). Their 0-16 grey levels are scaled to 0-255.
+- `"shapes"`: circles, squares and triangles drawn with numpy at any size and
+  count, seeded. Class names `circle`, `square`, `triangle`.
+- a `.npz` file holding `x` (`N,H,W` or `N,H,W,C`; uint8, or float in
+  [0, 255] or [0, 1]: floats whose maximum is at most 1 are scaled to 0-255),
+  `y` (`N` integer labels 0..K-1) and optionally `class_names` (K strings).
+- a folder with one sub-folder per class (sorted sub-folder names are the
+  class names), read with Pillow. Files whose extension is not an image
+  extension are ignored; hidden files and folders too. Images of different
+  sizes need `image_size`. Channels: with `color_mode=None` every image must
+  have the same channel count (grey `L` -> 1, `LA` -> 2, `RGB`/palette -> 3,
+  `RGBA` -> 4); mixed counts are an error that names the file, and
+  `color_mode="grayscale"` or `"rgb"` converts every image instead.
+
+Every problem (a missing path, a corrupt or truncated file, `x` and `y` of
+different lengths, labels out of range, an empty folder, ...) raises a
+`ValueError` that names the file and the problem.
+"""
+
+import dataclasses
+import difflib
+import os
+import zipfile
+import zlib
+
+import numpy as np
+
+from cnnzoo import _validation as v
+
+NAMES = ("digits", "shapes")
+SHAPE_CLASSES = ("circle", "square", "triangle")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp",
+                    ".ppm", ".pgm", ".pbm")
+COLOR_MODES = (None, "grayscale", "rgb")
+# Defaults of the synthetic dataset.
+SHAPES_SIZE = 32
+SHAPES_SAMPLES = 600
+
+
+@dataclasses.dataclass
+class Dataset:
+    """Train, validation and test splits of one image dataset.
+
+    Attributes:
+        x_train, x_val, x_test: raw pixels, float32 in [0, 255], shape
+            `(N, height, width, channels)`.
+        y_train, y_val, y_test: int32 labels in `0..num_classes-1`.
+        class_names: one name per class, in label order.
+        name: the dataset's short name (`"digits"`, `"shapes"`, or the file
+            or folder name).
+        source: where it came from, in words (a path for files and folders).
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: list
+    name: str
+    source: str
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+    @property
+    def input_shape(self):
+        """`(height, width, channels)` of every image."""
+        return tuple(int(d) for d in self.x_train.shape[1:])
+
+    def describe(self):
+        """A JSON-ready summary (no arrays), for run records and model cards."""
+        return {
+            "name": self.name,
+            "source": self.source,
+            "input_shape": list(self.input_shape),
+            "num_classes": self.num_classes,
+            "class_names": list(self.class_names),
+            "num_train": int(len(self.y_train)),
+            "num_val": int(len(self.y_val)),
+            "num_test": int(len(self.y_test)),
+        }
+
+
+def load_dataset(name_or_path="digits", *, image_size=None, num_samples=None,
+                 validation_split=0.15, test_split=0.15, seed=0, color_mode=None):
+    """Loads a dataset by name or path into stratified, seeded splits.
+
+    Args:
+        name_or_path: `"digits"` (default), `"shapes"`, a `.npz` file or a
+            folder with one sub-folder of images per class.
+        image_size: one int or `(height, width)`: every image is resized to
+            it (bilinear). For `"shapes"`, the size they are drawn at
+            (defaults to 32). Defaults to the images' own size.
+        num_samples: use this many examples (a stratified, seeded subset;
+            for `"shapes"`, how many to draw, defaults to 600). Defaults to
+            all of them.
+        validation_split: fraction of the examples held out for validation.
+            Defaults to 0.15.
+        test_split: fraction held out for the final test. Defaults to 0.15.
+        seed: seeds the subset, the splits and the drawing of `"shapes"`.
+        color_mode: `None` (keep each image's channels; mixed counts are an
+            error), `"grayscale"` or `"rgb"` (convert every image). Image
+            folders only.
+
+    Returns:
+        A `Dataset`.
+
+    Example:
+
+    >>> ds = load_dataset("digits", seed=0)
+    >>> ds.input_shape, ds.num_classes
+    ((8, 8, 1), 10)
+    """
+    size = _check_image_size(image_size)
+    if num_samples is not None:
+        num_samples = v.check_int("num_samples", num_samples, low=1)
+    validation_split = v.check_number("validation_split", validation_split, low=0.0, high=1.0,
+                                      high_inclusive=False)
+    test_split = v.check_number("test_split", test_split, low=0.0, high=1.0,
+                                high_inclusive=False)
+    if validation_split + test_split >= 1.0:
+        v.fail("Expected `validation_split + test_split` below 1, so that some examples are "
+               "left to train on.", "validation_split + test_split",
+               validation_split + test_split)
+    seed = v.check_int("seed", seed, low=0)
+    v.check_choice("color_mode", color_mode, COLOR_MODES)
+
+    if isinstance(name_or_path, str) and name_or_path in NAMES:
+        name = name_or_path
+        if name == "digits":
+            x, y, class_names = _digits()
+            source = "scikit-learn's bundled handwritten digits (sklearn.datasets.load_digits)"
+        else:
+            n = SHAPES_SAMPLES if num_samples is None else num_samples
+            x, y = make_shapes(n, image_size=size or SHAPES_SIZE, seed=seed)
+            class_names = list(SHAPE_CLASSES)
+            size = None  # drawn at that size already
+            source = "synthetic circles, squares and triangles drawn with numpy"
+    else:
+        path = _check_path(name_or_path)
+        name = os.path.basename(path.rstrip(os.sep)) or path
+        if os.path.isdir(path):
+            x, y, class_names = _read_folder(path, size, color_mode)
+            size = None  # resized while reading
+        else:
+            x, y, class_names = _read_npz(path)
+        source = path
+    if size is not None and tuple(x.shape[1:3]) != size:
+        x = resize_images(x, size)
+
+    rng = np.random.default_rng(seed)
+    if num_samples is not None and name_or_path != "shapes":
+        if num_samples > len(y):
+            v.fail(f"Expected `num_samples` at most the {len(y)} examples of {name}.",
+                   "num_samples", num_samples)
+        keep, _ = _stratified_split(y, len(y) - num_samples, rng)
+        x, y = x[keep], y[keep]
+    train, rest = _stratified_split(y, _count(len(y), validation_split + test_split), rng)
+    n_test = _count(len(y), test_split) if test_split else 0
+    n_test = min(n_test, len(rest))
+    val_pos, test_pos = _stratified_split(y[rest], n_test, rng)
+    val, test = rest[val_pos], rest[test_pos]
+    if len(train) == 0:
+        v.fail(f"Expected enough examples to train on after the validation and test splits; "
+               f"{name} has {len(y)}.", "num_samples", len(y))
+    return Dataset(
+        x_train=x[train], y_train=y[train],
+        x_val=x[val], y_val=y[val],
+        x_test=x[test], y_test=y[test],
+        class_names=list(class_names), name=name, source=source,
+    )
+
+
+# -- sources ---------------------------------------------------------------
+
+
+def _digits():
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    # 0-16 grey levels -> raw 0-255 pixels, like any other image.
+    x = (bunch.images.astype(np.float32) * (255.0 / 16.0))[..., None]
+    y = bunch.target.astype(np.int32)
+    return x, y, [str(t) for t in bunch.target_names]
+
+
+def make_shapes(num_samples=SHAPES_SAMPLES, *, image_size=SHAPES_SIZE, seed=0):
+    """Draws grey circles, squares and triangles on noisy backgrounds.
+
+    Each image holds one shape of random size, position, rotation and
+    brightness, on a darker background with Gaussian noise. Classes are
+    balanced (labels cycle 0, 1, 2 before the seeded shuffle).
+
+    Args:
+        num_samples: number of images.
+        image_size: one int or `(height, width)`; at least 8.
+        seed: seeds everything.
+
+    Returns:
+        `(x, y)`: float32 images `(N, H, W, 1)` in [0, 255] and int32 labels
+        (0 circle, 1 square, 2 triangle).
+    """
+    num_samples = v.check_int("num_samples", num_samples, low=1)
+    h, w = _check_image_size(image_size)
+    if min(h, w) < 8:
+        v.fail("Expected `image_size` of at least 8 for the shapes dataset.", "image_size",
+               image_size)
+    rng = np.random.default_rng([seed, 7])
+    y = rng.permutation(np.arange(num_samples) % len(SHAPE_CLASSES)).astype(np.int32)
+    rows, cols = np.mgrid[0:h, 0:w].astype(np.float32) + 0.5
+    x = np.empty((num_samples, h, w, 1), np.float32)
+    side = min(h, w)
+    for i, label in enumerate(y):
+        radius = rng.uniform(0.2, 0.4) * side
+        cy = rng.uniform(radius, h - radius)
+        cx = rng.uniform(radius, w - radius)
+        if label == 0:
+            mask = (rows - cy) ** 2 + (cols - cx) ** 2 <= radius ** 2
+        else:
+            mask = _regular_polygon(rows, cols, cy, cx, radius, 4 if label == 1 else 3,
+                                    rng.uniform(0, 2 * np.pi))
+        background = rng.uniform(0, 80)
+        foreground = rng.uniform(150, 255)
+        image = np.where(mask, foreground, background) + rng.normal(0, 12, (h, w))
+        x[i, ..., 0] = np.clip(image, 0, 255)
+    return x, y
+
+
+def _regular_polygon(rows, cols, cy, cx, radius, sides, angle):
+    # Inside a convex polygon = on the inner side of every edge.
+    t = angle + 2 * np.pi * np.arange(sides) / sides
+    py, px = cy + radius * np.sin(t), cx + radius * np.cos(t)
+    inside = np.ones(rows.shape, bool)
+    for k in range(sides):
+        y0, x0, y1, x1 = py[k], px[k], py[(k + 1) % sides], px[(k + 1) % sides]
+        cross = (x1 - x0) * (rows - y0) - (y1 - y0) * (cols - x0)
+        inside &= cross >= 0
+    return inside
+
+
+def _check_path(name_or_path):
+    if isinstance(name_or_path, os.PathLike):
+        name_or_path = os.fspath(name_or_path)
+    if not isinstance(name_or_path, str) or not name_or_path:
+        v.fail(f"Expected a dataset name (one of {list(NAMES)}), a .npz file or a folder of "
+               f"images.", "name_or_path", name_or_path)
+    path = os.path.abspath(os.path.expanduser(name_or_path))
+    if os.path.exists(path):
+        if os.path.isdir(path) or path.lower().endswith(".npz"):
+            return path
+        v.fail(f"Expected a .npz file or a folder with one sub-folder of images per class; "
+               f"{path} is neither.", "name_or_path", name_or_path)
+    looks_like_path = os.sep in name_or_path or "." in name_or_path
+    if looks_like_path:
+        v.fail(f"The dataset path does not exist: {path}.", "name_or_path", name_or_path)
+    close = difflib.get_close_matches(name_or_path, NAMES, n=2)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    v.fail(f"Unknown dataset: expected one of {list(NAMES)}, a .npz file or a folder of "
+           f"images.{hint}", "name_or_path", name_or_path)
+
+
+def _read_npz(path):
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            keys = list(arrays.files)
+            # Read everything now: a corrupt member fails here, inside the try.
+            loaded = {k: arrays[k] for k in ("x", "y", "class_names") if k in keys}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as error:
+        detail = " ".join(str(error).split()) or type(error).__name__
+        v.fail(f"Could not read {path}: not a valid .npz file (corrupt or truncated?): "
+               f"{detail}.", "path", path)
+    if "x" not in loaded or "y" not in loaded:
+        v.fail(f"Expected {path} to hold arrays `x` and `y` (and optionally `class_names`); "
+               f"it holds {keys}.", "path", path)
+    x, y, class_names = loaded["x"], loaded["y"], loaded.get("class_names")
+
+    if x.dtype.kind not in "uif" or x.ndim not in (3, 4):
+        v.fail(f"Expected `x` in {path} to be numeric pixels of shape (N, H, W) or "
+               f"(N, H, W, C).", "x.shape", f"{x.shape} {x.dtype}")
+    if x.ndim == 3:
+        x = x[..., None]
+    if min(x.shape) < 1:
+        v.fail(f"Expected `x` in {path} to hold at least one non-empty image.", "x.shape",
+               x.shape)
+    stored_float = x.dtype.kind == "f"
+    x = x.astype(np.float32)
+    if not np.all(np.isfinite(x)):
+        v.fail(f"Expected finite pixels in `x` of {path}; it holds NaN or inf.", "path", path)
+    low, high = float(x.min()), float(x.max())
+    if low < 0 or high > 255:
+        v.fail(f"Expected raw pixels in [0, 255] (or [0, 1]) in `x` of {path}; they span "
+               f"[{low:g}, {high:g}].", "path", path)
+    if stored_float and high <= 1.0:
+        x = x * 255.0  # pixels stored in [0, 1]
+
+    if y.ndim != 1 or y.dtype.kind not in "uif":
+        v.fail(f"Expected `y` in {path} to be a 1-D array of integer labels.", "y.shape",
+               f"{y.shape} {y.dtype}")
+    if len(y) != len(x):
+        v.fail(f"Expected `x` and `y` in {path} to have the same length; x has {len(x)} "
+               f"images and y {len(y)} labels.", "len(y)", len(y))
+    if y.dtype.kind == "f" and not np.all(np.isfinite(y) & (y == np.round(y))):
+        v.fail(f"Expected whole-number labels in `y` of {path}.", "path", path)
+    y = y.astype(np.int64)
+    if class_names is not None:
+        class_names = [str(c) for c in np.asarray(class_names).reshape(-1)]
+        if len(set(class_names)) != len(class_names) or not class_names:
+            v.fail(f"Expected distinct `class_names` in {path}.", "class_names", class_names)
+        num_classes = len(class_names)
+    else:
+        num_classes = int(y.max()) + 1 if len(y) else 0
+        class_names = [str(i) for i in range(num_classes)]
+    bad = (y < 0) | (y >= num_classes)
+    if bad.any():
+        i = int(np.argmax(bad))
+        v.fail(f"Expected labels in [0, {num_classes - 1}] in `y` of {path} "
+               f"({num_classes} classes); label {int(y[i])} at index {i} is outside.",
+               "y", int(y[i]))
+    return x, y.astype(np.int32), class_names
+
+
+def read_image(path, *, image_size=None, color_mode=None):
+    """Reads one image file into float32 pixels `(H, W, C)` in [0, 255].
+
+    Args:
+        path: an image file Pillow can read.
+        image_size: resize to one int or `(height, width)` (bilinear).
+        color_mode: `None` (keep the file's channels), `"grayscale"` or
+            `"rgb"`.
+
+    Raises:
+        ValueError: the file is missing, corrupt or truncated.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    v.check_choice("color_mode", color_mode, COLOR_MODES)
+    size = _check_image_size(image_size)
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        v.fail(f"The image file does not exist: {path}.", "path", path)
+    try:
+        with Image.open(path) as image:
+            image.load()  # decodes now, so a truncated file fails here
+            image, scale = _convert(image, color_mode)
+            if size is not None and image.size != (size[1], size[0]):
+                image = image.resize((size[1], size[0]), Image.BILINEAR)
+            pixels = np.asarray(image, dtype=np.float32) * np.float32(scale)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
+            Image.DecompressionBombError) as error:
+        detail = " ".join(str(error).split()) or type(error).__name__
+        v.fail(f"Could not read the image {path} (corrupt or truncated?): {detail}.",
+               "path", path)
+    if pixels.ndim == 2:
+        pixels = pixels[..., None]
+    return pixels
+
+
+def _convert(image, color_mode):
+    """Returns `(image, scale)`: a mode numpy reads as pixels, and the factor to 0-255."""
+    if color_mode == "grayscale":
+        return image.convert("L"), 1.0
+    if color_mode == "rgb":
+        return image.convert("RGB"), 1.0
+    if image.mode in ("L", "LA", "RGB", "RGBA", "F"):
+        return image, 1.0
+    if image.mode == "1":
+        return image.convert("L"), 1.0
+    if image.mode == "I" or image.mode.startswith("I;16"):
+        return image.convert("F"), 1.0 / 257.0  # 16-bit grey: 0-65535 -> 0-255
+    if image.mode == "PA" or "transparency" in image.info:
+        return image.convert("RGBA"), 1.0
+    return image.convert("RGB"), 1.0  # palette, CMYK, YCbCr, ...
+
+
+def list_images(folder):
+    """Image files directly inside `folder`, sorted; hidden files skipped."""
+    return sorted(
+        os.path.join(folder, f) for f in os.listdir(folder)
+        if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)
+        and os.path.isfile(os.path.join(folder, f))
+    )
+
+
+def _read_folder(path, size, color_mode):
+    classes = sorted(d for d in os.listdir(path)
+                     if not d.startswith(".") and os.path.isdir(os.path.join(path, d)))
+    if not classes:
+        loose = list_images(path)
+        what = (f"it holds {len(loose)} images but no class sub-folders" if loose
+                else "it is empty")
+        v.fail(f"Expected the folder {path} to hold one sub-folder of images per class; "
+               f"{what}.", "path", path)
+    images, labels, first = [], [], {}
+    for label, cls in enumerate(classes):
+        files = list_images(os.path.join(path, cls))
+        if not files:
+            v.fail(f"Expected image files ({', '.join(IMAGE_EXTENSIONS)}) in every class "
+                   f"folder; {os.path.join(path, cls)} has none.", "path",
+                   os.path.join(path, cls))
+        for file in files:
+            pixels = read_image(file, image_size=size, color_mode=color_mode)
+            if not first:
+                first = {"file": file, "shape": pixels.shape}
+            elif pixels.shape[2] != first["shape"][2]:
+                v.fail(f"Expected every image to have {first['shape'][2]} channel(s) like "
+                       f"{first['file']}; {file} has {pixels.shape[2]}. Pass "
+                       f"color_mode='grayscale' or 'rgb' to convert them all.", "path", file)
+            elif pixels.shape[:2] != first["shape"][:2]:
+                v.fail(f"Expected every image to be {first['shape'][0]}x{first['shape'][1]} "
+                       f"like {first['file']}; {file} is {pixels.shape[0]}x{pixels.shape[1]}. "
+                       f"Pass image_size (--input-size) to resize them all.", "path", file)
+            images.append(pixels)
+            labels.append(label)
+    return np.stack(images), np.asarray(labels, np.int32), classes
+
+
+# -- helpers -----------------------------------------------------------------
+
+
+def _check_image_size(image_size):
+    if image_size is None:
+        return None
+    if isinstance(image_size, (list, tuple)):
+        if len(image_size) != 2:
+            v.fail("Expected `image_size` as one int or (height, width).", "image_size",
+                   image_size)
+        return tuple(v.check_int("image_size", s, low=1) for s in image_size)
+    n = v.check_int("image_size", image_size, low=1)
+    return (n, n)
+
+
+def resize_images(x, size):
+    """Resizes a batch `(N, H, W, C)` of float pixels to `size` (bilinear)."""
+    from PIL import Image
+
+    h, w = size
+    out = np.empty((x.shape[0], h, w, x.shape[3]), np.float32)
+    for i in range(x.shape[0]):
+        for c in range(x.shape[3]):
+            channel = Image.fromarray(np.ascontiguousarray(x[i, :, :, c], np.float32), mode="F")
+            out[i, :, :, c] = np.asarray(channel.resize((w, h), Image.BILINEAR))
+    return np.clip(out, 0.0, 255.0)
+
+
+def _count(n, fraction):
+    # At least one example for a split that was asked for.
+    if fraction <= 0:
+        return 0
+    return max(1, int(round(n * fraction)))
+
+
+def _stratified_split(y, n_out, rng):
+    """Splits indices into `(kept, taken)`, taking `n_out` stratified by class.
+
+    Each class gives its share of `n_out` (largest remainders round), and
+    keeps at least one example where it can. Both parts come out shuffled.
+    """
+    n = len(y)
+    n_out = min(max(int(n_out), 0), n)
+    classes, counts = np.unique(y, return_counts=True)
+    ideal = counts * (n_out / n) if n else counts * 0.0
+    take = np.floor(ideal).astype(int)
+    order = np.argsort(-(ideal - take), kind="stable")
+    for k in order[: n_out - int(take.sum())]:
+        take[k] += 1
+    kept, taken = [], []
+    for cls, k in zip(classes, take):
+        idx = rng.permutation(np.flatnonzero(y == cls))
+        taken.append(idx[:k])
+        kept.append(idx[k:])
+    kept = np.concatenate(kept) if kept else np.zeros(0, int)
+    taken = np.concatenate(taken) if taken else np.zeros(0, int)
+    return rng.permutation(kept), rng.permutation(taken)

@@ -1,0 +1,211 @@
+"""cnnzoo.data: the bundled digits, shapes, .npz files, image folders, bad input."""
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnnzoo import data
+
+
+def _check_splits(ds, n_total, num_classes):
+    parts = [(ds.x_train, ds.y_train), (ds.x_val, ds.y_val), (ds.x_test, ds.y_test)]
+    assert sum(len(y) for _, y in parts) == n_total
+    for x, y in parts:
+        assert x.dtype == np.float32 and y.dtype == np.int32
+        assert x.ndim == 4 and x.shape[0] == len(y)
+        assert x.min() >= 0.0 and x.max() <= 255.0
+        assert y.min() >= 0 and y.max() < num_classes
+    assert ds.num_classes == num_classes == len(ds.class_names)
+
+
+def test_digits_default():
+    ds = data.load_dataset()
+    _check_splits(ds, 1797, 10)
+    assert ds.input_shape == (8, 8, 1)
+    assert ds.class_names == [str(i) for i in range(10)]
+    assert ds.x_train.max() == 255.0  # 16 grey levels scaled to 0-255
+    # 15% / 15% of 1,797, stratified: each class holds its share in every split.
+    assert len(ds.y_val) == 270 - 1 or len(ds.y_val) == 270
+    for y in (ds.y_val, ds.y_test):
+        counts = np.bincount(y, minlength=10)
+        assert counts.max() - counts.min() <= 2
+    # Splits are disjoint: no image appears in two of them.
+    flat = [x.reshape(len(x), -1) for x in (ds.x_train, ds.x_val, ds.x_test)]
+    rows = np.concatenate(flat)
+    assert len(np.unique(rows, axis=0)) >= len(rows) - 20  # digits has a few true duplicates
+
+
+def test_seeded_and_different_seeds_differ():
+    a = data.load_dataset("digits", num_samples=200, seed=3)
+    b = data.load_dataset("digits", num_samples=200, seed=3)
+    c = data.load_dataset("digits", num_samples=200, seed=4)
+    np.testing.assert_array_equal(a.x_train, b.x_train)
+    np.testing.assert_array_equal(a.y_test, b.y_test)
+    assert not np.array_equal(a.y_train, c.y_train)
+    _check_splits(a, 200, 10)
+    assert np.bincount(a.y_train, minlength=10).min() >= 13  # a stratified subset
+
+
+def test_digits_resized():
+    ds = data.load_dataset("digits", image_size=(12, 10), num_samples=50)
+    assert ds.input_shape == (12, 10, 1)
+    _check_splits(ds, 50, 10)
+
+
+def test_shapes():
+    ds = data.load_dataset("shapes", image_size=16, num_samples=60, seed=1)
+    assert ds.input_shape == (16, 16, 1)
+    assert ds.class_names == ["circle", "square", "triangle"]
+    _check_splits(ds, 60, 3)
+    x, y = data.make_shapes(30, image_size=20, seed=1)
+    x2, y2 = data.make_shapes(30, image_size=20, seed=1)
+    np.testing.assert_array_equal(x, x2)
+    assert np.bincount(y).tolist() == [10, 10, 10]
+    # The three shapes differ in area (circle > square > triangle at the same radius),
+    # so the classes are told apart by real pixels, not by noise.
+    bright = [(x[y == k] > 120).mean() for k in range(3)]
+    assert bright[0] > bright[1] > bright[2]
+
+
+@pytest.mark.parametrize("dtype,scale", [(np.uint8, 1), (np.float32, 1 / 255.0)])
+def test_npz(tmp_path, dtype, scale):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (40, 6, 5)).astype(np.float32)
+    y = np.arange(40) % 4
+    path = tmp_path / "toy.npz"
+    np.savez(path, x=(x * scale).astype(dtype), y=y, class_names=np.array(list("abcd")))
+    ds = data.load_dataset(str(path), validation_split=0.25, test_split=0.25)
+    assert ds.input_shape == (6, 5, 1) and ds.class_names == list("abcd")
+    assert ds.name == "toy.npz" and ds.source == str(path)
+    _check_splits(ds, 40, 4)
+    # Pixels stored in [0, 1] come back as 0-255.
+    got = np.sort(np.concatenate([ds.x_train, ds.x_val, ds.x_test]).ravel())
+    np.testing.assert_allclose(got, np.sort(x.ravel()), atol=1e-3)
+
+
+def test_npz_without_class_names_nhwc(tmp_path):
+    path = tmp_path / "rgb.npz"
+    np.savez(path, x=np.full((12, 4, 4, 3), 7, np.uint8), y=np.arange(12) % 3)
+    ds = data.load_dataset(path, validation_split=0.25, test_split=0.25)
+    assert ds.input_shape == (4, 4, 3) and ds.class_names == ["0", "1", "2"]
+
+
+def _png(path, size=(8, 8), mode="L", value=100):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    Image.new(mode, size, value if mode == "L" else (value,) * len(mode)).save(path)
+
+
+def _folder(root, n=4, **kwargs):
+    for cls in ("cat", "dog"):
+        for i in range(n):
+            _png(os.path.join(root, cls, f"{i}.png"), value=50 + 100 * (cls == "dog"), **kwargs)
+    return root
+
+
+def test_folder(tmp_path):
+    root = _folder(str(tmp_path / "pets"))
+    (tmp_path / "pets" / "cat" / "notes.txt").write_text("not an image")  # ignored
+    ds = data.load_dataset(root, validation_split=0.25, test_split=0.25)
+    assert ds.class_names == ["cat", "dog"] and ds.input_shape == (8, 8, 1)
+    _check_splits(ds, 8, 2)
+    for x, y in ((ds.x_train, ds.y_train), (ds.x_test, ds.y_test)):
+        np.testing.assert_array_equal(x[:, 0, 0, 0], np.where(y == 1, 150.0, 50.0))
+
+
+def test_folder_mixed_sizes_need_image_size(tmp_path):
+    root = _folder(str(tmp_path / "pets"))
+    odd = os.path.join(root, "dog", "big.png")
+    _png(odd, size=(10, 12))
+    with pytest.raises(ValueError, match=r"big\.png is 12x10.*image_size"):
+        data.load_dataset(root)
+    ds = data.load_dataset(root, image_size=9, validation_split=0.2, test_split=0.2)
+    assert ds.input_shape == (9, 9, 1)
+
+
+def test_folder_mixed_channels(tmp_path):
+    root = _folder(str(tmp_path / "pets"))
+    _png(os.path.join(root, "cat", "color.png"), mode="RGB")
+    with pytest.raises(ValueError, match=r"color\.png has 3.*color_mode"):
+        data.load_dataset(root)
+    assert data.load_dataset(root, color_mode="rgb").input_shape == (8, 8, 3)
+    assert data.load_dataset(root, color_mode="grayscale").input_shape == (8, 8, 1)
+
+
+def _bad_npz(tmp_path, kind):
+    path = tmp_path / f"{kind}.npz"
+    x = np.zeros((10, 4, 4), np.uint8)
+    y = np.arange(10) % 2
+    if kind == "corrupt":
+        path.write_bytes(b"this is not a zip file at all")
+    elif kind == "truncated":
+        np.savez(path, x=x, y=y)
+        path.write_bytes(path.read_bytes()[:100])
+    elif kind == "length":
+        np.savez(path, x=x, y=y[:7])
+    elif kind == "range":
+        np.savez(path, x=x, y=y, class_names=np.array(["a"]))
+    elif kind == "negative":
+        np.savez(path, x=x, y=y - 1)
+    elif kind == "keys":
+        np.savez(path, images=x, labels=y)
+    elif kind == "shape":
+        np.savez(path, x=np.zeros((10, 16)), y=y)
+    elif kind == "pixels":
+        np.savez(path, x=x.astype(np.float32) - 1.0, y=y)
+    return path
+
+
+@pytest.mark.parametrize("kind,message", [
+    ("corrupt", "not a valid .npz"),
+    ("truncated", "not a valid .npz"),
+    ("length", "same length; x has 10 images and y 7"),
+    ("range", r"labels in \[0, 0\].*label 1 at index 1"),
+    ("negative", r"label -1 at index 0"),
+    ("keys", "hold arrays `x` and `y`"),
+    ("shape", r"\(N, H, W\)"),
+    ("pixels", r"raw pixels in \[0, 255\]"),
+])
+def test_bad_npz(tmp_path, kind, message):
+    path = _bad_npz(tmp_path, kind)
+    with pytest.raises(ValueError, match=message) as info:
+        data.load_dataset(str(path))
+    text = str(info.value)
+    assert str(path) in text and "Received:" in text and "\n" not in text
+
+
+def test_bad_folders_and_names(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="it is empty"):
+        data.load_dataset(str(empty))
+    (empty / "cat").mkdir()
+    with pytest.raises(ValueError, match=r"cat has none"):
+        data.load_dataset(str(empty))
+    root = _folder(str(tmp_path / "pets"))
+    broken = os.path.join(root, "cat", "broken.png")
+    with open(os.path.join(root, "cat", "0.png"), "rb") as f:
+        png = f.read()
+    with open(broken, "wb") as f:
+        f.write(png[: len(png) // 2])
+    with pytest.raises(ValueError, match=r"broken\.png.*corrupt or truncated"):
+        data.load_dataset(root)
+    with pytest.raises(ValueError, match="does not exist"):
+        data.load_dataset(str(tmp_path / "missing.npz"))
+    with pytest.raises(ValueError, match=r"Did you mean 'digits'"):
+        data.load_dataset("digts")
+    text_file = tmp_path / "labels.csv"
+    text_file.write_text("1,2")
+    with pytest.raises(ValueError, match="neither"):
+        data.load_dataset(str(text_file))
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"validation_split": 1.0}, {"test_split": -0.1}, {"validation_split": 0.6, "test_split": 0.5},
+    {"num_samples": 0}, {"num_samples": 5000}, {"image_size": (8,)}, {"seed": -1},
+    {"color_mode": "cmyk"}, {"num_samples": 2.5},
+])
+def test_bad_arguments(kwargs):
+    with pytest.raises(ValueError, match="Received:"):
+        data.load_dataset("digits", **kwargs)
