@@ -61,6 +61,11 @@ class Blocks:
 
     def conv(self, x, filters, kernel_size, name, strides=1, padding="same", use_bias=True,
              groups=1):
+        """A named `Conv2D`; an int `padding` zero-pads both sides first (PyTorch style)."""
+        if isinstance(padding, int) and not isinstance(padding, bool):
+            if padding:
+                x = keras.layers.ZeroPadding2D(padding, name=f"{name}_pad")(x)
+            padding = "valid"
         return keras.layers.Conv2D(
             filters, kernel_size, strides=strides, padding=padding, use_bias=use_bias,
             groups=groups, kernel_initializer=self.kernel_initializer, name=name,
@@ -135,6 +140,16 @@ class Blocks:
 
         return DropPath(rate, name=name)(x)
 
+    @staticmethod
+    def strided_padding(kernel_size, strides):
+        """`"same"`, or PyTorch's symmetric `(k - 1) // 2` padding for a strided conv.
+
+        Keras's `"same"` pads a strided convolution on the bottom and right
+        only; the reference implementations (torchvision, the Wide ResNet
+        authors' code) pad both sides. The output size is the same.
+        """
+        return "same" if strides == 1 else (kernel_size - 1) // 2
+
     def residual_add(self, shortcut, branch, prefix, activation=True):
         """`shortcut + drop_path(branch)`, then the activation."""
         branch = self._drop_path(branch, f"{prefix}_droppath")
@@ -150,7 +165,8 @@ class Blocks:
             shortcut = self.conv(x, filters, 1, f"{prefix}_0_conv", strides=strides,
                                  use_bias=False)
             shortcut = self.bn(shortcut, f"{prefix}_0_bn")
-        y = self.conv_block(x, filters, 3, prefix, 1, strides=strides, batch_norm=True,
+        y = self.conv_block(x, filters, 3, prefix, 1, strides=strides,
+                            padding=self.strided_padding(3, strides), batch_norm=True,
                             dropout_rate=self.stage_rate(stage))
         y = self.conv_block(y, filters, 3, prefix, 2, batch_norm=True, activation=False)
         return self.residual_add(shortcut, y, prefix)
@@ -163,7 +179,8 @@ class Blocks:
             shortcut = self.conv(x, out, 1, f"{prefix}_0_conv", strides=strides, use_bias=False)
             shortcut = self.bn(shortcut, f"{prefix}_0_bn")
         y = self.conv_block(x, filters, 1, prefix, 1, batch_norm=True)
-        y = self.conv_block(y, filters, 3, prefix, 2, strides=strides, batch_norm=True,
+        y = self.conv_block(y, filters, 3, prefix, 2, strides=strides,
+                            padding=self.strided_padding(3, strides), batch_norm=True,
                             dropout_rate=self.stage_rate(stage))
         y = self.conv_block(y, out, 1, prefix, 3, batch_norm=True, activation=False)
         return self.residual_add(shortcut, y, prefix)
@@ -181,7 +198,8 @@ class Blocks:
                                  use_bias=False)
         else:
             shortcut = x
-        y = self.conv(pre, filters, 3, f"{prefix}_conv1", strides=strides, use_bias=False)
+        y = self.conv(pre, filters, 3, f"{prefix}_conv1", strides=strides,
+                      padding=self.strided_padding(3, strides), use_bias=False)
         y = self.bn(y, f"{prefix}_bn2")
         y = self.act(y, f"{prefix}_act2")
         y = self.drop(y, self.stage_rate(stage), f"{prefix}_drop")
@@ -195,7 +213,12 @@ class Blocks:
         if expansion != 1:
             y = self.conv_block(y, in_channels * expansion, 1, prefix, "_expand",
                                 batch_norm=True)
-        y = keras.layers.DepthwiseConv2D(3, strides=strides, padding="same", use_bias=False,
+        padding = self.strided_padding(3, strides)
+        if padding != "same":
+            y = keras.layers.ZeroPadding2D(padding, name=f"{prefix}_dwpad")(y)
+            padding = "valid"
+        y = keras.layers.DepthwiseConv2D(3, strides=strides, padding=padding, use_bias=False,
+                                         depthwise_initializer=self.kernel_initializer,
                                          name=f"{prefix}_dwconv")(y)
         y = self.bn(y, f"{prefix}_dwbn")
         y = self.act(y, f"{prefix}_dwact")

@@ -87,5 +87,5 @@ _register("vgg13_bn", True, 133_059_624, 133_053_736,
           "torchvision.models.vgg13_bn: 133,053,736 trainable")
 _register("vgg16_bn", True, 138_374_440, 138_365_992,
           "torchvision.models.vgg16_bn: 138,365,992 trainable")
-_register("vgg19_bn", True, 143_688_744, 143_678_248,
+_register("vgg19_bn", True, 143_689_256, 143_678_248,
           "torchvision.models.vgg19_bn: 143,678,248 trainable")

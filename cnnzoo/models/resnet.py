@@ -1,0 +1,87 @@
+"""ResNet-18/34 (basic blocks) and ResNet-50/101 (bottleneck blocks, v1.5).
+
+Reference:
+    - [Deep Residual Learning for Image Recognition](https://arxiv.org/abs/1512.03385)
+      (He et al., CVPR 2016)
+"""
+
+from cnnzoo._lazy import keras
+from cnnzoo.blocks import Blocks
+from cnnzoo.models._registry import min_input_size, register_model, total_stride
+
+# Architectures as data: block kind and blocks per stage (the paper's Table 1).
+CFGS = {
+    "resnet18": ("basic", [2, 2, 2, 2]),
+    "resnet34": ("basic", [3, 4, 6, 3]),
+    "resnet50": ("bottleneck", [3, 4, 6, 3]),
+    "resnet101": ("bottleneck", [3, 4, 23, 3]),
+}
+STAGE_FILTERS = (64, 128, 256, 512)
+STAGE_STRIDES = (1, 2, 2, 2)
+# Stem: 7x7/2 convolution (pad 3), 3x3/2 max pool (pad 1); then the stride-2
+# first block of stages 2-4.
+OPS = [(7, 2, 3), (3, 2, 1)] + [(3, s, 1) for s in STAGE_STRIDES if s > 1]
+MIN_INPUT = max(min_input_size(OPS), total_stride(OPS))
+PAPER = "He et al., Deep Residual Learning for Image Recognition, CVPR 2016"
+# torchvision's initializer: kaiming_normal_(mode="fan_out", nonlinearity="relu").
+CONV_INIT = {"class_name": "VarianceScaling",
+             "config": {"scale": 2.0, "mode": "fan_out", "distribution": "untruncated_normal"}}
+
+
+def stem(blocks, x):
+    """7x7/2 convolution, batch norm, activation, 3x3/2 max pool (torchvision's padding).
+
+    The pool's zero padding equals PyTorch's -inf padding after a ReLU (all
+    inputs are >= 0), as in keras.applications.
+    """
+    x = blocks.conv_block(x, 64, 7, "stem", strides=2, padding=3, batch_norm=True)
+    x = keras.layers.ZeroPadding2D(1, name="stem_pool_pad")(x)
+    return blocks.pool(x, "stem_pool", kind="max", pool_size=3, strides=2)
+
+
+def _resnet(cfg, kind, depths):
+    """The stem, four stages of residual blocks, global average pool, classifier.
+
+    `block_dropout_rate` (one value per stage) goes after the activation of
+    the block's stride-carrying 3x3 convolution; `drop_path_rate` is the
+    stochastic-depth rate of the last block, growing linearly from 0 over the
+    blocks (Huang et al., 2016).
+    """
+    blocks = Blocks(cfg, kernel_initializer=CONV_INIT, num_residual_blocks=sum(depths))
+    block_fn = blocks.basic_block if kind == "basic" else blocks.bottleneck_block
+    inputs = blocks.inputs()
+    x = stem(blocks, inputs)
+    for stage, (depth, filters, stride) in enumerate(zip(depths, STAGE_FILTERS, STAGE_STRIDES)):
+        for b in range(depth):
+            x = block_fn(x, filters, f"conv{stage + 2}_block{b + 1}", stage,
+                         strides=stride if b == 0 else 1)
+    x = blocks.pooled_head(x, default_pool="avg")
+    return blocks.model(inputs, x)
+
+
+def _register(name, params, trainable):
+    kind, depths = CFGS[name]
+
+    def factory(cfg):
+        return _resnet(cfg, kind, depths)
+
+    factory.__name__ = name
+    factory.__doc__ = (f"ResNet-{name[6:]} ({kind} blocks {'-'.join(map(str, depths))}"
+                       f"{', stride on the 3x3 (v1.5)' if kind == 'bottleneck' else ''}).")
+    register_model(
+        family="resnet", paper=PAPER, default_input_shape=(224, 224, 3),
+        min_input_size=MIN_INPUT, stages=4, params=params, trainable_params=trainable,
+        reference=f"torchvision.models.{name}: {trainable:,} trainable",
+        dropout_placement="none in the paper; optional block dropout after the 3x3 "
+                          "convolution's activation, stochastic depth on each branch",
+        extra_kwargs={"drop_path_rate": 0.0},
+    )(factory)
+    globals()[name] = factory
+
+
+# Counts at 224x224x3, 1000 classes. torchvision keeps batch-norm statistics
+# as buffers, so its count is the trainable count; the total adds them.
+_register("resnet18", 11_699_112, 11_689_512)
+_register("resnet34", 21_814_696, 21_797_672)
+_register("resnet50", 25_610_152, 25_557_032)
+_register("resnet101", 44_654_504, 44_549_160)
