@@ -1,0 +1,204 @@
+"""Inverted dropout rebuilt from `keras.random.uniform`, a comparison and `where`.
+
+In training each element (or each feature map, for `SpatialDropout2D`) is
+kept with probability `1 - rate` and divided by `1 - rate`, so the expected
+value of every unit is unchanged; at inference the input comes back
+untouched, so nothing needs rescaling when the model is deployed.
+
+The uniform noise is drawn the way each backend's Keras dropout draws it, so
+that, for the same seed, the mask is bit for bit Keras's:
+
+- TensorFlow (`tf.nn.experimental.stateless_dropout`): noise in the input's
+  dtype, an element is kept where `noise >= rate`.
+- JAX (`jax.random.bernoulli`): noise in float32, kept where
+  `noise < 1 - rate`.
+- Other backends: TensorFlow's rule (not compared with Keras).
+
+Kept values are `x / (1 - rate)`, correctly rounded in the input's dtype.
+Keras on JAX computes the same; Keras on TensorFlow multiplies by a rounded
+`1 / (1 - rate)`, which can differ in the last bit (never for rates such as
+0.5 or 0.25 whose reciprocal keep-probability is exact).
+"""
+
+import keras
+from keras import ops
+
+from cnnzoo import _validation as v
+
+
+def _check_noise_shape(noise_shape):
+    if noise_shape is None:
+        return None
+    if isinstance(noise_shape, (str, bytes)) or not hasattr(noise_shape, "__iter__"):
+        v.fail("Expected `noise_shape` to be a tuple of positive integers or None.",
+               "noise_shape", noise_shape)
+    dims = tuple(noise_shape)
+    for dim in dims:
+        if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or dim < 1):
+            v.fail("Expected `noise_shape` to be a tuple of positive integers or None.",
+                   "noise_shape", noise_shape)
+    return dims
+
+
+def keep_mask(shape, rate, dtype, seed):
+    """A boolean tensor of `shape`, True with probability `1 - rate`.
+
+    Args:
+        shape: the noise shape (ints or scalar tensors).
+        rate: the drop probability, in (0, 1).
+        dtype: the input's dtype (TensorFlow draws its noise in it).
+        seed: an int or a `keras.random.SeedGenerator`.
+    """
+    if keras.backend.backend() == "jax":
+        noise = keras.random.uniform(shape, dtype="float32", seed=seed)
+        return ops.less(noise, 1.0 - rate)
+    noise = keras.random.uniform(shape, dtype=dtype, seed=seed)
+    return ops.greater_equal(noise, ops.cast(rate, dtype))
+
+
+def dropout(inputs, rate, noise_shape=None, seed=None):
+    """Inverted dropout of a tensor (always on: this is the training branch).
+
+    Args:
+        inputs: a floating-point tensor.
+        rate: the drop probability, in [0, 1].
+        noise_shape: the mask's shape, broadcast against the input; `None`
+            entries take the input's size.
+        seed: an int or a `keras.random.SeedGenerator`.
+
+    Returns:
+        `where(mask, inputs / (1 - rate), 0)`.
+    """
+    if rate == 1.0:
+        # Everything is dropped; 1 / (1 - rate) would be infinite.
+        return ops.zeros_like(inputs)
+    if rate == 0.0:
+        return inputs
+    input_shape = ops.shape(inputs)
+    if noise_shape is None:
+        shape = input_shape
+    else:
+        shape = tuple(input_shape[i] if d is None else d for i, d in enumerate(noise_shape))
+    keep = keep_mask(shape, rate, inputs.dtype, seed)
+    scaled = ops.divide(inputs, ops.cast(1.0 - rate, inputs.dtype))
+    return ops.where(keep, scaled, ops.zeros_like(inputs))
+
+
+@keras.saving.register_keras_serializable(package="cnnzoo")
+class Dropout(keras.layers.Layer):
+    """Inverted dropout, built from `keras.random.uniform` and `where`.
+
+    The same signature and semantics as `keras.layers.Dropout`. In training,
+    each unit is set to 0 with probability `rate` and the others are divided
+    by `1 - rate`, so the sum over all units is unchanged in expectation. At
+    inference (`training=False`, the default) the input is returned as is.
+    For the same seed the mask is bit for bit Keras's on TensorFlow and on
+    JAX (see the module's docstring).
+
+    Args:
+        rate: float in [0, 1], the fraction of the units to drop.
+        noise_shape: optional tuple of ints (or `None` entries, which take
+            the input's size): the shape of the mask, broadcast against the
+            input. `(batch, 1, features)` drops whole features of every
+            timestep together. Defaults to `None` (the input's shape).
+        seed: optional int seed. Defaults to `None`.
+        **kwargs: base layer keyword arguments, such as `name` and `dtype`.
+
+    Call arguments:
+        inputs: a floating-point tensor of any rank.
+        training: whether to drop. Defaults to `False`.
+
+    Input shape:
+        Any.
+
+    Output shape:
+        The input's.
+
+    Example:
+
+    >>> layer = cnnzoo.layers.Dropout(0.5, seed=1)
+    >>> layer(np.ones((2, 4)), training=True)  # kept units become 2.0
+    [[2., 0., 2., 2.],
+     [0., 2., 0., 2.]]
+
+    Reference:
+        - [Srivastava et al., 2014](https://jmlr.org/papers/v15/srivastava14a.html)
+    """
+
+    def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = v.check_number("rate", rate, low=0.0, high=1.0)
+        self.seed = v.check_int("seed", seed, allow_none=True)
+        self.noise_shape = _check_noise_shape(noise_shape)
+        if self.rate > 0:
+            # Created once, here, as Keras does: the layer's draws advance it.
+            self.seed_generator = keras.random.SeedGenerator(seed)
+        self.supports_masking = True
+        self.built = True
+
+    def call(self, inputs, training=False):
+        if training and self.rate > 0:
+            return dropout(inputs, self.rate, noise_shape=self._noise_shape(inputs),
+                           seed=self.seed_generator)
+        return inputs
+
+    def _noise_shape(self, inputs):
+        return self.noise_shape
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed,
+                "noise_shape": self.noise_shape}
+
+
+@keras.saving.register_keras_serializable(package="cnnzoo")
+class SpatialDropout2D(Dropout):
+    """Drops whole feature maps of a 4D tensor (inverted dropout).
+
+    The same signature and semantics as `keras.layers.SpatialDropout2D`: one
+    keep-or-drop decision per sample and channel, shared by every pixel of
+    that feature map. Where neighbouring pixels are strongly correlated, as
+    in early convolution layers, elementwise dropout barely regularizes;
+    dropping whole maps does.
+
+    Args:
+        rate: float in [0, 1], the fraction of feature maps to drop.
+        data_format: `"channels_last"` (`(batch, rows, cols, channels)`) or
+            `"channels_first"`. Defaults to `keras.config.image_data_format()`.
+        seed: optional int seed. Defaults to `None`.
+        **kwargs: base layer keyword arguments, such as `name` and `dtype`.
+
+    Call arguments:
+        inputs: a 4D floating-point tensor.
+        training: whether to drop. Defaults to `False`.
+
+    Input shape:
+        4D: `(samples, rows, cols, channels)` with `"channels_last"`.
+
+    Output shape:
+        The input's.
+
+    Reference:
+        - [Tompson et al., 2014](https://arxiv.org/abs/1411.4280)
+    """
+
+    def __init__(self, rate, data_format=None, seed=None, **kwargs):
+        super().__init__(rate, seed=seed, **kwargs)
+        if data_format is None:
+            data_format = keras.config.image_data_format()
+        self.data_format = v.check_choice("data_format", data_format,
+                                          ("channels_last", "channels_first"))
+        self.input_spec = keras.layers.InputSpec(ndim=4)
+
+    def _noise_shape(self, inputs):
+        shape = ops.shape(inputs)
+        if self.data_format == "channels_first":
+            return (shape[0], shape[1], 1, 1)
+        return (shape[0], 1, 1, shape[3])
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("noise_shape")
+        return {**config, "data_format": self.data_format}
