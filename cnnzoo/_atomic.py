@@ -25,6 +25,19 @@ def _fsync_dir(path):
         os.close(fd)
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _public_mode(path, mode):
+    # mkstemp/mkdtemp create 0600/0700 entries; a finished file or export
+    # should have the permissions any other file the user writes gets.
+    with contextlib.suppress(OSError):
+        os.chmod(path, mode & ~_umask())
+
+
 def write_bytes(path, data):
     """Writes `data` to `path` atomically."""
     path = os.fspath(path)
@@ -36,6 +49,7 @@ def write_bytes(path, data):
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        _public_mode(tmp, 0o666)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -74,6 +88,7 @@ def atomic_dir(path, overwrite=False):
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=parent)
     try:
         yield tmp
+        _public_mode(tmp, 0o777)
         _fsync_dir(tmp)
         if os.path.exists(path):
             old = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.old-", dir=parent)
