@@ -1,0 +1,26 @@
+"""Dropout-rate search with Keras Tuner: the hypermodel, the tuners and the driver.
+
+`ZooHyperModel` can be handed to any Keras Tuner tuner directly;
+`search(...)` (and `cnnzoo tune`) runs the whole job: a resumable search
+whose state survives kills, progress, a ranked report, plots and the export
+of the best model. Submodules load on first access, so `import tuning` is
+instant.
+"""
+
+import importlib
+
+_LAZY = {
+    "ZooHyperModel": "tuning.hypermodel",
+    "search": "tuning.search",
+    "SearchResult": "tuning.search",
+    "make_tuner": "tuning.tuners",
+    "TUNERS": "tuning.tuners",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'tuning' has no attribute {name!r}")

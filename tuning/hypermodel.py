@@ -1,0 +1,330 @@
+"""`ZooHyperModel`: any zoo model, its dropout rates declared as Keras Tuner hyperparameters.
+
+The search space is declared in `build(hp)`, next to where each value is
+used, with stable names and explicit defaults (Keras Tuner's own
+applications do the same). Every hyperparameter argument takes one of:
+
+- `None`: the family's default (searched for the dropout knobs, fixed for
+  the learning rate and the activation);
+- a number or a string: that value, fixed (not declared, not searched);
+- a tuple `(low, high)` or `(low, high, step)`: a `hp.Float` range (log
+  sampling for the learning rate);
+- a list: a `hp.Choice` among its values.
+
+Hyperparameter names: `dropout_rate` (head), `block_dropout_rate` (shared
+by every stage) or `block_dropout_rate_1` ... `block_dropout_rate_N` (one per
+stage, with `per_stage=True`), `dropout_type`, `learning_rate`, `activation`.
+"""
+
+import math
+import numbers
+
+from cnnzoo import _validation as v
+from cnnzoo._lazy import keras
+
+try:  # keras_tuner imports Keras (and TensorFlow on that backend): seconds.
+    import keras_tuner as kt
+
+    _HyperModelBase = kt.HyperModel
+except ImportError:  # pragma: no cover - keras-tuner is a declared dependency
+    kt = None
+    _HyperModelBase = object
+
+# `(low, high, step)` of the head and block dropout rates, per family.
+_PLAIN = {"dropout_rate": (0.0, 0.7, 0.1), "block_dropout_rate": (0.0, 0.5, 0.1)}
+# Batch-normalized and residual families: dropout inside the blocks shifts
+# batch-norm statistics between training and inference, so block rates stay
+# small (Wide ResNet's paper uses 0.3; DenseNet's 0.2).
+_NORMALIZED = {"dropout_rate": (0.0, 0.5, 0.1), "block_dropout_rate": (0.0, 0.3, 0.05)}
+FAMILY_SPACES = {
+    "simple_cnn": _PLAIN,
+    "lenet": _PLAIN,
+    "alexnet": _PLAIN,
+    "vgg": _PLAIN,
+    "resnet": _NORMALIZED,
+    "wide_resnet": _NORMALIZED,
+    "densenet": _NORMALIZED,
+    "mobilenet": _NORMALIZED,
+    "mobilenet_v2": _NORMALIZED,
+}
+DEFAULT_SPACE = _PLAIN
+DROPOUT_TYPES = ("standard", "spatial")
+DEFAULT_LEARNING_RATE = 1e-3
+# Searched when `learning_rate=True`.
+LEARNING_RATE_RANGE = (1e-4, 1e-2)
+ACTIVATION_CHOICES = ["relu", "leaky_relu", "gelu"]
+
+
+class ZooHyperModel(_HyperModelBase):
+    """A Keras Tuner `HyperModel` that builds a zoo model with searched dropout.
+
+    The model takes raw images (pixels 0-255; it resizes and rescales inside,
+    see `cnnzoo.pipeline.build_classifier`), ends in a float32 softmax named
+    `probabilities`, and is compiled with Adam, sparse categorical
+    cross-entropy and accuracy. `fit` records a trial whose loss becomes NaN
+    or infinite as failed (`keras_tuner.errors.FailedTrialError`) with its
+    reason, so any Keras Tuner tuner goes on with the next trial.
+
+    Args:
+        model_name: a name from `cnnzoo.list_models()`.
+        input_shape: `(height, width, channels)` of the raw images.
+        num_classes: number of classes.
+        dropout_rate: the head rate. Defaults to the family's range
+            (`FAMILY_SPACES`) with the paper's rate as the default value.
+        block_dropout_rate: the rate inside the convolutional blocks.
+            Defaults to the family's range with the paper's rate as default.
+        per_stage: declare one block rate per stage instead of one shared
+            rate. Defaults to `False`.
+        dropout_type: `"standard"` or `"spatial"` block dropout. Defaults to
+            a choice between the two, `"standard"` first.
+        learning_rate: Adam's learning rate. Defaults to `1e-3`, fixed;
+            `True` searches `LEARNING_RATE_RANGE` on a log scale.
+        activation: the hidden activation. Defaults to the model's own,
+            fixed; `True` searches `ACTIVATION_CHOICES`.
+        input_size: `(height, width)` the zoo model sees (the raw images are
+            resized inside the model). Defaults to the raw size.
+        implementation: `"keras"` or `"primitive"` ReLU and Dropout layers.
+        jit_compile: passed to `model.compile`. Defaults to `False`.
+        name: the hypermodel's name. Defaults to `model_name`.
+        tunable: Keras Tuner's flag. Defaults to `True`.
+
+    Example:
+
+    >>> hypermodel = ZooHyperModel("simple_cnn", input_shape=(8, 8, 1),
+    ...                            num_classes=10)
+    >>> tuner = keras_tuner.RandomSearch(hypermodel, objective="val_accuracy",
+    ...                                  max_trials=5, directory="out")
+    """
+
+    def __init__(self, model_name, *, input_shape, num_classes, dropout_rate=None,
+                 block_dropout_rate=None, per_stage=False, dropout_type=None,
+                 learning_rate=None, activation=None, input_size=None,
+                 implementation="keras", jit_compile=False, name=None, tunable=True):
+        import cnnzoo
+
+        info = cnnzoo.model_info(model_name)  # raises on an unknown name
+        super().__init__(name=name or model_name, tunable=tunable)
+        self.model_name = model_name
+        self.info = info
+        self.input_shape = v.check_input_shape("input_shape", input_shape)
+        self.num_classes = v.check_int("num_classes", num_classes, low=2)
+        self.per_stage = v.check_bool("per_stage", per_stage)
+        self.input_size = input_size
+        self.implementation = v.check_choice("implementation", implementation,
+                                             ("keras", "primitive"))
+        self.jit_compile = jit_compile
+        self.stages = info["stages"]
+        space = FAMILY_SPACES.get(info["family"], DEFAULT_SPACE)
+        paper = info["dropout"]
+
+        head_default = paper["dropout_rate"]
+        block_paper = paper["block_dropout_rate"]
+        if isinstance(block_paper, (list, tuple)):
+            block_defaults = [float(r) for r in block_paper]
+        else:
+            block_defaults = [float(block_paper)] * self.stages
+        self.dropout_rate = _rate_spec("dropout_rate", dropout_rate,
+                                       space["dropout_rate"], head_default)
+        self.block_dropout_rate = _rate_spec("block_dropout_rate", block_dropout_rate,
+                                             space["block_dropout_rate"], max(block_defaults))
+        self._block_stage_defaults = block_defaults
+        self.dropout_type = _choice_spec("dropout_type", dropout_type, list(DROPOUT_TYPES),
+                                         DROPOUT_TYPES)
+        self.learning_rate = _learning_rate_spec(learning_rate)
+        from cnnzoo.layers import factory
+
+        self.activation = _choice_spec(
+            "activation",
+            ACTIVATION_CHOICES if activation is True else activation,
+            info.get("default_activation", "relu"),
+            factory.ACTIVATIONS,
+        )
+
+    # -- the search space ---------------------------------------------------
+
+    def build(self, hp):
+        """Declares the hyperparameters on `hp` and returns a compiled model."""
+        return self.build_model(**self.declare(hp))
+
+    def declare(self, hp):
+        """Declares the search space on `hp`; returns the values `build_model` takes."""
+        values = {"dropout_rate": _declare(hp, "dropout_rate", self.dropout_rate)}
+        if self.per_stage:
+            values["block_dropout_rate"] = [
+                _declare(hp, f"block_dropout_rate_{i + 1}",
+                         _stage_spec(self.block_dropout_rate, self._block_stage_defaults[i]))
+                for i in range(self.stages)]
+        else:
+            values["block_dropout_rate"] = _declare(hp, "block_dropout_rate",
+                                                    self.block_dropout_rate)
+        for key in ("dropout_type", "learning_rate", "activation"):
+            values[key] = _declare(hp, key, getattr(self, key))
+        return values
+
+    def defaults(self):
+        """The searched hyperparameters and their default values, as a dict."""
+        hp = kt.HyperParameters()
+        self.declare(hp)
+        return dict(hp.values)
+
+    def fixed_values(self):
+        """The knobs that are not searched, with their values."""
+        out = {}
+        for key in ("dropout_rate", "block_dropout_rate", "dropout_type", "learning_rate",
+                    "activation"):
+            spec = getattr(self, key)
+            if spec[0] == "fixed":
+                out[key] = spec[1]
+        return out
+
+    def build_model(self, *, dropout_rate, block_dropout_rate, dropout_type, learning_rate,
+                    activation):
+        """Builds and compiles the model for one set of values."""
+        from cnnzoo.pipeline import build_classifier
+
+        if isinstance(block_dropout_rate, (list, tuple)):
+            block_dropout_rate = [_clean(r) for r in block_dropout_rate]
+        else:
+            block_dropout_rate = _clean(block_dropout_rate)
+        model = build_classifier(
+            self.model_name, self.input_shape, self.num_classes, input_size=self.input_size,
+            dropout_rate=_clean(dropout_rate), block_dropout_rate=block_dropout_rate,
+            dropout_type=dropout_type, activation=activation,
+            implementation=self.implementation,
+        )
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate=float(learning_rate)),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+            jit_compile=self.jit_compile,
+        )
+        return model
+
+    def fit(self, hp, model, *args, **kwargs):
+        """`model.fit`, failing the trial (not the search) when the loss is not finite."""
+        guard = NonFiniteLossGuard()
+        kwargs["callbacks"] = list(kwargs.get("callbacks") or []) + [guard]
+        history = model.fit(*args, **kwargs)
+        if guard.reason:
+            raise kt.errors.FailedTrialError(guard.reason)
+        return history
+
+
+class NonFiniteLossGuard(keras.callbacks.Callback if kt is not None else object):
+    """Stops training when the loss stops being finite, and says when.
+
+    Checked at the end of each epoch (a per-batch check would synchronize the
+    device every step). `reason` stays `None` while the loss is finite.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.reason = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        for key in ("loss", "val_loss"):
+            value = logs.get(key)
+            if value is not None and not math.isfinite(float(value)):
+                self.reason = f"{key} became {float(value)} at epoch {epoch + 1}"
+                self.model.stop_training = True
+                return
+
+
+# -- specs ---------------------------------------------------------------------
+# A spec is ("fixed", value), ("float", low, high, step, default, sampling) or
+# ("choice", values, default).
+
+
+def _snap(value, low, high, step):
+    if step:
+        value = low + round((value - low) / step) * step
+    return _clean(min(max(value, low), high))
+
+
+def _clean(value):
+    # Keras Tuner's grid is `low + index * step` in floating point: 0.30000000000000004.
+    return round(float(value), 6) if isinstance(value, float) else value
+
+
+def _rate_spec(name, value, family_range, paper_default):
+    if value is None:
+        low, high, step = family_range
+        return ("float", low, high, step, _snap(paper_default, low, high, step), "linear")
+    if isinstance(value, tuple):
+        if len(value) not in (2, 3):
+            v.fail(f"Expected `{name}` as (low, high) or (low, high, step).", name, value)
+        low = v.check_rate(f"{name}[0]", value[0])
+        high = v.check_rate(f"{name}[1]", value[1])
+        step = v.check_number(f"{name}[2]", value[2], low=0.0, low_inclusive=False) \
+            if len(value) == 3 else None
+        if high <= low:
+            v.fail(f"Expected `{name}` as (low, high) with low < high.", name, value)
+        return ("float", low, high, step, _snap(paper_default, low, high, step), "linear")
+    if isinstance(value, list):
+        if not value:
+            v.fail(f"Expected `{name}` to list at least one rate.", name, value)
+        values = [v.check_rate(f"{name}[{i}]", r) for i, r in enumerate(value)]
+        return ("choice", values, values[0])
+    return ("fixed", v.check_rate(name, value))
+
+
+def _stage_spec(spec, stage_default):
+    if spec[0] == "float":
+        _, low, high, step, _, sampling = spec
+        return ("float", low, high, step, _snap(stage_default, low, high, step), sampling)
+    return spec
+
+
+def _choice_spec(name, value, default, valid):
+    if value is None:
+        value = default
+    if isinstance(value, list):
+        if not value:
+            v.fail(f"Expected `{name}` to list at least one value.", name, value)
+        values = [v.check_choice(name, x, valid) for x in value]
+        return ("choice", values, values[0])
+    return ("fixed", v.check_choice(name, value, valid))
+
+
+def _learning_rate_spec(value):
+    def check(n, x):
+        return v.check_number(n, x, low=0.0, low_inclusive=False, high=10.0)
+
+    if value is None or value is False:
+        return ("fixed", DEFAULT_LEARNING_RATE)
+    if value is True:
+        value = LEARNING_RATE_RANGE
+    if isinstance(value, tuple):
+        if len(value) != 2:
+            v.fail("Expected `learning_rate` as (low, high).", "learning_rate", value)
+        low, high = check("learning_rate[0]", value[0]), check("learning_rate[1]", value[1])
+        if high <= low:
+            v.fail("Expected `learning_rate` as (low, high) with low < high.", "learning_rate",
+                   value)
+        default = min(max(DEFAULT_LEARNING_RATE, low), high)
+        return ("float", low, high, None, default, "log")
+    if isinstance(value, list):
+        values = [check(f"learning_rate[{i}]", x) for i, x in enumerate(value)]
+        if not values:
+            v.fail("Expected `learning_rate` to list at least one value.", "learning_rate", value)
+        return ("choice", values, values[0])
+    if isinstance(value, numbers.Real):
+        return ("fixed", check("learning_rate", value))
+    v.fail("Expected `learning_rate` as a number, (low, high), a list, or True.",
+           "learning_rate", value)
+
+
+def _declare(hp, name, spec):
+    kind = spec[0]
+    if kind == "fixed":
+        return spec[1]
+    if kind == "choice":
+        return hp.Choice(name, spec[1], default=spec[2])
+    _, low, high, step, default, sampling = spec
+    # Keras Tuner counts grid points with floor division, which drops the top
+    # of the grid in floating point (0.5 // 0.1 == 4.0); a hair above `high`
+    # keeps it.
+    top = high + step * 1e-6 if step else high
+    return hp.Float(name, min_value=low, max_value=top, step=step, sampling=sampling,
+                    default=default)

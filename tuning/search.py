@@ -1,0 +1,459 @@
+"""`search(...)`: the dropout-rate search, start to finish (what `cnnzoo tune` runs).
+
+1. Devices, precision and XLA are resolved once (`cnnzoo.runtime.configure`)
+   and printed.
+2. The data are loaded and checked, and the model is built once with the
+   default hyperparameters on two real images: a mistake in set-up fails
+   here, with one clear `ValueError`, not as failed trials.
+3. Keras Tuner searches (`tuning.tuners`), resuming from `out` when it holds
+   the same search; progress is printed per trial.
+4. The trials are ranked (`tuning.report`): a table, `results.json`,
+   `results.csv` and a plot of the objective against each rate.
+5. The best trial's model is evaluated on the test split and exported
+   (`cnnzoo.export.export_saved_model`) with a model card.
+
+Everything is written under `out`; Keras Tuner's own state under
+`out/keras_tuner`.
+"""
+
+import dataclasses
+import os
+import sys
+import time
+
+from cnnzoo import _atomic
+from cnnzoo import _validation as v
+
+TUNER_NAMES = ("random", "bayesian", "hyperband")
+OBJECTIVES = ("val_accuracy", "val_loss", "accuracy", "loss")
+DISTRIBUTIONS = ("none", "mirrored")
+DEFAULT_MODEL = "simple_cnn"
+DEFAULT_DATA = "digits"
+DEFAULT_OUT = "tune_results"
+# The default search: a few minutes on 2 CPU cores (see the README).
+DEFAULT_MAX_TRIALS = 10
+DEFAULT_EPOCHS = 10
+DEFAULT_BATCH_SIZE = 32
+SETTINGS_FILE = "search.json"
+# Settings that define a search: resuming with other values would mix two searches.
+_IDENTITY = ("model", "data", "tuner", "objective", "seed", "epochs", "batch_size",
+             "image_size", "num_samples", "input_size", "space")
+
+
+@dataclasses.dataclass
+class SearchResult:
+    """What a search produced.
+
+    Attributes:
+        out: the folder everything was written to.
+        role: `"local"`, `"chief"` or `"worker"`.
+        trials: one dict per trial (see `tuning.report.collect`), ranked.
+        best: the best trial's dict, or `None` when no trial completed.
+        files: name -> path of `results.json`, `results.csv`, the plot and
+            the exported model (what exists).
+        test_metrics: the best model's metrics on the test split.
+        resumed: whether the search continued an earlier one.
+        seconds: wall time of this run.
+    """
+
+    out: str
+    role: str
+    trials: list
+    best: dict
+    files: dict
+    test_metrics: dict
+    resumed: bool
+    seconds: float
+
+
+def search(model=DEFAULT_MODEL, data=DEFAULT_DATA, *, tuner="random",
+           max_trials=DEFAULT_MAX_TRIALS, epochs=DEFAULT_EPOCHS, objective="val_accuracy",
+           seed=0, out=DEFAULT_OUT, precision="auto", jit="auto", distribution="none",
+           batch_size=DEFAULT_BATCH_SIZE, image_size=None, num_samples=None, input_size=None,
+           overwrite=False, export=True, chief=None, worker=None, hypermodel=None,
+           hypermodel_kwargs=None, max_consecutive_failures=3, tuner_class=None, stream=None,
+           quiet=False):
+    """Searches the dropout rates of a zoo model on a dataset and exports the best model.
+
+    Running it again with the same `out` resumes: finished trials are kept,
+    an interrupted one runs again, and the total comes out right (raise
+    `max_trials` to extend a finished search).
+
+    Args:
+        model: a zoo model name. Defaults to `"simple_cnn"`.
+        data: `"digits"`, `"shapes"`, a `.npz` file or an image folder
+            (see `cnnzoo.data.load_dataset`). Defaults to `"digits"`.
+        tuner: `"random"`, `"bayesian"` or `"hyperband"`.
+        max_trials: number of trials (random and Bayesian; Hyperband sizes
+            itself from `epochs`). Defaults to 10.
+        epochs: epochs per trial (Hyperband's largest). Defaults to 10.
+        objective: `"val_accuracy"` (default), `"val_loss"`, `"accuracy"`
+            or `"loss"`.
+        seed: seeds the data splits, the oracle and every trial.
+        out: the folder for everything the search writes.
+        precision: `"auto"`, `"float32"`, `"mixed_bfloat16"` or
+            `"mixed_float16"` (see `cnnzoo.runtime`).
+        jit: `"auto"`, `True` or `False`: XLA compilation.
+        distribution: `"none"` or `"mirrored"`: each trial on every local
+            GPU (TensorFlow's `MirroredStrategy`; on JAX, Keras's
+            `DataParallel`).
+        batch_size: training batch size. Defaults to 32.
+        image_size: resize the dataset's images to this size when loading.
+        num_samples: use a stratified subset of this many examples.
+        input_size: the size the model sees (resized inside the model).
+        overwrite: start afresh instead of resuming from `out`.
+        export: export the best model. Defaults to `True`.
+        chief: `"HOST:PORT"`: be the chief of a distributed search (alone),
+            or the chief's address (with `worker`).
+        worker: this worker's ID in a distributed search.
+        hypermodel: a ready `keras_tuner.HyperModel` to search instead of
+            building a `ZooHyperModel` (its model must take the dataset's
+            images).
+        hypermodel_kwargs: arguments of `ZooHyperModel` (ranges, which
+            knobs are searched, `per_stage`, ...).
+        max_consecutive_failures: stop after this many failed trials in a
+            row (resumable).
+        tuner_class: the tuner class (see `tuning.tuners.make_tuner`).
+        stream: where progress goes. Defaults to `sys.stdout`.
+        quiet: print nothing but errors.
+
+    Returns:
+        A `SearchResult`.
+
+    Raises:
+        ValueError: bad arguments, data or a model that cannot be built,
+            before any trial runs.
+        tuning.tuners.SearchFailedError: too many trials failed in a row.
+    """
+    v.check_choice("tuner", tuner, TUNER_NAMES)
+    max_trials = v.check_int("max_trials", max_trials, low=1)
+    epochs = v.check_int("epochs", epochs, low=1)
+    seed = v.check_int("seed", seed, low=0)
+    batch_size = v.check_int("batch_size", batch_size, low=1)
+    v.check_choice("objective", objective, OBJECTIVES)
+    v.check_choice("distribution", distribution, DISTRIBUTIONS)
+    if not isinstance(out, (str, os.PathLike)) or not os.fspath(out):
+        v.fail("Expected `out` to be a folder path.", "out", out)
+    out = os.path.abspath(os.fspath(out))
+    if os.path.exists(out) and not os.path.isdir(out):
+        v.fail("Expected `out` to be a folder, not a file.", "out", out)
+    stream = stream or sys.stdout
+    # Imported here: `cnnzoo tune --help` must not pay for TensorFlow.
+    from tuning import distributed
+
+    with distributed.environment(chief, worker) as role:
+        return _search(**locals())
+
+
+def _search(*, model, data, tuner, max_trials, epochs, objective, seed, out, precision, jit,
+            distribution, batch_size, image_size, num_samples, input_size, overwrite, export,
+            chief, worker, hypermodel, hypermodel_kwargs, max_consecutive_failures,
+            tuner_class, stream, quiet, role, distributed):
+    import cnnzoo.data
+    from cnnzoo import runtime
+    from tuning import report, tuners
+    from tuning.hypermodel import ZooHyperModel
+
+    start = time.perf_counter()
+
+    def say(text):
+        if not quiet:
+            print(text, file=stream, flush=True)
+
+    setup = runtime.configure(precision, jit)
+    say(f"Backend: {setup['backend']} | devices: {', '.join(setup['devices'])} | "
+        f"precision: {setup['precision']} | XLA: {'on' if setup['jit'] else 'off'}")
+    strategy = _distribution_strategy(distribution, setup["backend"], say)
+
+    ds = cnnzoo.data.load_dataset(data, image_size=image_size, num_samples=num_samples,
+                                  seed=seed)
+    _check_data(ds, objective)
+    say(f"Data: {ds.name}: {len(ds.x_train)} train / {len(ds.x_val)} validation / "
+        f"{len(ds.x_test)} test images of {'x'.join(map(str, ds.input_shape))}, "
+        f"{ds.num_classes} classes")
+    if hypermodel is None:
+        hypermodel = ZooHyperModel(model, input_shape=ds.input_shape,
+                                   num_classes=ds.num_classes, input_size=input_size,
+                                   jit_compile=setup["jit"], **(hypermodel_kwargs or {}))
+    _preflight(hypermodel, ds, model, strategy)
+
+    settings = {
+        "model": model, "data": data if not os.path.exists(str(data)) else
+        os.path.abspath(str(data)), "tuner": tuner, "objective": objective, "seed": seed,
+        "epochs": epochs, "batch_size": batch_size,
+        "image_size": list(image_size) if isinstance(image_size, (list, tuple)) else image_size,
+        "num_samples": num_samples,
+        "input_size": list(input_size) if isinstance(input_size, (list, tuple)) else input_size,
+        "space": _space_description(hypermodel), "max_trials": max_trials,
+    }
+    if role != "worker":
+        _check_settings(out, settings, overwrite)
+
+    the_tuner = tuners.make_tuner(
+        tuner, hypermodel, directory=out, objective=objective, max_trials=max_trials,
+        epochs=epochs, seed=seed, overwrite=overwrite, distribution_strategy=strategy,
+        max_consecutive_failures=max_consecutive_failures, tuner_class=tuner_class,
+        stream=stream, quiet=quiet)
+    oracle = the_tuner.oracle
+    total = tuners.expected_trials(oracle)
+    say(f"Search space: {_space_description(hypermodel)}")
+    if the_tuner.resumed:
+        finished = sum(t.status in ("COMPLETED", "FAILED") for t in oracle.trials.values())
+        again = oracle.interrupted_trials()
+        say(f"Resuming the search in {out}: {finished} of {total or '?'} trials finished"
+            + (f", {len(again)} interrupted to run again" if again else ""))
+    if role == "worker":
+        say(f"{the_tuner.tuner_id}: asking the chief at {chief} for trials")
+    else:
+        say(f"Searching with {tuner}: {total or '?'} trials of up to {epochs} epochs, "
+            f"objective {objective}; results in {out}")
+
+    the_tuner.search(ds.x_train, ds.y_train, validation_data=(ds.x_val, ds.y_val),
+                     epochs=epochs, batch_size=batch_size, verbose=0)
+
+    if role == "worker":
+        ran = ", ".join(str(int(t) + 1) if t.isdigit() else t for t in the_tuner.trials_run)
+        say(f"{the_tuner.tuner_id}: search over; ran trials {ran or 'none'}")
+        return SearchResult(out=out, role=role, trials=[], best=None, files={},
+                            test_metrics={}, resumed=False,
+                            seconds=time.perf_counter() - start)
+
+    direction = oracle.objective.direction
+    rows = report.collect(oracle)
+    ranked = report.rank(rows, direction)
+    best = ranked[0] if ranked and ranked[0]["status"] == "COMPLETED" else None
+    meta = dict(settings, backend=setup["backend"], devices=setup["devices"],
+                precision=setup["precision"], jit=setup["jit"], distribution=distribution,
+                role=role, fixed=hypermodel.fixed_values()
+                if hasattr(hypermodel, "fixed_values") else {})
+    files = {}
+    say("")
+    say(report.table(rows, direction))
+    plot_path = report.plot(rows, os.path.join(out, "objective_vs_rates.png"),
+                            objective=objective, direction=direction)
+    if plot_path:
+        files["plot"] = plot_path
+    test_metrics = {}
+    if best is not None and export:
+        test_metrics, model_path = _export_best(the_tuner, hypermodel, oracle, best, ds, out,
+                                                meta, say, epochs, batch_size)
+        files["model"] = model_path
+    meta["test_metrics"] = test_metrics
+    files["json"], files["csv"] = report.write_results(rows, out, meta=meta,
+                                                       direction=direction)
+    seconds = time.perf_counter() - start
+    if best is None:
+        say("No trial completed: nothing to export.")
+    else:
+        say(f"Best: trial {best['trial']} with {objective}={best['score']:.4f} "
+            f"({report_values(best['values'])})"
+            + (f"; test accuracy {test_metrics['accuracy']:.4f}"
+               if "accuracy" in test_metrics else ""))
+    for name in ("json", "csv", "plot", "model"):
+        if name in files:
+            say(f"  {name:<5} {files[name]}")
+    say(f"Done in {seconds:.1f} s.")
+    return SearchResult(out=out, role=role, trials=ranked, best=best, files=files,
+                        test_metrics=test_metrics, resumed=the_tuner.resumed, seconds=seconds)
+
+
+def report_values(values):
+    from tuning.progress import format_values
+
+    return format_values(values)
+
+
+# -- set-up checks ---------------------------------------------------------------
+
+
+def _check_data(ds, objective):
+    import numpy as np
+
+    for split in ("train", "val"):
+        x, y = getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}")
+        if split == "val" and objective.startswith("val_") and len(x) == 0:
+            v.fail(f"Expected validation examples for the objective `{objective}`; the "
+                   f"dataset has none (raise its validation split).", "objective", objective)
+        if len(x) == 0:
+            continue
+        if x.ndim != 4 or len(x) != len(y):
+            v.fail(f"Expected {split} images as (N, height, width, channels) and one label "
+                   f"each.", f"x_{split}.shape", x.shape)
+        if not np.isfinite(x).all():
+            v.fail(f"Expected finite pixel values in the {split} split.", "data", ds.name)
+        if y.min() < 0 or y.max() >= ds.num_classes:
+            v.fail(f"Expected {split} labels in 0..{ds.num_classes - 1}.", "labels",
+                   (int(y.min()), int(y.max())))
+
+
+def _preflight(hypermodel, ds, model_name, strategy):
+    """Builds the model once with the default hyperparameters and runs two images."""
+    import contextlib
+
+    import keras
+    import keras_tuner as kt
+    import numpy as np
+
+    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+    try:
+        with scope:
+            model = hypermodel.build(kt.HyperParameters())
+        if not isinstance(model, keras.Model):
+            raise TypeError(f"build(hp) returned {type(model).__name__}, not a keras.Model")
+        outputs = keras.ops.convert_to_numpy(model(ds.x_train[:2], training=False))
+    except ValueError as error:
+        raise ValueError(f"The model cannot be built for this data ({model_name} on "
+                         f"{ds.input_shape} images, {ds.num_classes} classes): "
+                         f"{' '.join(str(error).split())}") from error
+    except Exception as error:  # any other failure is a set-up error too
+        v.fail(f"The model cannot be built for this data ({model_name} on {ds.input_shape} "
+               f"images, {ds.num_classes} classes): {type(error).__name__}: "
+               f"{' '.join(str(error).split())}.", "model", model_name)
+    if outputs.shape != (2, ds.num_classes):
+        v.fail(f"Expected the model to output ({ds.num_classes},) class probabilities per "
+               f"image, got {outputs.shape[1:]}.", "model", model_name)
+    if not np.isfinite(outputs).all():
+        v.fail("Expected finite outputs from the freshly built model.", "model", model_name)
+    del model
+    keras.backend.clear_session()
+
+
+def _distribution_strategy(distribution, backend, say):
+    if distribution == "none":
+        return None
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        strategy = tf.distribute.MirroredStrategy()
+        say(f"Distribution: MirroredStrategy over {strategy.num_replicas_in_sync} replica(s)")
+        return strategy
+    if backend == "jax":
+        import keras
+
+        # Keras's data parallelism is the JAX equivalent of MirroredStrategy:
+        # each batch split over the local devices, weights replicated.
+        dist = keras.distribution.DataParallel()
+        keras.distribution.set_distribution(dist)
+        say(f"Distribution: keras.distribution.DataParallel over "
+            f"{len(keras.distribution.list_devices())} device(s) (JAX)")
+        return None
+    v.fail(f"Expected the TensorFlow or JAX backend for `--distribution mirrored` (this is "
+           f"{backend}); run with KERAS_BACKEND=tensorflow or jax.", "distribution",
+           distribution)
+
+
+def _space_description(hypermodel):
+    import keras_tuner as kt
+
+    if hasattr(hypermodel, "defaults"):
+        hp = kt.HyperParameters()
+        hypermodel.declare(hp)
+    else:
+        hp = kt.HyperParameters()
+        hypermodel.build(hp)
+    parts = []
+    for item in hp.space:
+        config = item.get_config()
+        if "values" in config:
+            parts.append(f"{item.name} in {config['values']}")
+        else:
+            high = round(config["max_value"], 6)
+            step = f" step {config['step']:g}" if config.get("step") else ""
+            log = " (log)" if config.get("sampling") == "log" else ""
+            parts.append(f"{item.name} in [{config['min_value']:g}, {high:g}]{step}{log}")
+    if hasattr(hypermodel, "fixed_values"):
+        parts += [f"{k}={val}" for k, val in hypermodel.fixed_values().items()]
+    return "; ".join(parts)
+
+
+def _check_settings(out, settings, overwrite):
+    import json
+
+    path = os.path.join(out, SETTINGS_FILE)
+    if os.path.exists(path) and not overwrite:
+        try:
+            with open(path) as f:
+                old = json.load(f)
+        except (OSError, ValueError):
+            old = {}
+        diffs = [f"{k}: {old.get(k)!r} -> {settings.get(k)!r}" for k in _IDENTITY
+                 if k in old and old.get(k) != settings.get(k)]
+        if diffs:
+            v.fail(f"The folder holds a search with other settings ({'; '.join(diffs)}). "
+                   f"Pass --overwrite (overwrite=True) to start afresh there, or choose "
+                   f"another --out.", "out", out)
+    _atomic.write_json(os.path.join(out, SETTINGS_FILE), settings)
+
+
+# -- the best model -----------------------------------------------------------------
+
+
+def _export_best(the_tuner, hypermodel, oracle, best, ds, out, meta, say, epochs, batch_size):
+    import keras
+
+    trial = oracle.get_trial(best["trial_id"])
+    try:
+        model = the_tuner.load_model(trial)
+    except (OSError, ValueError, FileNotFoundError) as error:
+        # A distributed search without a shared folder: the worker kept the
+        # checkpoint. Train the best configuration again here, same seed.
+        say(f"The best trial's checkpoint is not readable here ({type(error).__name__}); "
+            f"training its configuration again to export it.")
+        keras.utils.set_random_seed(the_tuner.trial_seed(trial))
+        model = hypermodel.build(trial.hyperparameters.copy())
+        model.fit(ds.x_train, ds.y_train, epochs=int(best.get("best_epoch") or epochs),
+                  batch_size=batch_size, verbose=0)
+    test_metrics = {}
+    if len(ds.x_test):
+        test_metrics = {k: float(val) for k, val in
+                        model.evaluate(ds.x_test, ds.y_test, verbose=0,
+                                       return_dict=True).items()}
+    card = {
+        "model": meta["model"],
+        "data": meta["data"],
+        "task": "image classification",
+        "input": f"raw images {list(ds.input_shape)}, pixels 0-255",
+        "classes": list(ds.class_names),
+        "search": {k: meta[k] for k in ("tuner", "objective", "seed", "epochs", "max_trials",
+                                        "space", "backend", "precision")},
+        "best_trial": {
+            "trial": best["trial"],
+            "hyperparameters": best["values"],
+            "fixed": meta.get("fixed", {}),
+            "validation": {k: best[k] for k in ("val_accuracy", "val_loss")},
+            "best_epoch": best.get("best_epoch"),
+        },
+        "test": test_metrics,
+    }
+    path = os.path.join(out, "best_model")
+    try:
+        from cnnzoo.export import export_saved_model
+    except ImportError:
+        export_saved_model = None
+    try:
+        if export_saved_model is None:
+            raise ImportError("cnnzoo.export is not available")
+        export_saved_model(model, path, overwrite=True, class_names=list(ds.class_names),
+                           model_card=card)
+    except ImportError as error:
+        # A SavedModel needs TensorFlow; JAX-only machines get a .keras file.
+        path = os.path.join(out, "best_model.keras")
+        say(f"No SavedModel ({error}); saving {path} instead.")
+        _save_keras(model, path)
+        _atomic.write_json(os.path.join(out, "best_model_card.json"), card)
+    return test_metrics, path
+
+
+def _save_keras(model, path):
+    import tempfile
+
+    folder = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(prefix=".best_model.", suffix=".keras", dir=folder)
+    os.close(fd)
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

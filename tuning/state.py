@@ -1,0 +1,96 @@
+"""Keras Tuner's state on disk, made safe against a kill at any moment.
+
+Keras Tuner 1.4.8 writes `oracle.json`, each `trial_*/trial.json` and the
+tuner's `<id>.json` by opening the file and writing into it: a kill during
+the write leaves a truncated JSON file and the next run cannot reload. It
+also writes a trial's file and the oracle's file one after the other, so a
+kill between the two leaves them disagreeing (a trial that exists on disk
+but that the oracle never hands out again, or a finished trial queued to run
+again). `AtomicOracleMixin` writes every file with `cnnzoo._atomic` and
+reconciles the two on reload; `oracle_class(base)` mixes it into any Keras
+Tuner oracle class.
+"""
+
+import functools
+import os
+
+import keras_tuner as kt
+
+from cnnzoo import _atomic
+
+RUNNING = "RUNNING"
+COMPLETED = "COMPLETED"
+FAILED = "FAILED"
+FINAL = (COMPLETED, FAILED)
+
+
+class AtomicOracleMixin:
+    """Atomic state files and a reconciling reload, for any `keras_tuner.Oracle`.
+
+    Also takes the failure limit out of `end_trial`: Keras Tuner raises there
+    *before* saving the trial that hit the limit, which leaves the state on
+    disk behind; the tuner counts consecutive failures after saving instead
+    (see `tuning.tuners.ZooTunerMixin`).
+    """
+
+    def save(self):
+        _atomic.write_json(self._get_oracle_fname(), self.get_state(), indent=None)
+
+    def _save_trial(self, trial):
+        path = os.path.join(self._get_trial_dir(trial.trial_id), "trial.json")
+        _atomic.write_json(path, trial.get_state(), indent=None)
+
+    def reload(self):
+        super().reload()
+        self.reconcile()
+
+    def reconcile(self):
+        """Makes the oracle's state agree with the trials' own files.
+
+        A trial whose file says it finished is never run again; a trial that
+        did not finish and is not queued (the run was killed between writing
+        the trial's file and the oracle's) is queued to run again, keeping its
+        ID, so the total number of trials comes out right.
+        """
+        ended = set(self.end_order)
+        for trial_id in sorted(self.trials):
+            trial = self.trials[trial_id]
+            if trial.status in FINAL:
+                while trial_id in self._retry_queue:
+                    self._retry_queue.remove(trial_id)
+                if trial_id not in ended:
+                    self.end_order.append(trial_id)
+            elif trial_id not in self._retry_queue:
+                if trial_id not in self.start_order:
+                    self.start_order.append(trial_id)
+                self._record_values(trial)
+                # `create_trial` pops from the end: the oldest runs first.
+                self._retry_queue.insert(0, trial_id)
+
+    @kt.synchronized
+    def end_trial(self, trial):
+        # A chief restarted while a worker kept training queued that worker's
+        # trial to run again; its result arriving settles it.
+        while trial.trial_id in self._retry_queue:
+            self._retry_queue.remove(trial.trial_id)
+        super().end_trial(trial)
+
+    def interrupted_trials(self):
+        """IDs of trials queued to run again after an interruption."""
+        return list(self._retry_queue)
+
+
+@functools.lru_cache(maxsize=None)
+def oracle_class(base):
+    """`base` (a Keras Tuner oracle class) with `AtomicOracleMixin` mixed in."""
+    return type(f"Atomic{base.__name__}", (AtomicOracleMixin, base), {})
+
+
+def write_tuner_state(path, state):
+    """Writes a tuner's `<id>.json` atomically."""
+    _atomic.write_json(path, state, indent=None)
+
+
+def has_saved_state(project_dir):
+    """True when `project_dir` holds an oracle state to resume from."""
+    return os.path.exists(os.path.join(project_dir, "oracle.json"))
