@@ -541,6 +541,7 @@ def plot_learning_curves(history, path, *, best_epoch=None, title=None):
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(10, 4), dpi=100)
     epochs = np.arange(1, len(history.get("loss", [])) + 1)
@@ -551,6 +552,7 @@ def plot_learning_curves(history, path, *, best_epoch=None, title=None):
         if best_epoch:
             ax.axvline(best_epoch, color="grey", linestyle="--", linewidth=1,
                        label=f"best epoch ({best_epoch})")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
