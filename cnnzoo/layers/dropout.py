@@ -14,10 +14,11 @@ that, for the same seed, the mask is bit for bit Keras's:
   `noise < 1 - rate`.
 - Other backends: TensorFlow's rule (not compared with Keras).
 
-Kept values are `x / (1 - rate)`, correctly rounded in the input's dtype.
-Keras on JAX computes the same; Keras on TensorFlow multiplies by a rounded
-`1 / (1 - rate)`, which can differ in the last bit (never for rates such as
-0.5 or 0.25 whose reciprocal keep-probability is exact).
+Kept values are `x / (1 - rate)` in the input's dtype: correctly rounded on
+TensorFlow; on JAX, XLA:CPU's vectorized division can be 1 ulp off (Keras's
+JAX dropout divides the same way, so the values are Keras's bit for bit).
+Keras on TensorFlow multiplies by a rounded `1 / (1 - rate)`, which can differ
+from the quotient in the last bit (never for rates such as 0.5 or 0.25).
 """
 
 import keras
@@ -53,7 +54,9 @@ def keep_mask(shape, rate, dtype, seed):
         noise = keras.random.uniform(shape, dtype="float32", seed=seed)
         return ops.less(noise, 1.0 - rate)
     noise = keras.random.uniform(shape, dtype=dtype, seed=seed)
-    return ops.greater_equal(noise, ops.cast(rate, dtype))
+    # convert_to_tensor with a dtype rounds the Python float once, as
+    # TensorFlow's dropout does (`ops.cast` would round it to float32 first).
+    return ops.greater_equal(noise, ops.convert_to_tensor(rate, dtype=dtype))
 
 
 def dropout(inputs, rate, noise_shape=None, seed=None):
@@ -80,7 +83,7 @@ def dropout(inputs, rate, noise_shape=None, seed=None):
     else:
         shape = tuple(input_shape[i] if d is None else d for i, d in enumerate(noise_shape))
     keep = keep_mask(shape, rate, inputs.dtype, seed)
-    scaled = ops.divide(inputs, ops.cast(1.0 - rate, inputs.dtype))
+    scaled = ops.divide(inputs, ops.convert_to_tensor(1.0 - rate, dtype=inputs.dtype))
     return ops.where(keep, scaled, ops.zeros_like(inputs))
 
 

@@ -28,6 +28,8 @@ and the gradient at NaN is 0 (times the slope's part on the leaky path), as
 conventions (not measured).
 """
 
+import struct
+
 import keras
 from keras import ops
 
@@ -38,6 +40,14 @@ def _leaky_grad_at_zero_is_one():
     # jax.nn.leaky_relu is where(x >= 0, x, slope * x); tf.nn.leaky_relu's
     # kernel is x > 0 ? x : slope * x.
     return keras.backend.backend() == "jax"
+
+
+def _leaky_slope(negative_slope):
+    # tf.nn.leaky_relu takes its slope as a float32 attribute, so in float64
+    # TensorFlow multiplies by float32(slope); JAX uses the Python float.
+    if keras.backend.backend() == "jax":
+        return negative_slope
+    return struct.unpack("f", struct.pack("f", negative_slope))[0]
 
 
 def _clip_grad_at_max():
@@ -93,6 +103,7 @@ def relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
     """
     if negative_slope != 0.0 and max_value is None and threshold == 0.0:
         # The leaky path: one select, its branch at 0 chosen per backend.
+        negative_slope = _leaky_slope(negative_slope)
         if _leaky_grad_at_zero_is_one():
             return ops.where(ops.greater_equal(x, 0), x, ops.multiply(x, negative_slope))
         return ops.where(ops.greater(x, 0), x, ops.multiply(x, negative_slope))
