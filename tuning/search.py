@@ -391,9 +391,14 @@ def _check_settings(out, settings, overwrite):
 def _export_best(the_tuner, hypermodel, oracle, best, ds, out, meta, say, epochs, batch_size):
     import keras
 
+    import warnings
+
     trial = oracle.get_trial(best["trial_id"])
     try:
-        model = the_tuner.load_model(trial)
+        with warnings.catch_warnings():
+            # The checkpoint holds Adam's slots; the fresh model has none yet.
+            warnings.filterwarnings("ignore", message=".*Skipping variable loading for optimizer")
+            model = the_tuner.load_model(trial)
     except (OSError, ValueError, FileNotFoundError) as error:
         # A distributed search without a shared folder: the worker kept the
         # checkpoint. Train the best configuration again here, same seed.
@@ -452,6 +457,7 @@ def _save_keras(model, path):
     os.close(fd)
     try:
         model.save(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
