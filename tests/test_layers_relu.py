@@ -1,0 +1,132 @@
+"""cnnzoo.layers.ReLU: Keras's results and gradients, from primitives."""
+
+import inspect
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+import cnnzoo.layers.relu as relu_module
+from cnnzoo import verify
+from cnnzoo.layers import ReLU
+
+GRID = verify.RELU_GRID
+
+
+def _grad(layer, x):
+    return verify.grad_of_sum(layer, x)
+
+
+@pytest.mark.multibackend
+@pytest.mark.parametrize("config", GRID, ids=verify._relu_name)
+def test_forward_and_gradient_equal_keras_float32(config):
+    x = verify.relu_inputs("float32", 64)
+    want = ops.convert_to_numpy(keras.layers.ReLU(**config)(x))
+    got = ops.convert_to_numpy(ReLU(**config)(x))
+    same, _ = verify._same_bits(got, want)
+    assert same.all(), (x[~same], got[~same], want[~same])
+    finite = ~np.isinf(x)
+    g_want = _grad(keras.layers.ReLU(**config), x)
+    g_got = _grad(ReLU(**config), x)
+    same, _ = verify._same_bits(g_got, g_want, flush_equivalent=False)
+    assert (same | ~finite).all(), (x[~same], g_got[~same], g_want[~same])
+
+
+@pytest.mark.multibackend
+def test_gradient_is_zero_at_the_kink_and_keras_convention_elsewhere():
+    x = np.array([-1.0, 0.0, 1.0], dtype="float32")
+    np.testing.assert_array_equal(_grad(ReLU(), x), [0.0, 0.0, 1.0])
+    # Leaky: the slope below, 1 above; at 0 each backend has its convention.
+    leaky_at_0 = _grad(keras.layers.ReLU(negative_slope=0.25), x)[1]
+    np.testing.assert_array_equal(_grad(ReLU(negative_slope=0.25), x), [0.25, leaky_at_0, 1.0])
+    # Unlike autodiff of maximum(x, 0), which splits the tie (0.5 on JAX) or
+    # passes it (1 on TensorFlow).
+    assert _grad(lambda t: ops.maximum(t, 0.0), x)[1] != 0.0
+
+
+@pytest.mark.multibackend
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_low_precision_bit_exact(dtype):
+    x = ops.convert_to_tensor(verify.relu_inputs(dtype, 128))
+    for config in GRID:
+        got = ops.convert_to_numpy(ReLU(dtype=dtype, **config)(x))
+        want = ops.convert_to_numpy(keras.layers.ReLU(dtype=dtype, **config)(x))
+        assert got.dtype == want.dtype
+        same, _ = verify._same_bits(got, want)
+        assert same.all(), config
+
+
+@pytest.mark.multibackend
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_computes_in_half(policy):
+    keras.config.set_dtype_policy(policy)
+    layer = ReLU(max_value=6.0)
+    y = layer(np.array([[-1.0, 3.0, 9.0]], dtype="float32"))
+    assert ops.convert_to_numpy(y).dtype.name == policy.split("_")[1]
+    np.testing.assert_array_equal(ops.convert_to_numpy(ops.cast(y, "float32")), [[0, 3, 6]])
+
+
+@pytest.mark.multibackend
+def test_jit_compiled_training_step():
+    inputs = keras.Input((4,))
+    x = keras.layers.Dense(8)(inputs)
+    x = ReLU(negative_slope=0.1, max_value=6.0)(x)
+    outputs = keras.layers.Dense(1)(x)
+    model = keras.Model(inputs, outputs)
+    model.compile("sgd", "mse", jit_compile=True)
+    rng = np.random.default_rng(0)
+    history = model.fit(rng.normal(size=(16, 4)), rng.normal(size=(16, 1)), epochs=2,
+                        batch_size=8, verbose=0)
+    assert all(np.isfinite(history.history["loss"]))
+
+
+def test_config_round_trip_and_safe_mode_reload(tmp_path):
+    layer = ReLU(max_value=4.0, negative_slope=0.1, threshold=0.5, name="act")
+    config = layer.get_config()
+    assert {k: config[k] for k in ("max_value", "negative_slope", "threshold")} == {
+        "max_value": 4.0, "negative_slope": 0.1, "threshold": 0.5}
+    clone = ReLU.from_config(config)
+    assert clone.get_config() == config
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert isinstance(restored, ReLU) and restored.get_config() == config
+
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, ReLU(max_value=4.0, negative_slope=0.1, name="act")(inputs))
+    path = tmp_path / "relu.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    assert isinstance(loaded.get_layer("act"), ReLU)
+    x = np.array([[-2.0, 1.0, 9.0]], dtype="float32")
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"max_value": -1.0}, "max_value"),
+    ({"negative_slope": -0.1}, "negative_slope"),
+    ({"threshold": -0.5}, "threshold"),
+    ({"threshold": None}, "threshold"),
+    ({"negative_slope": "a"}, "negative_slope"),
+])
+def test_invalid_arguments(kwargs, name):
+    with pytest.raises(ValueError, match=f"Received: {name}="):
+        ReLU(**kwargs)
+
+
+def test_built_from_primitives_only():
+    code = _code_only(inspect.getsource(relu_module))
+    for forbidden in ("ops.relu", "ops.maximum", "ops.minimum", "ops.clip", "leaky_relu",
+                      "activations", "layers.ReLU", "keras.src", "tensorflow", "jax."):
+        assert forbidden not in code, forbidden
+
+
+def _code_only(source):
+    # Drop docstrings and comments: only executable code counts.
+    import ast
+
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.Module)) and node.body and \
+                isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant):
+            node.body = node.body[1:] or [ast.Pass()]
+    return ast.unparse(tree)
