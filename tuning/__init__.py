@@ -1,18 +1,20 @@
 """Dropout-rate search with Keras Tuner: the hypermodel, the tuners and the driver.
 
-`ZooHyperModel` can be handed to any Keras Tuner tuner directly;
-`search(...)` (and `cnnzoo tune`) runs the whole job: a resumable search
-whose state survives kills, progress, a ranked report, plots and the export
-of the best model. Submodules load on first access, so `import tuning` is
-instant.
+`ZooHyperModel` (`tuning.hypermodel`) can be handed to any Keras Tuner tuner
+directly; `search(...)` (`tuning.driver`, and `cnnzoo tune`) runs the whole
+job: a resumable search whose state survives kills, progress, a ranked
+report, plots and the export of the best model. `tuning.tuners` builds the
+tuners, `tuning.state` keeps Keras Tuner's files safe, `tuning.report` reads
+the results from the oracle, `tuning.distributed` runs the chief.
+Submodules load on first access, so `import tuning` is instant.
 """
 
 import importlib
 
 _LAZY = {
     "ZooHyperModel": "tuning.hypermodel",
-    "search": "tuning.search",
-    "SearchResult": "tuning.search",
+    "search": "tuning.driver",
+    "SearchResult": "tuning.driver",
     "make_tuner": "tuning.tuners",
     "TUNERS": "tuning.tuners",
 }

@@ -1,0 +1,138 @@
+"""The search driver end to end: results, resume, memory, NaN trials, set-up errors."""
+
+import gc
+import json
+import os
+
+import keras
+import keras_tuner as kt
+import pytest
+
+import tuning
+from cnnzoo import cli
+from tuning.hypermodel import ZooHyperModel
+from tuning.tuners import SearchFailedError, zoo_tuner_class
+
+# A small slice of digits: 140 train / 30 validation / 30 test images.
+TINY = dict(num_samples=200, epochs=1, batch_size=35, precision="float32", quiet=True)
+
+
+def _live_layers():
+    gc.collect()
+    return sum(isinstance(o, keras.layers.Layer) for o in gc.get_objects())
+
+
+class RecordingTuner(zoo_tuner_class(kt.RandomSearch)):
+    """Counts the Keras layers still alive after each trial."""
+
+    counts = []
+
+    def on_trial_end(self, trial):
+        super().on_trial_end(trial)
+        RecordingTuner.counts.append(_live_layers())
+
+
+def test_small_search_end_to_end_then_resume(tmp_path):
+    out = tmp_path / "search"
+    RecordingTuner.counts = []
+    result = tuning.search(out=out, max_trials=3, tuner_class=RecordingTuner, **TINY)
+
+    assert result.role == "local" and not result.resumed
+    assert [r["status"] for r in result.trials] == ["COMPLETED"] * 3
+    scores = [r["score"] for r in result.trials]
+    assert scores == sorted(scores, reverse=True)  # ranked best first
+    assert result.best == result.trials[0]
+    assert set(result.best["values"]) == {"dropout_rate", "block_dropout_rate", "dropout_type"}
+    assert 0.0 <= result.test_metrics["accuracy"] <= 1.0
+    saved = json.loads((out / "results.json").read_text())
+    assert [t["trial"] for t in saved["trials"]] == [r["trial"] for r in result.trials]
+    assert saved["search"]["model"] == "simple_cnn"
+    csv_lines = (out / "results.csv").read_text().splitlines()
+    assert len(csv_lines) == 4 and csv_lines[0].startswith("rank,trial,trial_id,status")
+    assert (out / "objective_vs_rates.png").stat().st_size > 0
+    assert os.path.isdir(result.files["model"])
+    assert (out / "keras_tuner" / "oracle.json").exists()
+
+    # Memory: no Keras layer outlives its trial (clear_session + gc between trials).
+    assert len(RecordingTuner.counts) == 3
+    assert RecordingTuner.counts[-1] <= RecordingTuner.counts[0], RecordingTuner.counts
+
+    # The same search again resumes: nothing re-runs, nothing is lost.
+    trial_files = sorted((out / "keras_tuner").glob("trial_*/trial.json"))
+    stamps = [f.stat().st_mtime_ns for f in trial_files]
+    again = tuning.search(out=out, max_trials=3, export=False, **TINY)
+    assert again.resumed
+    assert sorted(r["trial_id"] for r in again.trials) == ["0", "1", "2"]
+    assert [f.stat().st_mtime_ns for f in trial_files] == stamps
+
+    # Other settings in the same folder are refused, not mixed in.
+    with pytest.raises(ValueError, match="other settings.*seed"):
+        tuning.search(out=out, max_trials=3, seed=1, export=False, **TINY)
+
+
+class DivergesAtHalf(ZooHyperModel):
+    """Trials with a head rate of 0.5 get a learning rate that overflows the weights."""
+
+    def build_model(self, **values):
+        model = super().build_model(**values)
+        if values["dropout_rate"] == 0.5:
+            model.compile(optimizer=keras.optimizers.Adam(1e38),
+                          loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        return model
+
+
+def _diverging(rates):
+    return DivergesAtHalf("simple_cnn", input_shape=(8, 8, 1), num_classes=10,
+                          dropout_rate=rates, block_dropout_rate=0.0, dropout_type="standard")
+
+
+def test_a_nan_trial_is_recorded_as_failed_and_the_search_goes_on(tmp_path):
+    result = tuning.search(out=tmp_path, max_trials=2, hypermodel=_diverging([0.0, 0.5]),
+                           export=False, **TINY)
+    by_rate = {r["values"]["dropout_rate"]: r for r in result.trials}
+    assert by_rate[0.0]["status"] == "COMPLETED"
+    assert by_rate[0.5]["status"] == "FAILED"
+    assert by_rate[0.5]["reason"] == "FailedTrialError: loss became nan at epoch 1"
+    assert result.best is by_rate[0.0]
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["trials"][-1]["reason"].startswith("FailedTrialError: loss became nan")
+
+
+def test_repeated_failures_stop_the_search_with_its_state_saved(tmp_path):
+    with pytest.raises(SearchFailedError, match="1 trials failed in a row.*loss became nan"):
+        tuning.search(out=tmp_path, max_trials=2, hypermodel=_diverging([0.5, 0.6]),
+                      max_consecutive_failures=1, export=False,
+                      **dict(TINY, num_samples=100))
+    trial = json.loads((tmp_path / "keras_tuner" / "trial_0" / "trial.json").read_text())
+    assert trial["status"] == "FAILED"
+
+
+def test_a_model_that_cannot_be_built_fails_before_any_trial(tmp_path):
+    # simple_cnn needs at least 4x4 inputs (two 2x2 pools).
+    with pytest.raises(ValueError, match="cannot be built.*input_shape") as info:
+        tuning.search(out=tmp_path, input_size=2, **TINY)
+    assert "Received:" in str(info.value)
+    assert not (tmp_path / "keras_tuner").exists()
+
+
+def test_bad_data_exits_2_with_one_line(tmp_path, capsys):
+    code = cli.main(["tune", "--data", str(tmp_path / "missing.npz"), "--out",
+                     str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith("cnnzoo tune: error:") and "missing.npz" in err
+    assert len(err.splitlines()) == 1
+    assert not (tmp_path / "out" / "keras_tuner").exists()
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(tuner="grid"), "tuner='grid'"),
+    (dict(max_trials=0), "max_trials=0"),
+    (dict(objective="val_acc"), "Did you mean 'val_accuracy'"),
+    (dict(worker="1"), "needs the chief's address"),
+    (dict(chief="localhost"), "HOST:PORT"),
+    (dict(chief="127.0.0.1:1", worker="chief2"), "not contain 'chief'"),
+])
+def test_bad_arguments_fail_fast(tmp_path, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        tuning.search(out=tmp_path, quiet=True, **kwargs)
