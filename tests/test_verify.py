@@ -1,0 +1,113 @@
+"""cnnzoo.verify: passes on cnnzoo's layers, and catches wrong ones."""
+
+import json
+
+import keras
+import pytest
+from keras import ops
+
+from cnnzoo import cli, verify
+from cnnzoo.layers import Dropout, ReLU
+from cnnzoo.layers import dropout as dropout_module
+
+
+class ReLUGradOneAtZero(ReLU):
+    """Gradient 1 at x = 0: the x branch is taken there.
+
+    The default configuration's values stay right (x is 0 there); the
+    gradient is what must be caught.
+    """
+
+    def call(self, inputs):
+        return ops.where(ops.equal(inputs, 0), inputs, super().call(inputs))
+
+
+class DropoutWithoutScaling(Dropout):
+    """Drops, but forgets to divide the kept units by 1 - rate."""
+
+    def call(self, inputs, training=False):
+        if training and self.rate > 0:
+            keep = dropout_module.keep_mask(ops.shape(inputs), self.rate, inputs.dtype,
+                                            self.seed_generator)
+            return ops.where(keep, inputs, ops.zeros_like(inputs))
+        return inputs
+
+
+class DropoutAtInference(Dropout):
+    """Drops whatever `training` says."""
+
+    def call(self, inputs, training=False):
+        return super().call(inputs, training=True)
+
+
+def _failed(checks):
+    return {c.name for c in checks if not c.passed}
+
+
+@pytest.mark.multibackend
+def test_relu_checks_pass_and_catch_gradient_one_at_zero():
+    good = verify.check_relu(quick=True, dtypes=("float32",))
+    assert not _failed(good), [c for c in good if not c.passed]
+    bad = verify.check_relu(ReLUGradOneAtZero, quick=True, dtypes=("float32",))
+    failed = _failed(bad)
+    assert "relu/gradient-at-kinks/float32" in failed
+    assert "relu/gradient/float32" in failed
+    kink = next(c for c in bad if c.name == "relu/gradient-at-kinks/float32")
+    assert kink.statistic > kink.tolerance
+
+
+@pytest.mark.multibackend
+def test_dropout_checks_pass_and_catch_wrong_dropouts():
+    good = verify.check_dropout(quick=True, dtypes=("float32",))
+    assert not _failed(good), [c for c in good if not c.passed]
+
+    unscaled = _failed(verify.check_dropout(DropoutWithoutScaling, quick=True,
+                                            dtypes=("float32",)))
+    assert "dropout/kept-values-scaled" in unscaled
+    assert "dropout/gradient" in unscaled
+    assert "dropout/mean-preserved/rate=0.5" in unscaled
+    assert "dropout/dropped-fraction/rate=0.5" not in unscaled
+
+    at_inference = _failed(verify.check_dropout(DropoutAtInference, quick=True,
+                                                dtypes=("float32",)))
+    assert "dropout/inference-identity" in at_inference
+
+
+def test_model_check_catches_dropout_at_inference():
+    good = verify.check_model("simple_cnn")
+    assert not _failed(good), good
+    bad = verify.check_model("simple_cnn", dropout_class=DropoutAtInference)
+    assert "model/simple_cnn/inference" in _failed(bad)
+    assert "model/simple_cnn/layers-swapped" not in _failed(bad)
+
+
+def test_report_table_json_and_failure(tmp_path):
+    checks = verify.check_relu(ReLUGradOneAtZero, quick=True, dtypes=("float32",))
+    report = verify.Report(checks, backend=keras.backend.backend(),
+                           keras_version=keras.__version__)
+    assert not report.passed
+    table = report.format_table()
+    assert "FAIL" in table and "relu/gradient-at-kinks/float32" in table
+    path = tmp_path / "report.json"
+    data = json.loads(report.to_json(path))
+    assert data == json.loads(path.read_text())
+    assert data["passed"] is False and data["num_failed"] == len(report.failures())
+    assert {"name", "statistic", "tolerance", "passed", "detail"} <= set(data["checks"][0])
+
+
+def test_verify_command_quick_passes(tmp_path, capsys):
+    path = tmp_path / "verify.json"
+    code = cli.main(["verify", "--quick", "--json", str(path)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "PASS" in out and "model/simple_cnn/inference" in out
+    data = json.loads(path.read_text())
+    assert data["passed"] and data["num_checks"] == len(data["checks"]) > 30
+    assert any(c["name"] == "dropout/mask-equals-keras" for c in data["checks"])
+
+
+def test_verify_rejects_unknown_models():
+    with pytest.raises(ValueError, match="Received: models="):
+        verify.verify(models="no_such_model*", layers=False)
+    with pytest.raises(ValueError, match="Received: name="):
+        verify.verify(models=["no_such_model"], layers=False)
