@@ -434,7 +434,7 @@ def _all_variables(model):
 
 def save_variables(model, path, extra=None):
     """Writes every model and optimizer variable (and `extra`, JSON) to `path` atomically."""
-    arrays = {f"v{i:05d}": keras.ops.convert_to_numpy(var)
+    arrays = {f"v{i:05d}": keras.ops.convert_to_numpy(var.value)
               for i, var in enumerate(_all_variables(model))}
     arrays["__state__"] = np.array(json.dumps(extra or {}))
     buffer = io.BytesIO()

@@ -1,0 +1,139 @@
+"""cnnzoo.train: artefacts, early stopping, determinism, resume after SIGKILL, bad input."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from cnnzoo import cli
+from cnnzoo import train as T
+
+# Small and fast: 300 digits, float32 so results do not depend on bf16 hardware.
+KW = dict(data="digits", num_samples=300, batch_size=64, precision="float32", verbose=0)
+
+
+def _history(run_dir):
+    with open(os.path.join(run_dir, T.HISTORY_FILE)) as f:
+        return list(csv.DictReader(f))
+
+
+def test_run_artefacts_and_rerun(tmp_path):
+    out = tmp_path / "run"
+    result = T.train("simple_cnn", out=out, epochs=3, **KW)
+    files = sorted(os.listdir(out))
+    assert files == sorted([T.RUN_FILE, T.MODEL_FILE, T.HISTORY_FILE, T.CURVES_FILE, T.LOG_DIR])
+    record = json.loads((out / T.RUN_FILE).read_text())
+    assert record["status"] == "complete" and record["class_names"] == [str(i) for i in range(10)]
+    assert record["config"]["model"] == "simple_cnn" and record["config"]["seed"] == 0
+    assert len(_history(out)) == 3 == result.epochs_run
+    assert (out / T.CURVES_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    events = [f for _, _, fs in os.walk(out / T.LOG_DIR) for f in fs if "tfevents" in f]
+    assert events
+    # model.keras holds the best epoch: its test metrics are the recorded ones.
+    model = keras.saving.load_model(out / T.MODEL_FILE, safe_mode=True)
+    from cnnzoo.data import load_dataset
+
+    ds = load_dataset("digits", num_samples=300, seed=0)
+    got = model.evaluate(ds.x_test, ds.y_test, batch_size=64, verbose=0, return_dict=True)
+    assert got["accuracy"] == pytest.approx(result.test_metrics["accuracy"], abs=1e-6)
+    assert got["loss"] == pytest.approx(result.test_metrics["loss"], rel=1e-5)
+    assert record["metrics"]["test"] == result.test_metrics
+    # The same command again does not retrain.
+    again = T.train("simple_cnn", out=out, epochs=3, **KW)
+    assert again.resumed_from == 3 and again.test_metrics == result.test_metrics
+    # A different configuration in the same folder is refused, naming the difference.
+    with pytest.raises(ValueError, match=r"different configuration \(epochs: 3 -> 4\)"):
+        T.train("simple_cnn", out=out, epochs=4, **KW)
+
+
+def test_early_stopping_keeps_the_best_epoch(tmp_path):
+    # A learning rate this large makes the validation loss climb after the first epochs.
+    result = T.train("simple_cnn", out=tmp_path / "run", epochs=12, patience=1,
+                     learning_rate=0.3, **KW)
+    val_loss = result.history["val_loss"]
+    assert result.stopped_early and result.epochs_run < 12
+    assert result.best_epoch == int(np.argmin(val_loss)) + 1
+    assert result.epochs_run == result.best_epoch + 1  # patience 1
+    from cnnzoo.data import load_dataset
+
+    ds = load_dataset("digits", num_samples=300, seed=0)
+    got = result.model.evaluate(ds.x_val, ds.y_val, batch_size=64, verbose=0)[0]
+    assert got == pytest.approx(min(val_loss), rel=1e-4)
+
+
+_SCRIPT = textwrap.dedent("""
+    import sys
+    from cnnzoo import train
+    train.train("simple_cnn", "digits", out=sys.argv[1], epochs=3, num_samples=300,
+                batch_size=64, precision="float32", dropout_rate=0.5, verbose=0)
+""")
+
+
+def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
+    """Killed after epoch 1, resumed in a new process, equal to a run in this process.
+
+    This is also the determinism check: the same seed in two processes gives the
+    same history and test metrics, to the last bit.
+    """
+    script = tmp_path / "job.py"
+    script.write_text(_SCRIPT)
+    out = tmp_path / "killed"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen([sys.executable, str(script), str(out)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    marker = out / T.CHECKPOINT_DIR / "epoch-0001.npz"
+    deadline = time.time() + 240
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    assert marker.exists(), proc.stderr.read().decode()[-2000:]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    record = json.loads((out / T.RUN_FILE).read_text())
+    assert record["status"] == "running"
+    assert not (out / T.MODEL_FILE).exists()
+
+    # The same command again finishes the run from epoch 1 (or later).
+    done = subprocess.run([sys.executable, str(script), str(out)], env=env,
+                          capture_output=True, timeout=240)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    record = json.loads((out / T.RUN_FILE).read_text())
+    assert record["status"] == "complete" and record["resumed_at_epochs"][0] >= 1
+    assert not (out / T.CHECKPOINT_DIR).exists()
+
+    # Uninterrupted, in this process: the same history and test metrics.
+    whole = T.train("simple_cnn", out=tmp_path / "whole", epochs=3, dropout_rate=0.5, **KW)
+    assert _history(out) == _history(tmp_path / "whole")
+    assert record["metrics"]["test"] == whole.test_metrics
+
+
+def test_bad_input_leaves_nothing(tmp_path, capsys):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"PK\x03\x04 truncated")
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=r"bad\.npz.*corrupt or truncated"):
+        T.train("simple_cnn", str(bad), out=out, epochs=1, verbose=0)
+    assert not out.exists()
+    code = cli.main(["train", "--data", str(bad), "--out", str(out), "--epochs", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "bad.npz" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+    for kwargs, message in [({"epochs": 0}, "epochs"), ({"validation_split": 0.0}, "validation"),
+                            ({"dropout_rate": 1.0}, "dropout_rate"),
+                            ({"activation": "relux"}, "activation")]:
+        with pytest.raises(ValueError, match=message):
+            T.train("simple_cnn", "digits", out=out, num_samples=60, verbose=0, **kwargs)
+        assert not out.exists()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="holds no cnnzoo run"):
+        T.train("simple_cnn", "digits", out=other, epochs=1, verbose=0)
+    assert os.listdir(other) == ["notes.txt"]
