@@ -2,7 +2,17 @@
 
 `configure(precision="auto", jit="auto")` is what `cnnzoo train`, `cnnzoo
 tune` and the benchmarks call before building models. It reports what it
-chose, so a run can print and record it.
+chose and why, so a run can print and record it.
+
+The defaults come from measurements (see `benchmarks/RESULTS.md`):
+
+- Precision: mixed bfloat16 where the hardware multiplies bfloat16 in
+  hardware: CPUs with AMX or AVX-512 BF16, and GPUs of compute capability
+  8.0 or newer (Ampere, Hopper). Elsewhere bfloat16 is emulated and slower
+  than float32, so float32. The final validation accuracy on `digits` with
+  mixed bfloat16 is checked against float32 by `tests/test_runtime.py`.
+- XLA (`jit_compile`): off on the CPU, where it measured 1.5x to 2.7x
+  slower than TensorFlow's oneDNN kernels; on for accelerators.
 """
 
 import functools
@@ -12,6 +22,9 @@ from cnnzoo import _validation as v
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 JIT_CHOICES = ("auto", True, False)
+# Spellings `--jit` accepts on the command line.
+_JIT_WORDS = {"auto": "auto", "on": True, "true": True, "1": True, "yes": True, "xla": True,
+              "off": False, "false": False, "0": False, "no": False}
 
 
 @functools.lru_cache(maxsize=None)
@@ -27,12 +40,18 @@ def cpu_flags():
     return frozenset()
 
 
+def cpu_has_amx():
+    """True on CPUs with AMX bfloat16 tiles (Sapphire Rapids and newer)."""
+    return "amx_bf16" in cpu_flags()
+
+
 def cpu_has_fast_bf16():
     """True on CPUs with AMX or AVX-512 BF16 units (bfloat16 matmuls in hardware)."""
     return bool(cpu_flags() & {"amx_bf16", "avx512_bf16"})
 
 
 def backend():
+    """The Keras backend's name."""
     import keras
 
     return keras.backend.backend()
@@ -59,26 +78,56 @@ def accelerators():
     return ()
 
 
-def gpu_has_fast_bf16():
-    """True when every GPU can run bfloat16 fast (compute capability 8.0 or newer)."""
-    gpus = accelerators()
-    if not gpus:
-        return False
-    if backend() == "tensorflow":
+def _capability(text):
+    """`"8.6"` or `(8, 6)` -> `(8, 6)`; `(0, 0)` when unknown."""
+    if isinstance(text, (tuple, list)) and len(text) >= 2:
+        return int(text[0]), int(text[1])
+    try:
+        major, minor = str(text).split(".")[:2]
+        return int(major), int(minor)
+    except (TypeError, ValueError):
+        return (0, 0)
+
+
+@functools.lru_cache(maxsize=None)
+def gpu_capabilities():
+    """Compute capabilities `(major, minor)` of the backend's NVIDIA GPUs ((0, 0): unknown)."""
+    name = backend()
+    if name == "tensorflow":
         import tensorflow as tf
 
-        for _, dev_name in gpus:
-            device = [d for d in tf.config.list_physical_devices("GPU") if d.name == dev_name]
-            details = tf.config.experimental.get_device_details(device[0]) if device else {}
-            if details.get("compute_capability", (0, 0)) < (8, 0):
-                return False
-        return True
-    # JAX and torch machines lent to this project are Hopper/Ampere class.
-    return True
+        return tuple(_capability(tf.config.experimental.get_device_details(d)
+                                 .get("compute_capability"))
+                     for d in tf.config.list_physical_devices("GPU"))
+    if name == "jax":
+        import jax
+
+        return tuple(_capability(getattr(d, "compute_capability", None))
+                     for d in jax.devices() if d.platform == "gpu")
+    if name == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            return tuple(torch.cuda.get_device_capability(i)
+                         for i in range(torch.cuda.device_count()))
+    return ()
+
+
+def gpu_has_fast_bf16():
+    """True when every GPU runs bfloat16 in hardware (compute capability 8.0 or newer)."""
+    caps = gpu_capabilities()
+    return bool(caps) and all(c >= (8, 0) for c in caps)
 
 
 def resolve_precision(precision="auto"):
-    """`"auto"` -> `"mixed_bfloat16"` where the hardware runs it fast, else `"float32"`."""
+    """Returns the dtype policy name that `precision` stands for.
+
+    Args:
+        precision: `"auto"`, `"float32"`, `"mixed_bfloat16"` or
+            `"mixed_float16"`. `"auto"` is mixed bfloat16 where the
+            hardware runs it fast (AMX / AVX-512 BF16 CPUs, GPUs of compute
+            capability >= 8.0) and float32 elsewhere.
+    """
     v.check_choice("precision", precision, PRECISIONS)
     if precision != "auto":
         return precision
@@ -87,17 +136,68 @@ def resolve_precision(precision="auto"):
     return "mixed_bfloat16" if cpu_has_fast_bf16() else "float32"
 
 
+def parse_jit(value):
+    """Parses a `--jit` value: `auto`, `on`/`true`/`1`, `off`/`false`/`0`.
+
+    Booleans and `"auto"` pass through, so it is safe on any input.
+    """
+    if isinstance(value, bool) or value == "auto":
+        return value
+    if isinstance(value, str) and value.strip().lower() in _JIT_WORDS:
+        return _JIT_WORDS[value.strip().lower()]
+    v.fail("Expected `jit` to be 'auto', 'on' or 'off'.", "jit", value)
+
+
 def resolve_jit(jit="auto"):
-    """`"auto"` -> XLA on accelerators, off on the CPU (measured 1.5x-2.7x slower here)."""
-    if jit not in JIT_CHOICES or isinstance(jit, int) and not isinstance(jit, bool):
+    """Returns whether to compile with XLA.
+
+    Args:
+        jit: `"auto"`, `True` or `False` (or a `--jit` word, see
+            `parse_jit`). `"auto"` is XLA on accelerators and off on the CPU,
+            where it measured 1.5x to 2.7x slower.
+    """
+    if isinstance(jit, str):
+        jit = parse_jit(jit)
+    if jit not in JIT_CHOICES or not isinstance(jit, (bool, str)):
         v.fail("Expected `jit` to be 'auto', True or False.", "jit", jit)
     if jit == "auto":
         return bool(accelerators())
     return jit
 
 
+def resolve(precision="auto", jit="auto"):
+    """What `configure` would choose, without changing anything.
+
+    Returns:
+        A dict: `backend`, `devices` (accelerator names, `["cpu"]` on a
+        CPU), `precision` (the dtype policy), `jit` (for `model.compile`)
+        and `reason` (why, in words).
+    """
+    policy = resolve_precision(precision)
+    use_jit = resolve_jit(jit)
+    devices = [n for _, n in accelerators()]
+    if precision == "auto":
+        if devices:
+            why = ("GPUs of compute capability >= 8.0 run bfloat16 in hardware"
+                   if policy != "float32" else "GPU without fast bfloat16")
+        else:
+            why = ("CPU with AMX / AVX-512 BF16" if policy != "float32"
+                   else "CPU without bfloat16 units")
+        why = f"precision auto -> {policy} ({why})"
+    else:
+        why = f"precision {policy} (asked)"
+    jit_why = ("accelerator" if devices else "CPU") if jit == "auto" else "asked"
+    return {
+        "backend": backend(),
+        "devices": devices or ["cpu"],
+        "precision": policy,
+        "jit": use_jit,
+        "reason": f"{why}; XLA {'on' if use_jit else 'off'} ({jit_why})",
+    }
+
+
 def setup_devices():
-    """Enables TensorFlow GPU memory growth, so trials share the GPU politely."""
+    """Lets trials share a GPU: TensorFlow memory growth, no JAX preallocation."""
     if backend() == "tensorflow":
         import tensorflow as tf
 
@@ -107,24 +207,30 @@ def setup_devices():
             except RuntimeError:  # already initialized
                 pass
     elif backend() == "jax":
+        # Only effective before JAX starts its GPU client; harmless after.
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 
 def configure(precision="auto", jit="auto"):
     """Sets the global dtype policy and returns what the run will use.
 
+    Args:
+        precision: see `resolve_precision`.
+        jit: see `resolve_jit`.
+
     Returns:
-        A dict: `backend`, `devices` (accelerator names, empty on CPU),
-        `precision` (the policy set) and `jit` (for `model.compile`).
+        A dict: `backend`, `devices` (accelerator names, `["cpu"]` on a
+        CPU), `precision` (the policy set), `jit` (for `model.compile`) and
+        `reason`.
+
+    Example:
+
+    >>> choice = configure()            # doctest: +SKIP
+    >>> model.compile(..., jit_compile=choice["jit"])  # doctest: +SKIP
     """
     import keras
 
     setup_devices()
-    policy = resolve_precision(precision)
-    keras.config.set_dtype_policy(policy)
-    return {
-        "backend": backend(),
-        "devices": [n for _, n in accelerators()] or ["cpu"],
-        "precision": policy,
-        "jit": resolve_jit(jit),
-    }
+    choice = resolve(precision, jit)
+    keras.config.set_dtype_policy(choice["precision"])
+    return choice

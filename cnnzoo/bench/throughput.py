@@ -1,0 +1,91 @@
+"""Training throughput: cnnzoo models against the same architecture built the plain way.
+
+For each model three contenders train on the same fixed batch, interleaved:
+
+- `plain`: keras.applications (`weights=None`) or a hand-written
+  `keras.Sequential` for `simple_cnn`, compiled with Keras defaults
+  (float32, `jit_compile="auto"`, which is off on a CPU);
+- `cnnzoo float32`: the zoo model, float32, XLA off: same precision as the
+  plain build, so the ratio isolates how the model is built (target >= 0.98);
+- `cnnzoo default`: the zoo model with `cnnzoo.runtime.configure()`'s
+  choices (mixed bfloat16 on AMX / AVX-512 BF16 CPUs and recent GPUs, XLA
+  on accelerators only); target >= 2.5x on a CPU with AMX.
+"""
+
+from cnnzoo.bench import common, harness
+
+NAME = "throughput"
+# name -> (input size, channels, batch size, steps per timed sample) in quick / full mode.
+QUICK = {
+    "simple_cnn": (28, 1, 128, 8),
+    "vgg16": (32, 3, 16, 1),
+    "resnet50": (32, 3, 16, 1),
+    "mobilenet_v2": (32, 3, 32, 2),
+}
+FULL = {
+    "simple_cnn": (28, 1, 128, 20),
+    "vgg16": (32, 3, 32, 2),
+    "resnet50": (32, 3, 32, 2),
+    "mobilenet_v2": (32, 3, 64, 2),
+}
+NUM_CLASSES = 10
+
+
+def measure(name, size, channels, batch_size, steps, repeats, runtime_choice):
+    """Interleaved training throughput of one model's three builds."""
+    shape = (size, size, channels)
+    plain = common.compile_default(common.plain_model(name, shape, NUM_CLASSES))
+    with common.dtype_policy("float32"):
+        zoo32 = common.zoo_model(name, shape, NUM_CLASSES)
+    common.compile_default(zoo32, jit_compile=False)
+    with common.dtype_policy(runtime_choice["precision"]):
+        zoo_default = common.zoo_model(name, shape, NUM_CLASSES)
+    common.compile_default(zoo_default, jit_compile=runtime_choice["jit"])
+    x, y = common.batch(shape, NUM_CLASSES, batch_size)
+    fns = {
+        "plain": common.train_steps(plain, x, y, steps),
+        "cnnzoo float32": common.train_steps(zoo32, x, y, steps),
+        "cnnzoo default": common.train_steps(zoo_default, x, y, steps),
+    }
+    times = harness.interleave(fns, repeats=repeats, warmup=1)
+    images = batch_size * steps
+    return times, images, (plain.count_params(), zoo32.count_params())
+
+
+def run(quick=True, models=None, repeats=None):
+    """Returns the result rows (see `cnnzoo.bench.harness.row`)."""
+    from cnnzoo import runtime
+
+    choice = runtime.resolve()
+    table = QUICK if quick else FULL
+    repeats = repeats or (5 if quick else 9)
+    wanted = list(models or table)
+    rows = []
+    present = common.available_models(wanted)
+    for name in wanted:
+        if name not in present:
+            rows.append(harness.unavailable(NAME, f"`{name}` is not registered in the zoo yet",
+                                            name=f"{name}: cnnzoo vs plain Keras"))
+            continue
+        size, channels, batch_size, steps = table[name]
+        times, images, (p_plain, p_zoo) = measure(name, size, channels, batch_size, steps,
+                                                  repeats, choice)
+        per_image = {k: harness.fmt_seconds(harness.summarize(t).median / images)
+                     for k, t in times.items()}
+        context = (f"{size}x{size}x{channels}, batch {batch_size}; per image: plain "
+                   f"{per_image['plain']}, cnnzoo float32 {per_image['cnnzoo float32']}, "
+                   f"cnnzoo default {per_image['cnnzoo default']}")
+        note = "" if p_plain == p_zoo else f"parameters differ: plain {p_plain:,}, cnnzoo {p_zoo:,}"
+        s32 = harness.speedup(times, "plain", "cnnzoo float32")
+        rows.append(harness.row(NAME, f"{name}: cnnzoo float32 vs plain Keras", summary=s32,
+                                target=">= 0.98", met=harness.at_least(s32, 0.98),
+                                context=context, note=note))
+        sdef = harness.speedup(times, "plain", "cnnzoo default")
+        amx = runtime.cpu_has_amx() and not runtime.accelerators()
+        default_note = f"default = {choice['precision']}, jit={choice['jit']}"
+        rows.append(harness.row(
+            NAME, f"{name}: cnnzoo default vs plain Keras", summary=sdef,
+            target=">= 2.5 (CPU with AMX)" if amx else None,
+            met=harness.at_least(sdef, 2.5) if amx else None,
+            context=default_note, note=note))
+    return rows

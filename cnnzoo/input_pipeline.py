@@ -1,0 +1,154 @@
+"""Input pipelines that never starve the model, with a seeded batch order.
+
+`train_data(x, y, batch_size=..., seed=...)` and `eval_data(x, y, ...)`
+return keyword arguments for `model.fit` / `model.evaluate`:
+
+    train = input_pipeline.train_data(x_train, y_train, batch_size=64, seed=0)
+    val = input_pipeline.eval_data(x_val, y_val, batch_size=256)
+    model.fit(**train, validation_data=val["x"], epochs=5)
+
+- TensorFlow: the arrays live once in memory as tensors (the cache); every
+  epoch is a stateless shuffle of the indices keyed by `(seed, epoch)`,
+  batches are gathered with one op and prefetched while the model trains,
+  so the input never waits on Python.
+- JAX and PyTorch: a `keras.utils.PyDataset` over the in-memory arrays,
+  shuffled per epoch by a numpy permutation keyed by `(seed, epoch)`; Keras
+  moves each batch to the device.
+
+The batch order depends on `seed` and the epoch only, never on global
+random state: two runs with the same `seed` see the same batches, whatever
+else was seeded in between. Packed trials rely on that: every tower of a
+packed model sees exactly the batches its unpacked trial would.
+"""
+
+import math
+
+import numpy as np
+
+from cnnzoo import _validation as v
+
+
+def _check_arrays(x, y):
+    x = np.asarray(x)
+    y = np.asarray(y)
+    if x.ndim < 2 or len(x) == 0:
+        v.fail("Expected `x` as a non-empty array of examples.", "x.shape", x.shape)
+    if y.shape[:1] != x.shape[:1]:
+        v.fail("Expected `x` and `y` with the same number of examples.",
+               "(len(x), len(y))", (len(x), len(y)))
+    return x, y
+
+
+def epoch_order(n, seed, epoch):
+    """The permutation of `range(n)` used for epoch `epoch` (0-based)."""
+    return np.random.default_rng([int(seed), int(epoch)]).permutation(n)
+
+
+def _sequence_class():
+    import keras
+
+    class ArrayBatches(keras.utils.PyDataset):
+        """Seeded shuffled batches of in-memory arrays (JAX / PyTorch backends)."""
+
+        def __init__(self, x, y, batch_size, seed, shuffle):
+            super().__init__()
+            self.x, self.y = x, y
+            self.batch_size = batch_size
+            self.seed = seed
+            self.shuffle = shuffle
+            self.epoch = 0
+            self._served = False
+            self._order = self._make_order()
+
+        def _make_order(self):
+            n = len(self.x)
+            return epoch_order(n, self.seed, self.epoch) if self.shuffle else np.arange(n)
+
+        def __len__(self):
+            return math.ceil(len(self.x) / self.batch_size)
+
+        def __getitem__(self, index):
+            self._served = True
+            idx = self._order[index * self.batch_size:(index + 1) * self.batch_size]
+            return self.x[idx], self.y[idx]
+
+        def on_epoch_end(self):
+            # Keras also calls this before the first epoch: only an epoch that
+            # served batches moves the order on, so epoch e gets permutation e.
+            if self._served:
+                self.epoch += 1
+                self._served = False
+                self._order = self._make_order()
+
+    return ArrayBatches
+
+
+def train_data(x, y, *, batch_size, seed=0, shuffle=True):
+    """Training input for `model.fit(**train_data(...))`.
+
+    Args:
+        x: examples, `(N, ...)`.
+        y: labels, `(N, ...)`.
+        batch_size: examples per step.
+        seed: keys the per-epoch shuffle (and nothing else).
+        shuffle: shuffle every epoch (in a new, seeded order).
+
+    Returns:
+        A dict of `model.fit` keyword arguments: `x` (a dataset holding the
+        labels too), `shuffle=False` (the dataset shuffles itself) and, on
+        TensorFlow, `steps_per_epoch`.
+    """
+    x, y = _check_arrays(x, y)
+    batch_size = v.check_int("batch_size", batch_size, low=1)
+    seed = v.check_int("seed", seed, low=0)
+    v.check_bool("shuffle", shuffle)
+    steps = math.ceil(len(x) / batch_size)
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return {"x": _sequence_class()(x, y, batch_size, seed, shuffle), "shuffle": False}
+
+    import tensorflow as tf
+
+    n = len(x)
+    xs = tf.constant(x)
+    ys = tf.constant(y)
+
+    def epoch_batches(epoch):
+        if shuffle:
+            # A stateless shuffle: the order is a function of (seed, epoch) only.
+            order = tf.random.experimental.stateless_shuffle(
+                tf.range(n, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
+        else:
+            order = tf.range(n, dtype=tf.int64)
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+
+    # An endless stream of epochs; `steps_per_epoch` cuts it, and Keras keeps
+    # the iterator between epochs, so epoch e gets permutation e.
+    ds = (tf.data.Dataset.range(2 ** 62)
+          .flat_map(epoch_batches)
+          .map(lambda idx: (tf.gather(xs, idx), tf.gather(ys, idx)),
+               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+          .prefetch(tf.data.AUTOTUNE))
+    return {"x": ds, "steps_per_epoch": steps, "shuffle": False}
+
+
+def eval_data(x, y, *, batch_size=256):
+    """Evaluation input (validation or test), in order, for `model.evaluate(**...)`.
+
+    Returns:
+        A dict with `x`: a cached, prefetched `tf.data.Dataset` on
+        TensorFlow, a `PyDataset` elsewhere. Pass `eval_data(...)["x"]` as
+        `validation_data`.
+    """
+    x, y = _check_arrays(x, y)
+    batch_size = v.check_int("batch_size", batch_size, low=1)
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return {"x": _sequence_class()(x, y, batch_size, 0, False)}
+    import tensorflow as tf
+
+    ds = (tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).cache()
+          .prefetch(tf.data.AUTOTUNE))
+    return {"x": ds}
