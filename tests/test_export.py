@@ -1,0 +1,226 @@
+"""cnnzoo.export: SavedModel reloads three ways, atomic writes, model cards, bad input."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from cnnzoo import cli
+from cnnzoo import export as E
+from cnnzoo import train as T
+from cnnzoo.data import load_dataset
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "run"
+    keras.utils.set_random_seed(0)
+    keras.config.set_dtype_policy("float32")
+    T.train("simple_cnn", "digits", out=out, epochs=2, num_samples=200, batch_size=64,
+            precision="float32", dropout_rate=0.25, verbose=0)
+    keras.config.set_dtype_policy("float32")
+    return out
+
+
+@pytest.fixture()
+def model(run_dir):
+    return keras.saving.load_model(run_dir / T.MODEL_FILE, safe_mode=True)
+
+
+@pytest.fixture(scope="module")
+def images():
+    ds = load_dataset("digits", num_samples=200, seed=0)
+    return ds.x_test[:16]
+
+
+def test_saved_model_reloads_three_ways(model, images, tmp_path):
+    import tensorflow as tf
+
+    path = tmp_path / "sm"
+    names = [f"digit {i}" for i in range(10)]
+    card = E.export_saved_model(model, path, class_names=names, verify_batch=images,
+                                model_card={"training": {"note": "test"}}, verbose=False)
+    expected = model.predict(images, verbose=0)
+    # 1. tf.saved_model.load and the serving signature: named input and output.
+    loaded = tf.saved_model.load(str(path))
+    signature = loaded.signatures["serving_default"]
+    assert list(signature.structured_input_signature[1]) == ["images"]
+    assert list(signature.structured_outputs) == ["probabilities"]
+    got = signature(images=tf.constant(images))["probabilities"].numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    # 2. keras.layers.TFSMLayer.
+    layer = keras.layers.TFSMLayer(str(path), call_endpoint="serving_default")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(images)["probabilities"]),
+                               expected, atol=1e-6)
+    # 3. cnnzoo's own loader (what `cnnzoo predict` uses).
+    np.testing.assert_allclose(E.load_export(path).predict(images), expected, atol=1e-6)
+
+    on_disk = json.loads((path / E.CARD_FILE).read_text())
+    assert {k: v for k, v in card.items() if k != "path"} == on_disk
+    assert on_disk["class_names"] == names
+    assert on_disk["model"]["name"] == "simple_cnn"
+    assert on_disk["model"]["parameters"] == model.count_params()
+    assert on_disk["model"]["dropout_layers"] == [
+        {"name": "fc1_drop", "class": "Dropout", "rate": 0.25}]
+    assert on_disk["model"]["hidden_activations"] == {"ReLU": 3}
+    assert on_disk["input"]["name"] == "images" and on_disk["input"]["shape"] == [None, 8, 8, 1]
+    assert on_disk["preprocessing"][-1]["scale"] == pytest.approx(1 / 255)
+    assert on_disk["training"] == {"note": "test"}
+    assert on_disk["versions"]["keras"] == keras.__version__
+    check = on_disk["verification"]
+    assert check["passed"] and check["max_abs_diff"] <= 1e-5 and check["batch_size"] == 16
+
+
+def test_serving_layout_and_overwrite(model, tmp_path):
+    base = tmp_path / "serving" / "digits"
+    E.export_saved_model(model, base, serving_version=1, verbose=False)
+    E.export_saved_model(model, base, serving_version=2, verbose=False)
+    assert sorted(os.listdir(base)) == ["1", "2"]
+    assert (base / "2" / "saved_model.pb").exists() and (base / "2" / E.CARD_FILE).exists()
+    assert E.load_export(base).path == str(base / "2")  # the newest version
+    with pytest.raises(ValueError, match="target exists.*overwrite"):
+        E.export_saved_model(model, base, serving_version=2, verbose=False)
+    card = E.export_saved_model(model, base, serving_version=2, overwrite=True, verbose=False)
+    assert card["serving"]["version"] == 2
+    assert sorted(os.listdir(base)) == ["1", "2"]  # no temporary siblings left
+
+
+def _snapshot(folder):
+    return {os.path.relpath(os.path.join(root, f), folder):
+            open(os.path.join(root, f), "rb").read()
+            for root, _, files in os.walk(folder) for f in files}
+
+
+def test_failure_between_write_and_rename_keeps_old_export(model, tmp_path, monkeypatch):
+    path = tmp_path / "sm"
+    E.export_saved_model(model, path, verbose=False)
+    before = _snapshot(path)
+
+    def broken_reload(folder, batch):
+        assert os.path.exists(os.path.join(folder, "saved_model.pb"))  # written, not renamed
+        raise RuntimeError("injected failure")
+
+    monkeypatch.setitem(E._RELOADERS, "saved_model", broken_reload)
+    with pytest.raises(RuntimeError, match="injected"):
+        E.export_saved_model(model, path, overwrite=True, verbose=False)
+    assert _snapshot(path) == before
+    assert os.listdir(tmp_path) == ["sm"]
+    with pytest.raises(RuntimeError, match="injected"):
+        E.export_saved_model(model, tmp_path / "new", verbose=False)
+    assert os.listdir(tmp_path) == ["sm"]
+
+
+def test_disagreeing_reload_fails_loudly(model, tmp_path, monkeypatch):
+    real = E._RELOADERS["keras"]
+
+    def off_by_a_bit(folder, batch):
+        out, how = real(folder, batch)
+        return out + 1e-3, how
+
+    monkeypatch.setitem(E._RELOADERS, "keras", off_by_a_bit)
+    with pytest.raises(E.ExportVerificationError, match=r"max \|difference\| 0\.001 > "):
+        E.export_model(model, tmp_path / "k", format="keras", verbose=False)
+    assert os.listdir(tmp_path) == []
+
+
+def test_keras_and_tflite_formats(model, images, tmp_path):
+    expected = model.predict(images, verbose=0)
+    card = E.export_model(model, tmp_path / "k", format="keras", verbose=False)
+    assert card["artifact"] == "model.keras"
+    again = keras.saving.load_model(tmp_path / "k" / "model.keras", safe_mode=True)
+    np.testing.assert_allclose(again.predict(images, verbose=0), expected, atol=1e-6)
+    card = E.export_model(model, tmp_path / "t", format="tflite", verbose=False)
+    assert card["verification"]["passed"]
+    np.testing.assert_allclose(E.load_export(tmp_path / "t").predict(images), expected,
+                               atol=1e-5)
+
+
+def test_mixed_precision_model_exports(tmp_path):
+    from cnnzoo.pipeline import build_classifier
+
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    model = build_classifier("simple_cnn", (8, 8, 1), 3)
+    keras.config.set_dtype_policy("float32")
+    card = E.export_saved_model(model, tmp_path / "sm", verbose=False)
+    assert "mixed_bfloat16" in card["model"]["dtype_policy"]
+    assert card["verification"]["tolerance"] == E.MIXED_TOLERANCE
+    # TFLite gets a float32 copy (standard runtimes lack bfloat16 kernels).
+    card = E.export_model(model, tmp_path / "t", format="tflite", verbose=False)
+    assert card["verification"]["compute_dtype"] == "float32"
+    assert card["verification"]["float32_copy_max_abs_diff_vs_trained"] < E.MIXED_TOLERANCE
+
+
+def test_cli_export_from_run_dir(run_dir, tmp_path, capsys):
+    out = tmp_path / "exported"
+    assert cli.main(["export", str(run_dir), "--out", str(out)]) == 0
+    assert "max |difference|" in capsys.readouterr().out
+    card = json.loads((out / E.CARD_FILE).read_text())
+    assert card["model"]["config"]["dropout_rate"] == 0.25
+    assert card["model"]["config"]["model"] == "simple_cnn"
+    assert card["training"]["metrics"]["test"]["accuracy"] >= 0
+    assert card["training"]["data"]["name"] == "digits"
+    # An existing target without --overwrite: exit 2, one line, nothing changed.
+    before = _snapshot(out)
+    assert cli.main(["export", str(run_dir), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "target exists" in err and str(out) in err and len(err.splitlines()) == 1
+    assert _snapshot(out) == before
+    assert cli.main(["export", str(run_dir), "--out", str(out), "--overwrite",
+                     "--format", "keras"]) == 0
+    assert sorted(os.listdir(out)) == sorted([E.CARD_FILE, "model.keras"])
+
+
+def _cli_error(capsys, argv):
+    code = cli.main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    return err
+
+
+def test_cli_bad_input(run_dir, tmp_path, capsys):
+    not_a_model = tmp_path / "fake.keras"
+    not_a_model.write_text("hello")
+    out = tmp_path / "out"
+    err = _cli_error(capsys, ["export", str(not_a_model), "--out", str(out)])
+    assert "fake.keras" in err and "not a .keras model" in err
+    err = _cli_error(capsys, ["export", str(tmp_path / "missing.keras"), "--out", str(out)])
+    assert "does not exist" in err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    err = _cli_error(capsys, ["export", str(empty), "--out", str(out)])
+    assert "run.json" in err
+    # A location that cannot be written (sysfs refuses even root).
+    if os.geteuid() == 0:
+        readonly = "/sys/cnnzoo-export-test/out"
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o555)
+        readonly = str(locked / "out")
+    err = _cli_error(capsys, ["export", str(run_dir), "--out", readonly])
+    assert "Could not write" in err and readonly in err
+    assert not os.path.exists(readonly)
+    err = _cli_error(capsys, ["export", str(run_dir), "--out", str(out), "--format", "keras",
+                              "--serving-version", "1"])
+    assert "serving_version" in err
+    assert sorted(os.listdir(tmp_path)) == ["empty", "fake.keras"]
+
+
+def test_missing_extra_names_the_install_command(model, tmp_path, monkeypatch):
+    monkeypatch.setitem(E.EXTRAS, "onnx", ("cnnzoo_missing_module",))
+    with pytest.raises(ValueError, match=r"pip install 'cnnzoo\[onnx\]'"):
+        E.export_model(model, tmp_path / "o", format="onnx", verbose=False)
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"format": "pb"}, "format"), ({"serving_version": 0}, "serving_version"),
+    ({"class_names": ["a", "b"]}, "10 class names"), ({"model_card": "x"}, "model_card"),
+    ({"verify_batch": np.zeros((2, 9, 9, 1))}, "verify_batch"), ({"tolerance": -1}, "tolerance"),
+])
+def test_bad_arguments(model, tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        E.export_model(model, tmp_path / "x", verbose=False, **kwargs)
+    assert not (tmp_path / "x").exists()
