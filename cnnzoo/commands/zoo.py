@@ -17,15 +17,20 @@ def add_arguments_for(name, parser):
         parser.add_argument("name", help="Model name (see `cnnzoo list`).")
     else:
         parser.add_argument("name", help="Model name (see `cnnzoo list`).")
-        parser.add_argument("--input-shape", type=parse_shape, default=None,
+        # Values stay strings here and are converted in `model_kwargs`: a bad
+        # value is then one line (`cnnzoo summary: error: ... Received: ...`)
+        # from the same checks as `create_model`, not argparse's usage dump.
+        parser.add_argument("--input-shape", default=None,
                             help="H,W,C (default: the model's).")
-        parser.add_argument("--num-classes", type=int, default=None)
+        parser.add_argument("--num-classes", default=None)
         parser.add_argument("--activation", default=None)
-        parser.add_argument("--dropout-rate", type=float, default=None)
-        parser.add_argument("--block-dropout-rate", type=parse_rates, default=None,
+        parser.add_argument("--dropout-rate", default=None)
+        parser.add_argument("--block-dropout-rate", default=None,
                             help="One rate, or one per stage separated by commas.")
-        parser.add_argument("--dropout-type", default=None, choices=["standard", "spatial"])
-        parser.add_argument("--implementation", default=None, choices=["keras", "primitive"])
+        parser.add_argument("--dropout-type", default=None, help="standard or spatial.")
+        parser.add_argument("--drop-path-rate", default=None,
+                            help="Stochastic depth (residual families).")
+        parser.add_argument("--implementation", default=None, help="keras or primitive.")
     parser.set_defaults(_run=name)
 
 
@@ -50,11 +55,32 @@ def parse_rates(text):
     return rates[0] if len(rates) == 1 else rates
 
 
+def parse_number(name, text, kind=float):
+    """`"0.5"` -> 0.5 (`kind=int`: `"10"` -> 10); a ValueError naming `name` otherwise."""
+    try:
+        return kind(text)
+    except ValueError:
+        noun = "an integer" if kind is int else "a number"
+        v.fail(f"Expected `{name}` to be {noun}.", name, text)
+
+
+# option -> how its text becomes a `create_model` argument.
+_CONVERTERS = {
+    "input_shape": parse_shape,
+    "num_classes": lambda t: parse_number("num_classes", t, int),
+    "activation": str,
+    "dropout_rate": lambda t: parse_number("dropout_rate", t),
+    "block_dropout_rate": parse_rates,
+    "dropout_type": str,
+    "drop_path_rate": lambda t: parse_number("drop_path_rate", t),
+    "implementation": str,
+}
+
+
 def model_kwargs(args):
     """The `create_model` keyword arguments given on the command line."""
-    keys = ("input_shape", "num_classes", "activation", "dropout_rate", "block_dropout_rate",
-            "dropout_type", "implementation")
-    return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+    return {k: convert(getattr(args, k)) for k, convert in _CONVERTERS.items()
+            if getattr(args, k, None) is not None}
 
 
 def _format_shape(shape):
