@@ -175,8 +175,8 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
                                            validation_split=validation_split,
                                            test_split=test_split, seed=seed)
         data_config = {
-            "dataset": data if dataset.source == dataset.name or not os.path.exists(
-                str(dataset.source)) else dataset.source,
+            # A name as given; a file or folder as its absolute path.
+            "dataset": dataset.source if os.path.isabs(dataset.source) else data,
             "image_size": image_size, "num_samples": num_samples,
             "validation_split": validation_split, "test_split": test_split,
         }
@@ -236,6 +236,13 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
 
     state = _restore_latest(net, run_dir)
     done = state["epoch"] if state else 0
+    if verbose:
+        h, w, c = dataset.input_shape
+        print(f"Training {model} ({net.count_params():,} parameters) on {dataset.name}: "
+              f"{len(dataset.y_train)} train / {len(dataset.y_val)} validation / "
+              f"{len(dataset.y_test)} test images, {h}x{w}x{c}, {dataset.num_classes} classes; "
+              f"{rt['backend']} on {', '.join(rt['devices'])}, {rt['precision']}, "
+              f"XLA {'on' if rt['jit'] else 'off'}. Run folder: {run_dir}")
     if done:
         run_record["resumed_at_epochs"].append(done)
         if verbose:
