@@ -148,14 +148,18 @@ def serve(oracle, *, poll=0.5, stream=None):
     print(f"Chief listening on {address}: start workers with "
           f"`cnnzoo tune --worker ID --chief <this host>:{port}` (same options).",
           file=stream, flush=True)
-    last_note = time.monotonic()
+    last_note = None
     try:
         while True:
             time.sleep(poll)
-            if servicer.stop_triggered and _search_over(oracle):
+            if not servicer.stop_triggered:
+                continue
+            if _search_over(oracle):
                 break
-            if servicer.stop_triggered and time.monotonic() - last_note > 30:
-                waiting = ", ".join(f"{tid} (trial {t.trial_id})"
+            if last_note is None:
+                last_note = time.monotonic()
+            elif time.monotonic() - last_note > 30:
+                waiting = ", ".join(f"{tid} (trial {int(t.trial_id) + 1})"
                                     for tid, t in oracle.ongoing_trials.items())
                 print(f"Chief: all trials handed out; waiting for {waiting or 'workers'}",
                       file=stream, flush=True)

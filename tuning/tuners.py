@@ -69,6 +69,9 @@ class ZooTunerMixin:
         self.stream = stream or sys.stdout
         self.consecutive_failures = 0
         self.trials_run = []
+        # trial_id -> the metrics this process reported (a worker's oracle
+        # is remote, so its trials do not hold them).
+        self.reported = {}
         directory = kwargs.get("directory") or "."
         project_dir = os.path.join(str(directory), kwargs.get("project_name") or PROJECT_NAME)
         tuner_id = os.environ.get("KERASTUNER_TUNER_ID", "tuner0")
@@ -91,7 +94,9 @@ class ZooTunerMixin:
         keras.utils.set_random_seed(self.trial_seed(trial))
         start = time.perf_counter()
         histories = super().run_trial(trial, *args, **kwargs)
-        return self.summarize(histories, time.perf_counter() - start)
+        metrics = self.summarize(histories, time.perf_counter() - start)
+        self.reported[trial.trial_id] = metrics
+        return metrics
 
     def summarize(self, histories, seconds):
         """The metrics of each execution's best epoch, averaged, plus time and epochs."""
@@ -149,11 +154,8 @@ class ZooTunerMixin:
                 f"the cause and run the same command again to resume.")
 
     def _score(self, trial):
-        name = self.oracle.objective.name
-        # `trial.metrics` holds what this process reported; the score is the chief's.
-        if trial.metrics.exists(name):
-            return f"{trial.metrics.get_last_value(name):.4f}"
-        return "?"
+        value = self.reported.get(trial.trial_id, {}).get(self.oracle.objective.name)
+        return "?" if value is None else f"{value:.4f}"
 
     # -- state and the distributed chief ---------------------------------------------
 

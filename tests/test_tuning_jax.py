@@ -1,0 +1,28 @@
+"""The same small search on the JAX backend, in a subprocess (the backend is fixed at import)."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+SEARCH = textwrap.dedent("""
+    import sys, tuning
+    result = tuning.search(out=sys.argv[1], max_trials=2, epochs=1, num_samples=120,
+                           batch_size=42, precision="float32", quiet=True)
+    print("best", result.best["trial"], result.files["model"])
+""")
+
+
+def test_small_search_on_jax(tmp_path):
+    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run([sys.executable, "-c", SEARCH, str(tmp_path)], capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["search"]["backend"] == "jax"
+    assert [t["status"] for t in saved["trials"]] == ["COMPLETED", "COMPLETED"]
+    assert saved["best"]["trial"] in (1, 2)
+    model_path = proc.stdout.split()[-1]
+    assert os.path.exists(model_path)
+    assert "accuracy" in saved["search"]["test_metrics"]
