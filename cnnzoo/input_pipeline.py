@@ -50,8 +50,9 @@ def _sequence_class():
     class ArrayBatches(keras.utils.PyDataset):
         """Seeded shuffled batches of in-memory arrays (JAX / PyTorch backends)."""
 
-        def __init__(self, x, y, batch_size, seed, shuffle):
+        def __init__(self, x, y, batch_size, seed, shuffle, names=None):
             super().__init__()
+            self.names = names
             self.x, self.y = x, y
             self.batch_size = batch_size
             self.seed = seed
@@ -70,7 +71,7 @@ def _sequence_class():
         def __getitem__(self, index):
             self._served = True
             idx = self._order[index * self.batch_size:(index + 1) * self.batch_size]
-            return self.x[idx], self.y[idx]
+            return self.x[idx], _replicate(self.y[idx], self.names)
 
         def on_epoch_end(self):
             # Keras also calls this before the first epoch: only an epoch that
@@ -83,7 +84,16 @@ def _sequence_class():
     return ArrayBatches
 
 
-def train_data(x, y, *, batch_size, seed=0, shuffle=True):
+def _labels(outputs):
+    """The label structure: `y` itself, or `{name: y}` for several outputs."""
+    if outputs is None:
+        return None
+    if isinstance(outputs, str) or not all(isinstance(o, str) for o in outputs) or not outputs:
+        v.fail("Expected `outputs` as a list of output names.", "outputs", outputs)
+    return list(outputs)
+
+
+def train_data(x, y, *, batch_size, seed=0, shuffle=True, outputs=None):
     """Training input for `model.fit(**train_data(...))`.
 
     Args:
@@ -92,6 +102,9 @@ def train_data(x, y, *, batch_size, seed=0, shuffle=True):
         batch_size: examples per step.
         seed: keys the per-epoch shuffle (and nothing else).
         shuffle: shuffle every epoch (in a new, seeded order).
+        outputs: optional list of output names of a multi-output model that
+            all learn the same labels (packed trials): each batch's labels
+            become `{name: y}`.
 
     Returns:
         A dict of `model.fit` keyword arguments: `x` (a dataset holding the
@@ -102,11 +115,12 @@ def train_data(x, y, *, batch_size, seed=0, shuffle=True):
     batch_size = v.check_int("batch_size", batch_size, low=1)
     seed = v.check_int("seed", seed, low=0)
     v.check_bool("shuffle", shuffle)
+    names = _labels(outputs)
     steps = math.ceil(len(x) / batch_size)
     import keras
 
     if keras.backend.backend() != "tensorflow":
-        return {"x": _sequence_class()(x, y, batch_size, seed, shuffle), "shuffle": False}
+        return {"x": _sequence_class()(x, y, batch_size, seed, shuffle, names), "shuffle": False}
 
     import tensorflow as tf
 
@@ -127,14 +141,24 @@ def train_data(x, y, *, batch_size, seed=0, shuffle=True):
     # the iterator between epochs, so epoch e gets permutation e.
     ds = (tf.data.Dataset.range(2 ** 62)
           .flat_map(epoch_batches)
-          .map(lambda idx: (tf.gather(xs, idx), tf.gather(ys, idx)),
+          .map(lambda idx: (tf.gather(xs, idx), _replicate(tf.gather(ys, idx), names)),
                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
           .prefetch(tf.data.AUTOTUNE))
     return {"x": ds, "steps_per_epoch": steps, "shuffle": False}
 
 
-def eval_data(x, y, *, batch_size=256):
+def _replicate(y, names):
+    return y if names is None else {name: y for name in names}
+
+
+def eval_data(x, y, *, batch_size=256, outputs=None):
     """Evaluation input (validation or test), in order, for `model.evaluate(**...)`.
+
+    Args:
+        x: examples.
+        y: labels.
+        batch_size: examples per batch. Defaults to 256.
+        outputs: see `train_data`.
 
     Returns:
         A dict with `x`: a cached, prefetched `tf.data.Dataset` on
@@ -143,12 +167,13 @@ def eval_data(x, y, *, batch_size=256):
     """
     x, y = _check_arrays(x, y)
     batch_size = v.check_int("batch_size", batch_size, low=1)
+    names = _labels(outputs)
     import keras
 
     if keras.backend.backend() != "tensorflow":
-        return {"x": _sequence_class()(x, y, batch_size, 0, False)}
+        return {"x": _sequence_class()(x, y, batch_size, 0, False, names)}
     import tensorflow as tf
 
-    ds = (tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).cache()
-          .prefetch(tf.data.AUTOTUNE))
+    ds = (tf.data.Dataset.from_tensor_slices((x, _replicate(y, names))).batch(batch_size)
+          .cache().prefetch(tf.data.AUTOTUNE))
     return {"x": ds}
