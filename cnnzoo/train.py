@@ -211,6 +211,19 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
             print(summary_text(result))
         return result
 
+    # `runtime.configure` sets the global dtype policy; put the caller's back afterwards.
+    policy = keras.config.dtype_policy()
+    try:
+        return _train(model, dataset, run_dir, config, previous, knobs, input_size=input_size,
+                      epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                      seed=seed, precision=precision, jit=jit, patience=patience,
+                      verbose=verbose)
+    finally:
+        keras.config.set_dtype_policy(policy)
+
+
+def _train(model, dataset, run_dir, config, previous, knobs, *, input_size, epochs, batch_size,
+           learning_rate, seed, precision, jit, patience, verbose):
     # Builds the model before anything is written, so a bad knob leaves nothing behind.
     from cnnzoo import runtime
 
