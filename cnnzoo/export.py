@@ -146,6 +146,7 @@ def export_model(model, path, *, format="saved_model", overwrite=False, class_na
         _require(format)
     batch = _verify_batch(verify_batch, raw_shape)
 
+    _remove_stale_temporaries(target)
     exported = _float32_copy(model) if format in ("tflite", "onnx") else model
     reference = np.asarray(exported.predict(batch, verbose=0), np.float64)
     mixed = _is_mixed(exported)
@@ -187,6 +188,23 @@ def export_model(model, path, *, format="saved_model", overwrite=False, class_na
               f"(reload max |difference| {diff:.3g}, tolerance {tolerance:g}); "
               f"card: {os.path.join(target, CARD_FILE)}")
     return card
+
+
+def _remove_stale_temporaries(target):
+    """Removes the temporary siblings a killed export of `target` left behind.
+
+    They are `atomic_dir`'s `.NAME.*.tmp` folders: never a complete export
+    (a complete one is renamed into place), so nothing is lost. Two exports
+    to the same target at the same moment are not supported anyway.
+    """
+    import glob
+    import shutil
+
+    pattern = os.path.join(glob.escape(os.path.dirname(target)),
+                           f".{glob.escape(os.path.basename(target))}.*.tmp")
+    for stale in glob.glob(pattern):
+        if os.path.isdir(stale):
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 # -- writers and reloaders ------------------------------------------------------

@@ -587,6 +587,10 @@ def plot_learning_curves(history, path, *, best_epoch=None, title=None):
 
 def _save_keras_atomically(model, path):
     folder = os.path.dirname(path)
+    # Temporaries of a save that a kill interrupted: never complete models.
+    for name in os.listdir(folder):
+        if name.startswith(f".{os.path.basename(path)}.") and name.endswith(".keras"):
+            os.unlink(os.path.join(folder, name))
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".keras", dir=folder)
     os.close(fd)
     try:

@@ -224,3 +224,37 @@ def test_bad_arguments(model, tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         E.export_model(model, tmp_path / "x", verbose=False, **kwargs)
     assert not (tmp_path / "x").exists()
+
+
+_KILL_SCRIPT = """
+import os, signal, sys
+from cnnzoo import export as E
+
+def die(folder, batch):
+    os.kill(os.getpid(), signal.SIGKILL)  # after the write, before the rename
+
+E._RELOADERS["saved_model"] = die
+model, names, card = E.load_source(sys.argv[1])
+E.export_saved_model(model, sys.argv[2], overwrite=True, verbose=False)
+"""
+
+
+def test_sigkill_during_export_keeps_old_export(run_dir, model, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    path = tmp_path / "sm"
+    E.export_saved_model(model, path, verbose=False)
+    before = _snapshot(path)
+    script = tmp_path / "kill.py"
+    script.write_text(_KILL_SCRIPT)
+    proc = subprocess.run([sys.executable, str(script), str(run_dir), str(path)],
+                          capture_output=True, timeout=240,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    assert _snapshot(path) == before
+    leftovers = [n for n in os.listdir(tmp_path) if n.startswith(".sm.")]
+    assert leftovers  # the killed write's temporary sibling, never at the target
+    E.export_saved_model(model, path, overwrite=True, verbose=False)
+    assert sorted(os.listdir(tmp_path)) == ["kill.py", "sm"]  # and the next export tidies up
