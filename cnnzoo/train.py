@@ -102,7 +102,8 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
           block_dropout_rate=None, dropout_type=None, implementation=None,
           drop_path_rate=None, learning_rate=DEFAULT_LEARNING_RATE, seed=0,
           precision="auto", jit="auto", patience=DEFAULT_PATIENCE, image_size=None,
-          num_samples=None, validation_split=0.15, test_split=0.15, verbose=1):
+          num_samples=None, validation_split=0.15, test_split=0.15, color_mode=None,
+          verbose=1):
     """Trains a zoo model on a dataset into a run folder, resuming if it was cut short.
 
     Args:
@@ -129,8 +130,8 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
         jit: `"auto"`, True or False: XLA compilation.
         patience: epochs without a lower validation loss before stopping.
             Defaults to 5.
-        image_size, num_samples, validation_split, test_split: passed to
-            `cnnzoo.data.load_dataset` when `data` is a name or a path.
+        image_size, num_samples, validation_split, test_split, color_mode:
+            passed to `cnnzoo.data.load_dataset` when `data` is a name or a path.
         verbose: 0 silent, 1 progress bars and the summary, 2 one line per
             epoch and the summary.
 
@@ -173,12 +174,14 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
         dataset = data_module.load_dataset(data, image_size=image_size,
                                            num_samples=num_samples,
                                            validation_split=validation_split,
-                                           test_split=test_split, seed=seed)
+                                           test_split=test_split, seed=seed,
+                                           color_mode=color_mode)
         data_config = {
             # A name as given; a file or folder as its absolute path.
             "dataset": dataset.source if os.path.isabs(dataset.source) else data,
             "image_size": image_size, "num_samples": num_samples,
             "validation_split": validation_split, "test_split": test_split,
+            "color_mode": color_mode,
         }
     if len(dataset.y_val) == 0:
         v.fail("Expected a validation split (early stopping watches the validation loss).",

@@ -131,6 +131,16 @@ def test_bad_input_leaves_nothing(tmp_path, capsys):
         with pytest.raises(ValueError, match=message):
             T.train("simple_cnn", "digits", out=out, num_samples=60, verbose=0, **kwargs)
         assert not out.exists()
+    # A folder of images of two sizes: the one-line error names the odd file.
+    from PIL import Image
+
+    for i, size in enumerate([(8, 8), (8, 8), (9, 8)]):
+        (tmp_path / "imgs" / f"c{i % 2}").mkdir(parents=True, exist_ok=True)
+        Image.new("L", size, 50).save(tmp_path / "imgs" / f"c{i % 2}" / f"{i}.png")
+    code = cli.main(["train", "--data", str(tmp_path / "imgs"), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "2.png is 8x9" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("mine")

@@ -40,6 +40,8 @@ def add_arguments(parser):
                         help="N or H,W the model sees (images are resized inside the model).")
     parser.add_argument("--image-size", type=parse_size, default=None,
                         help="Resize images while loading (needed for folders of mixed sizes).")
+    parser.add_argument("--color-mode", default=None, choices=["grayscale", "rgb"],
+                        help="Convert every image of a folder (needed for mixed channel counts).")
     parser.add_argument("--num-samples", type=int, default=None,
                         help="Use a stratified subset of this many examples.")
     parser.add_argument("--validation-split", type=float, default=0.15)
@@ -78,6 +80,6 @@ def run(args):
         seed=args.seed, precision=args.precision, jit=args.jit, patience=args.patience,
         image_size=args.image_size, num_samples=args.num_samples,
         validation_split=args.validation_split, test_split=args.test_split,
-        verbose=args.verbose,
+        color_mode=args.color_mode, verbose=args.verbose,
     )
     return 0
