@@ -200,7 +200,7 @@ def model_info(name):
     return copy.deepcopy(_check_name(name).info)
 
 
-def resolve_config(name, **kwargs):
+def resolve_config(name, /, **kwargs):
     """Validates `create_model` arguments into a `ZooConfig`."""
     entry = _check_name(name)
     info = entry.info
@@ -259,7 +259,7 @@ def resolve_config(name, **kwargs):
     )
 
 
-def create_model(name, **kwargs):
+def create_model(name, /, **kwargs):
     """Builds a registered model by name.
 
     With no keyword arguments, the paper's canonical configuration. Every
