@@ -56,3 +56,18 @@ def test_chief_and_two_workers_on_loopback(tmp_path):
     assert saved["search"]["role"] == "chief"
     assert sorted(t["trial"] for t in saved["trials"]) == [1, 2, 3]
     assert all(t["status"] == "COMPLETED" for t in saved["trials"])
+
+
+def test_a_worker_without_a_chief_ends_by_itself(tmp_path, monkeypatch):
+    import pytest
+
+    import tuning
+    from tuning import distributed
+    from tuning.tuners import SearchFailedError
+
+    monkeypatch.setattr(distributed, "WORKER_WAIT_S", 2)
+    address = f"127.0.0.1:{_free_port()}"
+    with pytest.raises(SearchFailedError, match=f"chief at {address} did not answer"):
+        tuning.search(out=tmp_path, worker="7", chief=address, num_samples=60, epochs=1,
+                      precision="float32", quiet=True)
+    assert "KERASTUNER_TUNER_ID" not in os.environ  # the role ends with the search

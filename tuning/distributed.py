@@ -22,6 +22,10 @@ import time
 
 from cnnzoo import _validation as v
 
+# How long a worker waits for the chief to answer (Keras Tuner waits an hour):
+# long enough for a chief that starts after its workers, short enough that a
+# worker whose chief is gone ends by itself.
+WORKER_WAIT_S = 600
 ENV_KEYS = ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT")
 CHIEF_ID = "chief"
 
@@ -97,6 +101,13 @@ def environment(chief=None, worker=None):
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def worker_wait(seconds=None):
+    """Sets how long workers wait for the chief's answers (`WORKER_WAIT_S`)."""
+    from keras_tuner.src.distribute import oracle_client
+
+    oracle_client.TIMEOUT = WORKER_WAIT_S if seconds is None else seconds
 
 
 def _search_over(oracle):

@@ -72,7 +72,7 @@ def search(model=DEFAULT_MODEL, data=DEFAULT_DATA, *, tuner="random",
            batch_size=DEFAULT_BATCH_SIZE, image_size=None, num_samples=None, input_size=None,
            overwrite=False, export=True, chief=None, worker=None, hypermodel=None,
            hypermodel_kwargs=None, max_consecutive_failures=3, tuner_class=None, stream=None,
-           quiet=False):
+           quiet=False, pack=1):
     """Searches the dropout rates of a zoo model on a dataset and exports the best model.
 
     Running it again with the same `out` resumes: finished trials are kept,
@@ -116,6 +116,8 @@ def search(model=DEFAULT_MODEL, data=DEFAULT_DATA, *, tuner="random",
         tuner_class: the tuner class (see `tuning.tuners.make_tuner`).
         stream: where progress goes. Defaults to `sys.stdout`.
         quiet: print nothing but errors.
+        pack: train this many trials at once, packed into one model
+            (`tuning.packed`; same results as one at a time). Defaults to 1.
 
     Returns:
         A `SearchResult`.
@@ -132,6 +134,7 @@ def search(model=DEFAULT_MODEL, data=DEFAULT_DATA, *, tuner="random",
     batch_size = v.check_int("batch_size", batch_size, low=1)
     v.check_choice("objective", objective, OBJECTIVES)
     v.check_choice("distribution", distribution, DISTRIBUTIONS)
+    pack = v.check_int("pack", pack, low=1, high=64)
     if not isinstance(out, (str, os.PathLike)) or not os.fspath(out):
         v.fail("Expected `out` to be a folder path.", "out", out)
     out = os.path.abspath(os.fspath(out))
@@ -148,7 +151,7 @@ def search(model=DEFAULT_MODEL, data=DEFAULT_DATA, *, tuner="random",
 def _search(*, model, data, tuner, max_trials, epochs, objective, seed, out, precision, jit,
             distribution, batch_size, image_size, num_samples, input_size, overwrite, export,
             chief, worker, hypermodel, hypermodel_kwargs, max_consecutive_failures,
-            tuner_class, stream, quiet, role, distributed):
+            tuner_class, stream, quiet, role, distributed, pack):
     import cnnzoo.data
     from cnnzoo import runtime
     from tuning import report, tuners
@@ -189,6 +192,10 @@ def _search(*, model, data, tuner, max_trials, epochs, objective, seed, out, pre
     if role != "worker":
         _check_settings(out, settings, overwrite)
 
+    if pack > 1 and tuner_class is None:
+        from tuning import packed
+
+        tuner_class = packed.packed_tuner_class(tuners.TUNERS[tuner][0], pack)
     the_tuner = tuners.make_tuner(
         tuner, hypermodel, directory=out, objective=objective, max_trials=max_trials,
         epochs=epochs, seed=seed, overwrite=overwrite, distribution_strategy=strategy,
@@ -391,14 +398,9 @@ def _check_settings(out, settings, overwrite):
 def _export_best(the_tuner, hypermodel, oracle, best, ds, out, meta, say, epochs, batch_size):
     import keras
 
-    import warnings
-
     trial = oracle.get_trial(best["trial_id"])
     try:
-        with warnings.catch_warnings():
-            # The checkpoint holds Adam's slots; the fresh model has none yet.
-            warnings.filterwarnings("ignore", message=".*Skipping variable loading for optimizer")
-            model = the_tuner.load_model(trial)
+        model = the_tuner.load_model(trial)
     except (OSError, ValueError, FileNotFoundError) as error:
         # A distributed search without a shared folder: the worker kept the
         # checkpoint. Train the best configuration again here, same seed.

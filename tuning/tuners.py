@@ -28,6 +28,7 @@ import math
 import os
 import sys
 import time
+import warnings
 
 import keras
 import keras_tuner as kt
@@ -157,6 +158,18 @@ class ZooTunerMixin:
         value = self.reported.get(trial.trial_id, {}).get(self.oracle.objective.name)
         return "?" if value is None else f"{value:.4f}"
 
+    def _build_hypermodel(self, hp):
+        # Hyperband continues a trial from another's checkpoint, which holds
+        # Adam's slots that a fresh model does not have yet: Keras warns.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*Skipping variable loading for optimizer")
+            return super()._build_hypermodel(hp)
+
+    def load_model(self, trial):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*Skipping variable loading for optimizer")
+            return super().load_model(trial)
+
     # -- state and the distributed chief ---------------------------------------------
 
     def save(self):
@@ -165,11 +178,26 @@ class ZooTunerMixin:
         state.write_tuner_state(self._get_tuner_fname(), self.get_state())
 
     def search(self, *fit_args, **fit_kwargs):
-        if distributed.current_role() == "chief":
+        role = distributed.current_role()
+        if role == "chief":
             self.save()
             distributed.serve(self.oracle, stream=self.stream)
             return
-        super().search(*fit_args, **fit_kwargs)
+        if role != "worker":
+            super().search(*fit_args, **fit_kwargs)
+            return
+        import grpc
+
+        distributed.worker_wait()
+        try:
+            super().search(*fit_args, **fit_kwargs)
+        except grpc.RpcError as error:
+            address = (f"{os.environ.get('KERASTUNER_ORACLE_IP')}:"
+                       f"{os.environ.get('KERASTUNER_ORACLE_PORT')}")
+            raise SearchFailedError(
+                f"{self.tuner_id}: the chief at {address} did not answer "
+                f"({error.code().name}); start it (or check the address) and start this "
+                f"worker again with the same ID to resume its trial.") from None
 
 
 @functools.lru_cache(maxsize=None)
