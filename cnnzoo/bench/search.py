@@ -1,0 +1,174 @@
+"""Trials per hour of the default dropout search against Keras Tuner driven the plain way.
+
+Contenders, interleaved, on the same data splits, search space and budget
+(`max_trials` trials of `epochs` epochs each):
+
+- `plain Keras Tuner`: `keras_tuner.RandomSearch` over a `build(hp)`
+  function that writes `simple_cnn` by hand with the same three
+  hyperparameters (`dropout_rate` 0-0.7 step 0.1, `block_dropout_rate` 0-0.5
+  step 0.1, `dropout_type` standard/spatial), Keras defaults everywhere
+  (float32, batch size 32, arrays straight into `fit`);
+- `cnnzoo default`: `tuning.search` with its defaults (what `cnnzoo tune`
+  runs), without the export of the best model;
+- `cnnzoo --pack K`: the same with `pack=K` packed trials.
+
+Trials per hour is `max_trials / wall time` of the whole search (set-up
+and report included). The ratio is computed per interleaved repeat; each
+repeat uses its own seed (the same for every contender), so the best
+validation accuracies form a sample too. "Within noise" compares their
+difference with the binomial standard error of one validation accuracy.
+"""
+
+import contextlib
+import io
+import math
+import os
+import shutil
+import tempfile
+
+from cnnzoo.bench import harness
+
+NAME = "search"
+QUICK = {"max_trials": 4, "epochs": 2, "repeats": 2}
+FULL = {"max_trials": 10, "epochs": 10, "repeats": 3}
+PACK = 4
+
+
+def plain_build(input_shape, num_classes):
+    """The plain user's `build(hp)`: simple_cnn by hand, Keras defaults."""
+    import keras
+    from keras import layers
+
+    def build(hp):
+        rate = hp.Float("dropout_rate", 0.0, 0.7, step=0.1, default=0.5)
+        block = hp.Float("block_dropout_rate", 0.0, 0.5, step=0.1, default=0.0)
+        kind = hp.Choice("dropout_type", ["standard", "spatial"])
+        block_layer = layers.SpatialDropout2D if kind == "spatial" else layers.Dropout
+        model = keras.Sequential([keras.Input(shape=input_shape), layers.Rescaling(1 / 255)])
+        for filters in (32, 64):
+            model.add(layers.Conv2D(filters, 3, padding="same", activation="relu"))
+            if block > 0:
+                model.add(block_layer(block))
+            model.add(layers.MaxPooling2D(2))
+        model.add(layers.Flatten())
+        model.add(layers.Dense(128, activation="relu"))
+        if rate > 0:
+            model.add(layers.Dropout(rate))
+        model.add(layers.Dense(num_classes, activation="softmax"))
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+        return model
+
+    return build
+
+
+class _Searches:
+    """Runs each contender once per call, recording the best objective."""
+
+    def __init__(self, ds, max_trials, epochs, workdir):
+        self.ds = ds
+        self.max_trials = max_trials
+        self.epochs = epochs
+        self.workdir = workdir
+        self.seed = 0
+        self.best = {}
+        self.count = 0
+
+    def _folder(self, name):
+        self.count += 1
+        return os.path.join(self.workdir, f"{name}-{self.count}")
+
+    def plain(self):
+        import keras
+        import keras_tuner as kt
+
+        keras.config.set_dtype_policy("float32")  # Keras's default, whatever ran before
+        ds = self.ds
+        tuner = kt.RandomSearch(plain_build(ds.input_shape, ds.num_classes),
+                                objective="val_accuracy", max_trials=self.max_trials,
+                                seed=self.seed + 1, directory=self._folder("plain"),
+                                overwrite=True)
+        with contextlib.redirect_stdout(io.StringIO()):
+            tuner.search(ds.x_train, ds.y_train, validation_data=(ds.x_val, ds.y_val),
+                         epochs=self.epochs, verbose=0)
+        best = tuner.oracle.get_best_trials(1)[0].score
+        self.best.setdefault("plain Keras Tuner", []).append(float(best))
+        keras.backend.clear_session()
+
+    def zoo(self, pack=None):
+        import keras
+
+        import tuning
+
+        name = "cnnzoo default" if pack is None else f"cnnzoo --pack {pack}"
+        kwargs = {} if pack is None else {"pack": pack}
+        result = tuning.search("simple_cnn", "digits", max_trials=self.max_trials,
+                               epochs=self.epochs, seed=self.seed, out=self._folder("zoo"),
+                               export=False, quiet=True, **kwargs)
+        self.best.setdefault(name, []).append(float(result.best["score"]))
+        keras.config.set_dtype_policy("float32")
+        keras.backend.clear_session()
+
+
+def run(quick=True, repeats=None, max_trials=None, epochs=None, pack=PACK):
+    """Returns the result rows."""
+    try:
+        import tuning
+        import tuning.driver  # noqa: F401
+    except ImportError as error:
+        return [harness.unavailable(NAME, f"the `tuning` package does not import ({error})")]
+    import inspect
+
+    import cnnzoo.data
+
+    settings = dict(QUICK if quick else FULL)
+    settings["repeats"] = repeats or settings["repeats"]
+    settings["max_trials"] = max_trials or settings["max_trials"]
+    settings["epochs"] = epochs or settings["epochs"]
+    can_pack = "pack" in inspect.signature(tuning.search).parameters
+    workdir = tempfile.mkdtemp(prefix="cnnzoo-bench-search-")
+    try:
+        ds = cnnzoo.data.load_dataset("digits", seed=0)
+        searches = _Searches(ds, settings["max_trials"], settings["epochs"], workdir)
+        fns = {"plain Keras Tuner": searches.plain, "cnnzoo default": searches.zoo}
+        if can_pack:
+            fns[f"cnnzoo --pack {pack}"] = lambda: searches.zoo(pack)
+        # Each repeat gets its own seed: contenders of one repeat share it.
+        order = list(fns)
+        timed = {}
+        for name in order:
+            def call(fn=fns[name], name=name):
+                fn()
+                if name == order[-1]:
+                    searches.seed += 1
+            timed[name] = call
+        times = harness.interleave(timed, repeats=settings["repeats"], warmup=0)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    n_val = len(ds.x_val)
+    trials = settings["max_trials"]
+    rows = []
+    base_best = harness.summarize(searches.best["plain Keras Tuner"])
+    budget = (f"{trials} trials x {settings['epochs']} epochs, simple_cnn on digits "
+              f"({len(ds.x_train)} train / {n_val} validation)")
+    for name in order[1:]:
+        ratio = harness.speedup(times, "plain Keras Tuner", name)
+        best = harness.summarize(searches.best[name])
+        # One validation accuracy's binomial standard error, at the plain search's level.
+        p = base_best.median
+        se = math.sqrt(max(p * (1 - p), 1e-12) / n_val)
+        diff = best.median - base_best.median
+        per_hour = {k: 3600 * trials / harness.summarize(t).median for k, t in times.items()}
+        rows.append(harness.row(
+            NAME, f"trials/hour: {name} vs plain Keras Tuner", summary=ratio,
+            target=">= 2 (2 CPU cores), best objective within noise",
+            met=harness.at_least(ratio, 2.0) and abs(diff) <= 2 * se,
+            context=(f"{budget}; trials/hour: plain {per_hour['plain Keras Tuner']:.0f}, "
+                     f"{name} {per_hour[name]:.0f}"),
+            note=(f"best val_accuracy (median over repeats): plain {base_best.median:.4f}, "
+                  f"{name} {best.median:.4f}, difference {diff:+.4f} "
+                  f"(one binomial SE = {se:.4f}; within noise = within 2 SE)")))
+    if not can_pack:
+        rows.append(harness.unavailable(NAME, "`tuning.search` has no `pack` argument",
+                                        name="trials/hour: cnnzoo --pack"))
+    return rows

@@ -1,0 +1,39 @@
+"""`cnnzoo bench`: run the benchmark suite (see `cnnzoo.bench`).
+
+Prints the results table; `--json PATH` and `--markdown PATH` also write
+it (atomically). `benchmarks/RESULTS.md` is made by
+`cnnzoo bench --quick --markdown benchmarks/RESULTS.md`.
+"""
+
+# The names, repeated here so that `--help` needs no import of the suite.
+NAMES = ("startup", "throughput", "implementation", "flops", "serving", "search")
+
+
+def add_arguments(parser):
+    parser.add_argument("--quick", action="store_true",
+                        help="Small sizes: the whole suite in under five minutes on 2 cores.")
+    parser.add_argument("--only", action="append", choices=NAMES, metavar="NAME",
+                        help=f"Run only this benchmark (repeatable): {', '.join(NAMES)}.")
+    parser.add_argument("--json", metavar="PATH", default=None,
+                        help="Also write the results as JSON.")
+    parser.add_argument("--markdown", metavar="PATH", default=None,
+                        help="Also write the results table as Markdown (RESULTS.md).")
+
+
+def run(args):
+    from cnnzoo import _atomic, bench
+
+    results = bench.run_suite(only=args.only, quick=args.quick)
+    command = "cnnzoo bench" + (" --quick" if args.quick else "")
+    command += "".join(f" --only {n}" for n in args.only or [])
+    if args.markdown:
+        command += f" --markdown {args.markdown}"
+    text = bench.to_markdown(results, command=command)
+    print(text)
+    if args.json:
+        _atomic.write_json(args.json, results)
+        print(f"JSON: {args.json}")
+    if args.markdown:
+        _atomic.write_text(args.markdown, text)
+        print(f"Markdown: {args.markdown}")
+    return 0
