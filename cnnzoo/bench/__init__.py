@@ -28,6 +28,8 @@ BENCHMARKS = {
     "implementation": ("cnnzoo.bench.implementation",
                        "primitive vs keras ReLU/Dropout, with and without XLA"),
     "flops": ("cnnzoo.bench.flops", "achieved FLOP/s vs an in-run matmul ceiling"),
+    "precision": ("cnnzoo.bench.precision",
+                  "mixed bfloat16 vs float32: speed and the accuracy kept"),
     "serving": ("cnnzoo.bench.serving", "SavedModel `serve` vs predict_on_batch"),
     "search": ("cnnzoo.bench.search", "trials/hour: cnnzoo search vs plain Keras Tuner"),
 }

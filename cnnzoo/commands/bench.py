@@ -6,7 +6,7 @@ it (atomically). `benchmarks/RESULTS.md` is made by
 """
 
 # The names, repeated here so that `--help` needs no import of the suite.
-NAMES = ("startup", "throughput", "implementation", "flops", "serving", "search")
+NAMES = ("startup", "throughput", "implementation", "flops", "precision", "serving", "search")
 
 
 def add_arguments(parser):

@@ -1,0 +1,65 @@
+"""`cnnzoo bench` end to end on a cheap benchmark, and the analytic FLOP count."""
+
+import json
+
+import keras
+import pytest
+
+from cnnzoo import cli
+from cnnzoo.bench import common, flops
+
+
+def test_bench_quick_only_serving_writes_valid_json(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    markdown = tmp_path / "RESULTS.md"
+    code = cli.main(["bench", "--quick", "--only", "serving", "--json", str(path),
+                     "--markdown", str(markdown)])
+    assert code == 0
+    results = json.loads(path.read_text())
+    assert results["quick"] is True
+    assert {"cpu", "cores", "backend", "keras", "defaults"} <= set(results["machine"])
+    rows = results["rows"]
+    assert [r["benchmark"] for r in rows] == ["serving", "serving"]
+    for r in rows:
+        assert r["status"] == "ok", r["note"]
+        assert r["n"] >= 3 and r["q1"] <= r["median"] <= r["q3"] and r["median"] > 0
+    assert rows[0]["target"] and isinstance(rows[0]["met"], bool)
+    text = markdown.read_text()
+    assert "| serving | batch 1: SavedModel serve vs predict_on_batch | speedup |" in text
+    assert "Regenerate with `cnnzoo bench --quick --only serving" in text
+    assert "| serving |" in capsys.readouterr().out
+
+
+def test_bench_rejects_an_unknown_benchmark(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["bench", "--only", "nope"])
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_flops_of_simple_cnn_counted_by_hand():
+    model = common.zoo_model("simple_cnn", (28, 28, 1), 10)
+    conv1 = 2 * 28 * 28 * 3 * 3 * 1 * 32
+    conv2 = 2 * 14 * 14 * 3 * 3 * 32 * 64
+    fc1 = 2 * 7 * 7 * 64 * 128
+    out = 2 * 128 * 10
+    assert flops.forward_flops(model) == (conv1 + conv2 + fc1 + out, conv1)
+    # Forward, weight gradient, input gradient; no input gradient for the first layer.
+    assert flops.training_flops(model) == 3 * (conv1 + conv2 + fc1 + out) - conv1
+
+
+def test_flops_count_nested_models_and_depthwise():
+    inner_in = keras.Input((8, 8, 4))
+    inner = keras.Model(inner_in, keras.layers.DepthwiseConv2D(3, padding="same")(inner_in))
+    x_in = keras.Input((8, 8, 4))
+    y = keras.layers.Conv2D(6, 1, groups=2)(inner(x_in))
+    model = keras.Model(x_in, y)
+    depthwise = 2 * 8 * 8 * 3 * 3 * 4
+    grouped = 2 * 8 * 8 * 1 * 1 * 2 * 6
+    assert flops.forward_flops(model) == (depthwise + grouped, depthwise)
+
+
+def test_plain_simple_cnn_matches_the_zoo_parameter_count():
+    # The plain baseline must be the same architecture as the zoo model.
+    plain = common.plain_simple_cnn((28, 28, 1), 10)
+    zoo = common.zoo_model("simple_cnn", (28, 28, 1), 10)
+    assert plain.count_params() == zoo.count_params() == 421_642
