@@ -1,0 +1,177 @@
+"""Runtime defaults (precision, XLA), the seeded input pipeline, and bfloat16's accuracy on digits."""
+
+import keras
+import numpy as np
+import pytest
+
+from cnnzoo import input_pipeline, runtime
+
+
+@pytest.fixture
+def machine(monkeypatch):
+    """Pretends to be a machine with the given CPU flags and accelerators."""
+
+    def set_machine(flags=(), accelerators=(), capabilities=()):
+        monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset(flags))
+        monkeypatch.setattr(runtime, "accelerators", lambda: tuple(accelerators))
+        monkeypatch.setattr(runtime, "gpu_capabilities", lambda: tuple(capabilities))
+
+    return set_machine
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ({"avx512f", "amx_bf16", "amx_tile"}, "mixed_bfloat16"),
+    ({"avx512f", "avx512_bf16"}, "mixed_bfloat16"),
+    ({"avx2", "avx512f"}, "float32"),
+    ((), "float32"),
+])
+def test_auto_precision_on_cpus(machine, flags, expected):
+    machine(flags=flags)
+    assert runtime.resolve_precision("auto") == expected
+
+
+@pytest.mark.parametrize("capabilities, expected", [
+    ([(9, 0)], "mixed_bfloat16"),          # Hopper
+    ([(8, 0), (8, 6)], "mixed_bfloat16"),  # Ampere
+    ([(7, 0)], "float32"),                 # Volta: no bfloat16 units
+    ([(8, 0), (7, 5)], "float32"),         # every GPU must have them
+    ([(0, 0)], "float32"),                 # unknown
+])
+def test_auto_precision_on_gpus(machine, capabilities, expected):
+    # The CPU's units do not matter once there is a GPU.
+    machine(flags={"amx_bf16"}, accelerators=[("gpu", f"gpu{i}") for i in range(len(capabilities))],
+            capabilities=capabilities)
+    assert runtime.resolve_precision() == expected
+
+
+def test_explicit_precision_wins(machine):
+    machine(flags=())
+    for p in ("float32", "mixed_bfloat16", "mixed_float16"):
+        assert runtime.resolve_precision(p) == p
+
+
+@pytest.mark.parametrize("bad", ["bfloat16", "fp32", None, 32, "AUTO"])
+def test_bad_precision(bad):
+    with pytest.raises(ValueError, match="Received: precision="):
+        runtime.resolve_precision(bad)
+
+
+def test_auto_jit_off_on_cpu_on_with_accelerators(machine):
+    machine()
+    assert runtime.resolve_jit("auto") is False
+    machine(accelerators=[("gpu", "gpu0")], capabilities=[(9, 0)])
+    assert runtime.resolve_jit("auto") is True
+
+
+@pytest.mark.parametrize("value, expected", [
+    (True, True), (False, False), ("on", True), ("off", False), ("TRUE", True), ("0", False),
+])
+def test_jit_overrides(machine, value, expected):
+    machine(accelerators=[("gpu", "gpu0")])
+    assert runtime.resolve_jit(value) is expected
+
+
+@pytest.mark.parametrize("bad", [1, 0, None, "maybe", 0.0, "autox"])
+def test_bad_jit(bad):
+    with pytest.raises(ValueError, match="Received: jit="):
+        runtime.resolve_jit(bad)
+
+
+def test_configure_sets_the_policy_and_says_why(machine):
+    machine(flags={"amx_bf16"})
+    choice = runtime.configure()
+    assert keras.config.dtype_policy().name == "mixed_bfloat16"
+    assert choice["precision"] == "mixed_bfloat16" and choice["jit"] is False
+    assert choice["devices"] == ["cpu"]
+    assert "AMX" in choice["reason"] and "XLA off" in choice["reason"]
+    choice = runtime.configure("float32", jit="on")
+    assert keras.config.dtype_policy().name == "float32"
+    assert choice["jit"] is True and "(asked)" in choice["reason"]
+
+
+# -- the input pipeline ---------------------------------------------------------
+
+
+def _labels_of_epochs(data, epochs):
+    """The label order a model would see over `epochs` epochs."""
+    ds = data["x"]
+    seen = []
+    if "steps_per_epoch" in data:  # tf.data: one endless stream of epochs
+        it = iter(ds)
+        for _ in range(epochs):
+            seen.append(np.concatenate([np.asarray(next(it)[1])
+                                        for _ in range(data["steps_per_epoch"])]))
+        return seen
+    for _ in range(epochs):  # PyDataset
+        seen.append(np.concatenate([np.asarray(ds[i][1]) for i in range(len(ds))]))
+        ds._served = True
+        ds.on_epoch_end()
+    return seen
+
+
+@pytest.mark.multibackend
+def test_batch_order_depends_only_on_the_seed():
+    x = np.arange(50, dtype="float32").reshape(50, 1)
+    y = np.arange(50)
+    keras.utils.set_random_seed(1)
+    first = _labels_of_epochs(input_pipeline.train_data(x, y, batch_size=8, seed=3), 2)
+    keras.utils.set_random_seed(99)  # other global random state: same order
+    again = _labels_of_epochs(input_pipeline.train_data(x, y, batch_size=8, seed=3), 2)
+    other = _labels_of_epochs(input_pipeline.train_data(x, y, batch_size=8, seed=4), 2)
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    # Every epoch is a permutation of the data, a new one each epoch.
+    assert all(sorted(e) == list(range(50)) for e in first)
+    assert not np.array_equal(first[0], first[1])
+    assert not np.array_equal(first[0], other[0])
+
+
+@pytest.mark.multibackend
+def test_pipeline_labels_for_several_outputs_and_fit():
+    x = np.random.default_rng(0).uniform(size=(20, 3)).astype("float32")
+    y = np.arange(20) % 2
+    inputs = keras.Input((3,))
+    outs = [keras.layers.Dense(2, activation="softmax", name=n)(inputs) for n in ("a", "b")]
+    model = keras.Model(inputs, outs)
+    model.compile("adam", loss={"a": "sparse_categorical_crossentropy",
+                                "b": "sparse_categorical_crossentropy"})
+    train = input_pipeline.train_data(x, y, batch_size=8, outputs=["a", "b"])
+    val = input_pipeline.eval_data(x, y, outputs=["a", "b"])
+    history = model.fit(**train, validation_data=val["x"], epochs=2, verbose=0)
+    assert {"a_loss", "b_loss", "val_a_loss"} <= set(history.history)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"x": np.zeros((4, 2)), "y": np.zeros(3), "batch_size": 2},
+    {"x": np.zeros((4, 2)), "y": np.zeros(4), "batch_size": 0},
+    {"x": np.zeros((0, 2)), "y": np.zeros(0), "batch_size": 2},
+    {"x": np.zeros((4, 2)), "y": np.zeros(4), "batch_size": 2, "outputs": "a"},
+])
+def test_pipeline_bad_arguments(kwargs):
+    with pytest.raises(ValueError, match="Received"):
+        input_pipeline.train_data(**kwargs)
+
+
+# -- bfloat16 keeps the accuracy ------------------------------------------------
+
+
+@pytest.mark.slow
+def test_mixed_bfloat16_keeps_digits_accuracy_within_noise():
+    """bfloat16's final validation accuracy on digits against float32's.
+
+    The issue's target is 0.5 points. With 539 validation images one image
+    is 0.19 points, and two trainings that differ only in rounding disagree
+    on a handful of images, so 0.5 points is about one or two standard
+    errors of the gap: a test at exactly 0.5 points would fail by chance.
+    The check is therefore: same seeds and data order for both precisions,
+    two seeds averaged, and the mean gap within max(0.5 points, 3 paired
+    (McNemar) standard errors). The benchmark (`cnnzoo bench --only
+    precision`) reports the gap against the 0.5-point target itself.
+    """
+    from cnnzoo.bench import precision
+
+    result = precision.compare(seeds=(0, 1), epochs=6)
+    gap, se = precision.gap_and_se(result)
+    # Both learned the task: the comparison is about a trained model.
+    assert min(result["acc_float32"]) > 0.9 and min(result["acc_bfloat16"]) > 0.9
+    assert abs(gap) <= max(0.005, 3 * se), (gap, se, result)
