@@ -3,6 +3,7 @@
 import gc
 import json
 import os
+import sys
 
 import keras
 import keras_tuner as kt
@@ -86,9 +87,12 @@ def _diverging(rates):
                           dropout_rate=rates, block_dropout_rate=0.0, dropout_type="standard")
 
 
-def test_a_nan_trial_is_recorded_as_failed_and_the_search_goes_on(tmp_path):
+def test_a_nan_trial_is_recorded_as_failed_and_the_search_goes_on(tmp_path, monkeypatch):
+    # Also: without a SavedModel exporter (JAX-only machines have no TensorFlow)
+    # the best model is saved as .keras.
+    monkeypatch.setitem(sys.modules, "cnnzoo.export", None)
     result = tuning.search(out=tmp_path, max_trials=2, hypermodel=_diverging([0.0, 0.5]),
-                           export=False, **TINY)
+                           **TINY)
     by_rate = {r["values"]["dropout_rate"]: r for r in result.trials}
     assert by_rate[0.0]["status"] == "COMPLETED"
     assert by_rate[0.5]["status"] == "FAILED"
@@ -96,6 +100,11 @@ def test_a_nan_trial_is_recorded_as_failed_and_the_search_goes_on(tmp_path):
     assert result.best is by_rate[0.0]
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["trials"][-1]["reason"].startswith("FailedTrialError: loss became nan")
+    assert result.files["model"] == str(tmp_path / "best_model.keras")
+    reloaded = keras.saving.load_model(result.files["model"])
+    assert reloaded.output_shape == (None, 10)
+    card = json.loads((tmp_path / "best_model_card.json").read_text())
+    assert card["best_trial"]["hyperparameters"]["dropout_rate"] == 0.0
 
 
 def test_repeated_failures_stop_the_search_with_its_state_saved(tmp_path):
