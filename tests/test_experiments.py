@@ -1,0 +1,86 @@
+"""Each experiment runs at a tiny size and writes its report, JSON and plots."""
+
+import json
+
+import pytest
+
+from cnnzoo import cli, experiments
+
+
+def _check_outputs(result, out, stem, plots):
+    names = sorted(p.name for p in out.iterdir())
+    want = sorted([f"{stem}.md", f"{stem}.json"] + [f"{stem}_{p}.png" for p in plots])
+    assert names == want
+    for plot in plots:
+        assert (out / f"{stem}_{plot}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    data = json.loads((out / f"{stem}.json").read_text())
+    assert data["experiment"] == stem
+    assert sorted(str(out / n) for n in want) == sorted(result["files"])
+    return data, (out / f"{stem}.md").read_text()
+
+
+def test_activations(tmp_path):
+    result = experiments.run("activations", tmp_path, points=101, log=None)
+    data, md = _check_outputs(result, tmp_path, "activations", ["curves"])
+    acts = data["activations"]
+    assert acts["relu"]["derivative_at_0"] == 0.0
+    assert acts["relu"]["max_derivative"] == 1.0
+    assert acts["sigmoid"]["max_derivative"] == pytest.approx(0.25, abs=1e-6)
+    assert acts["tanh"]["max_derivative"] == pytest.approx(1.0, abs=1e-6)
+    assert acts["tanh"]["nonnegative_outputs"] is False
+    assert "| relu |" in md and "0.25" in md
+
+
+def test_vanishing_gradients(tmp_path):
+    result = experiments.run("vanishing-gradients", tmp_path, depths=(2, 6), steps=3,
+                             batch_size=8, activations=("sigmoid", "relu"), log=None)
+    data, md = _check_outputs(result, tmp_path, "vanishing_gradients", ["per_layer", "ratio"])
+    runs = {(r["depth"], r["activation"]): r for r in data["runs"]}
+    assert set(runs) == {(2, "sigmoid"), (2, "relu"), (6, "sigmoid"), (6, "relu")}
+    for r in data["runs"]:
+        assert len(r["norms_init"]) == r["depth"] and len(r["norms_trained"]) == r["depth"]
+    # The sigmoid's derivative is at most 1/4 per layer: over 6 layers its
+    # first/last ratio is far below ReLU's.
+    assert runs[(6, "sigmoid")]["ratio_init"] < 0.05 * runs[(6, "relu")]["ratio_init"]
+    assert "| sigmoid |" in md
+
+
+def test_overfitting(tmp_path):
+    result = experiments.run("overfitting", tmp_path, rates=(0.0, 0.5), train_samples=40,
+                             epochs=2, seeds=1, log=None)
+    data, md = _check_outputs(result, tmp_path, "overfitting", ["curves"])
+    assert [r["rate"] for r in data["results"]] == [0.0, 0.5]
+    for r in data["results"]:
+        assert len(r["mean_curves"]["val_accuracy"]) == 2
+        assert r["accuracy_gap"] == pytest.approx(
+            r["final"]["train_accuracy"] - r["final"]["val_accuracy"])
+    assert data["train_samples"] == 40
+    assert "| 0.5 |" in md
+
+
+def test_ordered_batches_via_the_command(tmp_path, capsys):
+    out = tmp_path / "ordered"
+    code = cli.main(["experiment", "ordered-batches", "--out", str(out), "--samples", "60",
+                     "--image-size", "8", "--epochs", "1", "--seeds", "1"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert str(out / "ordered_batches.md") in printed
+    result = {"files": [str(p) for p in out.iterdir()]}
+    data, md = _check_outputs(result, out, "ordered_batches", ["per_class"])
+    assert {(c["order"], c["rate"]) for c in data["conditions"]} == {
+        ("sorted", 0.0), ("sorted", 0.5), ("shuffled", 0.0), ("shuffled", 0.5)}
+    for c in data["conditions"]:
+        assert len(c["per_class_accuracy"]) == 3
+        assert sum(c["predicted_share"]) == pytest.approx(1.0)
+    assert "circle" in md
+
+
+def test_bad_options_are_value_errors(tmp_path):
+    with pytest.raises(ValueError, match="Received: name="):
+        experiments.run("overfiting", tmp_path)
+    with pytest.raises(ValueError, match="Received: rates="):
+        experiments.run("overfitting", tmp_path, rates=(0.0, 1.5))
+    with pytest.raises(ValueError, match="Received: depths="):
+        experiments.run("vanishing-gradients", tmp_path, depths="5,x")
+    assert cli.main(["experiment", "ordered-batches", "--out", str(tmp_path), "--epochs",
+                     "0"]) == 2
