@@ -1,0 +1,423 @@
+"""Every registered model: builds, predicts, trains, saves, and shows its knobs.
+
+Parametrized over `cnnzoo.list_models()`, so a newly registered model is
+covered at once. The per-model tests share one build per model at its
+minimum input with every knob turned (`small`): a non-default activation,
+per-stage spatial block dropout, head dropout and, for residual families,
+stochastic depth.
+
+On JAX, XLA:CPU compiles a new program for every new weight shape (about a
+second each for the random initializers), so a whole-model run costs tens of
+seconds to minutes there; CI's `-m multibackend` run therefore covers whole
+models with `JAX_MODELS` (one plain CNN of each kind) and every residual
+variant through `tests/test_blocks.py`. The TensorFlow run covers every model.
+"""
+
+import dataclasses
+import gc
+import importlib.util
+import re
+
+import keras
+import numpy as np
+import pytest
+
+import cnnzoo
+from cnnzoo.layers.drop_path import DropPath
+from cnnzoo.models import _registry, densenet, mobilenet_v2, resnet, wide_resnet
+
+ALL = cnnzoo.list_models()
+JAX_MODELS = {"simple_cnn", "lenet5", "vgg11"}
+
+
+def _params(names):
+    return [pytest.param(n, marks=pytest.mark.multibackend) if n in JAX_MODELS else n
+            for n in names]
+
+
+# The counts each model is checked against, total and trainable, at its
+# canonical configuration. torchvision counts only trainable weights (batch-norm
+# statistics are buffers); where torchvision is the reference, the total adds
+# the two statistics per batch-norm channel. Sources: see each model's
+# `model_info(name)["reference"]`.
+REFERENCES = {
+    "simple_cnn": (421_642, 421_642),  # the same layers as a hand-written keras.Sequential
+    "lenet5": (61_706, 61_706),  # LeNet-5 with full C3 connections
+    "alexnet": (61_100_840, 61_100_840),  # torchvision.models.alexnet
+    "vgg11": (132_863_336, 132_863_336),  # torchvision.models.vgg11
+    "vgg13": (133_047_848, 133_047_848),  # torchvision.models.vgg13
+    "vgg16": (138_357_544, 138_357_544),  # keras.applications.VGG16
+    "vgg19": (143_667_240, 143_667_240),  # keras.applications.VGG19
+    "vgg11_bn": (132_874_344, 132_868_840),  # torchvision.models.vgg11_bn (trainable)
+    "vgg13_bn": (133_059_624, 133_053_736),  # torchvision.models.vgg13_bn (trainable)
+    "vgg16_bn": (138_374_440, 138_365_992),  # torchvision.models.vgg16_bn (trainable)
+    "vgg19_bn": (143_689_256, 143_678_248),  # torchvision.models.vgg19_bn (trainable)
+    "resnet18": (11_699_112, 11_689_512),  # torchvision.models.resnet18 (trainable)
+    "resnet34": (21_814_696, 21_797_672),  # torchvision.models.resnet34 (trainable)
+    "resnet50": (25_610_152, 25_557_032),  # torchvision.models.resnet50 (trainable)
+    "resnet101": (44_654_504, 44_549_160),  # torchvision.models.resnet101 (trainable)
+    # szagoruyko/wide-residual-networks: 36,479,194 (the paper's 36.5M), trainable.
+    "wide_resnet28_10": (36_497_146, 36_479_194),
+    # keras.applications.MobileNetV2: 3,538,984; torchvision: 3,504,872 trainable.
+    "mobilenet_v2": (3_538_984, 3_504_872),
+    # keras.applications.DenseNet121: 8,062,504; torchvision: 7,978,856 trainable.
+    "densenet121": (8_062_504, 7_978_856),
+}
+
+
+def residual_blocks(name):
+    """Blocks with a residual branch (each may get stochastic depth), from the model's data."""
+    if name in resnet.CFGS:
+        return sum(resnet.CFGS[name][1])
+    if name in wide_resnet.CFGS:
+        depth, _ = wide_resnet.CFGS[name]
+        return 3 * (depth - 4) // 6
+    if name == "mobilenet_v2":
+        return mobilenet_v2._num_residual_blocks(mobilenet_v2.CFG, mobilenet_v2.STEM_FILTERS)
+    return 0
+
+
+def expected_dropouts(name):
+    """`(block dropout layers, head dropout layers)` when every rate is non-zero."""
+    if name == "simple_cnn":
+        return 2, 1  # after each conv stage; after fc1
+    if name == "lenet5":
+        return 3, 1  # C1, C3, C5; after F6
+    if name == "alexnet":
+        return 5, 2  # each convolution; before fc6 and fc7
+    if name.startswith("vgg"):
+        return 5, 2  # each stage's last convolution; after fc1 and fc2
+    if name in resnet.CFGS or name in wide_resnet.CFGS:
+        return residual_blocks(name), 1  # one inside each block; before the classifier
+    if name == "mobilenet_v2":
+        return sum(n for _, _, n, _ in mobilenet_v2.CFG), 1  # each depthwise conv
+    if name in densenet.CFGS:
+        depths = densenet.CFGS[name][2]
+        # Two convolutions per dense layer, one per transition.
+        return 2 * sum(depths) + len(depths) - 1, 1
+    pytest.fail(f"Add the expected dropout counts of the new model {name!r} here.")
+
+
+def stage_of(name, layer_name):
+    """The stage (0-based) a block-dropout layer belongs to, from the naming scheme."""
+    if name == "mobilenet_v2":
+        index = int(re.match(r"block(\d+)_", layer_name).group(1))
+        ends = np.cumsum([n for _, _, n, _ in mobilenet_v2.CFG])
+        return int(np.searchsorted(ends, index))
+    match = re.match(r"conv(\d+)_block\d+_", layer_name)
+    if match:
+        return int(match.group(1)) - 2
+    match = re.match(r"transition(\d+)_", layer_name)
+    if match:
+        return int(match.group(1)) - 1
+    return int(re.match(r"block(\d+)_", layer_name).group(1)) - 1
+
+
+def knob_kwargs(name):
+    info = cnnzoo.model_info(name)
+    size = info["min_input_size"]
+    kwargs = {
+        "input_shape": (size, size, info["default_input_shape"][2]),
+        "num_classes": 3,
+        "activation": "gelu",
+        "dropout_rate": 0.3,
+        "dropout_type": "spatial",
+        # A distinct rate per stage, so that each layer's stage shows.
+        "block_dropout_rate": [round(0.05 * (i + 1), 2) for i in range(info["stages"])],
+    }
+    if "drop_path_rate" in info["supported_kwargs"]:
+        kwargs["drop_path_rate"] = 0.2
+    return kwargs
+
+
+def hidden_activations(model):
+    """The hidden activation layers (the classifier's activation is in its Dense layer)."""
+    return [layer for layer in model.layers
+            if isinstance(layer, (keras.layers.Activation, keras.layers.ReLU))]
+
+
+def dropouts(model):
+    spatial = [layer for layer in model.layers
+               if isinstance(layer, keras.layers.SpatialDropout2D)]
+    standard = [layer for layer in model.layers
+                if isinstance(layer, keras.layers.Dropout) and layer not in spatial]
+    return spatial, standard
+
+
+@pytest.fixture
+def zero_init(monkeypatch):
+    """Skips the random draws of every Glorot/He/VarianceScaling initializer.
+
+    Counting parameters and reading the graph do not depend on initial
+    values, and drawing 100M+ random numbers for each VGG dominates those
+    tests (4 s instead of 0.4 s per VGG).
+    """
+
+    def zeros(self, shape, dtype=None):
+        return keras.ops.zeros(shape, dtype=dtype)
+
+    monkeypatch.setattr(keras.initializers.VarianceScaling, "__call__", zeros)
+
+
+@pytest.fixture(scope="module", params=_params(ALL))
+def small(request):
+    """`(name, kwargs, model, images)`: the model at its minimum input, every knob turned."""
+    name = request.param
+    keras.utils.set_random_seed(0)
+    kwargs = knob_kwargs(name)
+    model = cnnzoo.create_model(name, **kwargs)
+    images = np.random.default_rng(0).random((2,) + kwargs["input_shape"]).astype("float32")
+    yield name, kwargs, model, images
+    del model
+    keras.backend.clear_session()
+    gc.collect()
+
+
+# -- the per-model tests at the minimum input --------------------------------------
+# They share `small`; the training step comes last because it changes the weights.
+
+
+def test_builds_at_minimum_and_predicts_probabilities(small):
+    name, kwargs, model, images = small
+    assert model.name == name
+    assert tuple(model.input.shape[1:]) == kwargs["input_shape"]
+    probs = keras.ops.convert_to_numpy(model(images, training=False))
+    assert probs.shape == (2, 3)
+    assert np.all(np.isfinite(probs)) and np.all(probs >= 0)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_minimum_input_leaves_one_whole_pixel(small):
+    # At the minimum the last feature map is exactly 1x1: any smaller input
+    # either breaks a 'valid' op or ends on a map made partly of padding.
+    name, _, model, _ = small
+    feature_maps = [layer.output for layer in model.layers if len(layer.output.shape) == 4]
+    assert tuple(feature_maps[-1].shape[1:3]) == (1, 1), name
+
+
+def test_activation_knob_reaches_every_block(small):
+    name, _, model, _ = small
+    layers = hidden_activations(model)
+    assert not [layer.name for layer in layers if isinstance(layer, keras.layers.ReLU)]
+    assert len(layers) >= cnnzoo.model_info(name)["stages"]
+    assert {layer.activation.__name__ for layer in layers} == {"gelu"}
+    # Every activation layer is named after its block.
+    assert all(re.search(r"_(act\w*|out|dwact)$", layer.name) for layer in layers), \
+        [layer.name for layer in layers]
+
+
+def test_dropout_knobs_number_rates_and_stages(small):
+    name, kwargs, model, _ = small
+    spatial, standard = dropouts(model)
+    n_block, n_head = expected_dropouts(name)
+    rates = kwargs["block_dropout_rate"]
+    assert len(spatial) == n_block
+    assert len(standard) == n_head
+    for layer in spatial:
+        assert len(layer.input.shape) == 4
+        assert layer.rate == pytest.approx(rates[stage_of(name, layer.name)]), layer.name
+    # Every stage has block dropout.
+    assert sorted({round(layer.rate, 6) for layer in spatial}) == sorted(round(r, 6) for r in rates)
+    for layer in standard:
+        assert len(layer.input.shape) == 2
+        assert layer.rate == pytest.approx(kwargs["dropout_rate"]), layer.name
+
+
+def test_drop_path_count_and_linear_rates(small):
+    name, kwargs, model, _ = small
+    layers = [layer for layer in model.layers if isinstance(layer, DropPath)]
+    n = residual_blocks(name)
+    if "drop_path_rate" not in kwargs:
+        assert not layers
+        return
+    # The first block's rate is 0, so it gets no layer.
+    assert len(layers) == n - 1
+    expected = [kwargs["drop_path_rate"] * i / (n - 1) for i in range(1, n)]
+    np.testing.assert_allclose([layer.rate for layer in layers], expected, rtol=1e-6)
+
+
+def test_keras_save_and_reload_safe_mode(small, tmp_path):
+    name, kwargs, model, images = small
+    path = tmp_path / f"{name}.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    before = keras.ops.convert_to_numpy(model(images, training=False))
+    after = keras.ops.convert_to_numpy(loaded(images, training=False))
+    assert np.all(np.isfinite(before))
+    np.testing.assert_allclose(after, before, rtol=0, atol=1e-6)
+    # The knobs survive the round trip.
+    assert [(type(a), a.name, getattr(a, "rate", None)) for a in loaded.layers] == \
+        [(type(b), b.name, getattr(b, "rate", None)) for b in model.layers]
+
+
+def test_one_training_step_without_nan(small):
+    name, _, model, images = small
+    labels = np.array([0, 2])
+    before = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
+    # Eager is the cheaper single step on TensorFlow; on JAX one jitted step
+    # is cheaper than compiling every op.
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy",
+                  run_eagerly=keras.backend.backend() != "jax")
+    loss = float(np.ravel(keras.ops.convert_to_numpy(model.train_on_batch(images, labels)))[0])
+    assert np.isfinite(loss), name
+    after = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
+    assert all(np.all(np.isfinite(w)) for w in after), name
+    assert any(not np.array_equal(a, b) for a, b in zip(after, before)), name
+
+
+# -- the canonical configuration (TensorFlow only: counts do not depend on the backend)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_canonical_config_parameter_counts_and_defaults(name, zero_init):
+    info = cnnzoo.model_info(name)
+    model = cnnzoo.create_model(name)
+    try:
+        trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+        assert (model.count_params(), trainable) == (info["params"], info["trainable_params"])
+        assert (info["params"], info["trainable_params"]) == REFERENCES[name]
+        assert tuple(model.input.shape[1:]) == info["default_input_shape"]
+        assert tuple(model.output.shape) == (None, info["default_num_classes"])
+        # The default activation is the registry's: relu, or relu6 where the
+        # paper says so; nothing else.
+        layers = hidden_activations(model)
+        assert layers and all(isinstance(layer, keras.layers.ReLU) for layer in layers)
+        max_value = 6.0 if info["default_activation"] == "relu6" else None
+        assert {layer.max_value for layer in layers} == {max_value}
+        # The paper's dropout: rates and number.
+        spatial, standard = dropouts(model)
+        assert not spatial
+        n_block, n_head = expected_dropouts(name)
+        head = info["dropout"]["dropout_rate"]
+        block = info["dropout"]["block_dropout_rate"]
+        assert len(standard) == n_head * (head > 0) + n_block * (block > 0)
+        assert {layer.rate for layer in standard} <= {head, block}
+    finally:
+        del model
+        keras.backend.clear_session()
+        gc.collect()
+
+
+# -- the minimum input is validated and real ----------------------------------------
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_below_minimum_input_is_a_clear_error(name):
+    info = cnnzoo.model_info(name)
+    size, channels = info["min_input_size"], info["default_input_shape"][2]
+    for shape in [(size - 1, size - 1, channels), (size, size - 1, channels)]:
+        with pytest.raises(ValueError, match=rf"at least {size}x{size} .*"
+                                             rf"Received: input_shape=\({shape[0]}, "):
+            cnnzoo.create_model(name, input_shape=shape)
+
+
+@pytest.mark.parametrize("name", ["simple_cnn", "lenet5", "alexnet"])
+def test_valid_op_chains_break_just_below_the_minimum(name):
+    # These architectures use 'valid' ops only: one pixel less and an op has
+    # nothing left to slide over, so the minimum is not a convention.
+    info = cnnzoo.model_info(name)
+    size, channels = info["min_input_size"], info["default_input_shape"][2]
+    cfg = _registry.resolve_config(name, input_shape=(size, size, channels), include_top=False)
+    smaller = dataclasses.replace(cfg, input_shape=(size - 1, size - 1, channels))
+    try:
+        model = _registry._REGISTRY[name].fn(smaller)
+    except ValueError:
+        return  # Keras refuses the negative size
+    # Where Keras builds anyway, the last map has no pixel left.
+    assert min(model.output.shape[1:3]) < 1
+
+
+# -- the vocabulary, on small models -------------------------------------------------
+
+
+@pytest.mark.multibackend
+@pytest.mark.parametrize("activation, cls, attrs", [
+    ("relu", keras.layers.ReLU, {"max_value": None, "negative_slope": 0.0}),
+    ("relu6", keras.layers.ReLU, {"max_value": 6.0}),
+    ("leaky_relu", keras.layers.ReLU, {"negative_slope": 0.2}),
+    ("tanh", keras.layers.Activation, {}),
+    ("silu", keras.layers.Activation, {}),
+])
+def test_activation_names(activation, cls, attrs):
+    model = cnnzoo.create_model("lenet5", num_classes=3, activation=activation)
+    layers = hidden_activations(model)
+    assert len(layers) == 4  # C1, C3, C5, F6
+    for layer in layers:
+        assert type(layer) is cls
+        for key, value in attrs.items():
+            assert getattr(layer, key) == value
+        if cls is keras.layers.Activation:
+            assert layer.activation.__name__ == activation
+
+
+@pytest.mark.multibackend
+def test_activation_as_layer_class_and_callable():
+    model = cnnzoo.create_model("lenet5", num_classes=3, activation=keras.layers.ELU)
+    assert [type(layer) for layer in model.layers if "_act" in layer.name] == \
+        [keras.layers.ELU] * 4
+    model = cnnzoo.create_model("lenet5", num_classes=3, activation=keras.activations.hard_silu)
+    assert {layer.activation.__name__ for layer in hidden_activations(model)} == {"hard_silu"}
+
+
+def test_mobilenet_v2_paper_relu6_unless_told_otherwise():
+    model = cnnzoo.create_model("mobilenet_v2", input_shape=(32, 32, 3), num_classes=3,
+                                activation="relu")
+    assert {layer.max_value for layer in hidden_activations(model)} == {None}
+    assert cnnzoo.model_info("mobilenet_v2")["default_activation"] == "relu6"
+
+
+@pytest.mark.multibackend
+def test_standard_block_dropout_and_zero_rates_add_no_layers():
+    model = cnnzoo.create_model("lenet5", num_classes=3, block_dropout_rate=[0.1, 0.0, 0.3],
+                                dropout_rate=0.4)
+    spatial, standard = dropouts(model)
+    assert not spatial
+    assert [(layer.name, layer.rate) for layer in standard] == \
+        [("block1_drop1", 0.1), ("block3_drop1", 0.3), ("fc1_drop", 0.4)]
+
+
+@pytest.mark.multibackend
+def test_alexnet_dropout_precedes_fc6_and_fc7():
+    model = cnnzoo.create_model("alexnet", input_shape=(63, 63, 3), num_classes=3)
+    names = [layer.name for layer in model.layers]
+    assert names[-7:] == ["fc1_drop", "fc1_dense", "fc1_act", "fc2_drop", "fc2_dense",
+                          "fc2_act", "predictions"]
+    assert model.get_layer("fc1_drop").rate == 0.5
+
+
+@pytest.mark.multibackend
+@pytest.mark.parametrize("pooling, shape", [(None, (None, 1, 1, 120)), ("avg", (None, 120)),
+                                            ("max", (None, 120))])
+def test_include_top_false_and_pooling(pooling, shape):
+    model = cnnzoo.create_model("lenet5", include_top=False, pooling=pooling)
+    assert tuple(model.output.shape) == shape
+    assert not [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+
+
+def test_residual_include_top_false_and_logits():
+    model = cnnzoo.create_model("resnet18", input_shape=(64, 48, 5), include_top=False)
+    assert tuple(model.output.shape) == (None, 2, 2, 512)
+    model = cnnzoo.create_model("lenet5", num_classes=4, classifier_activation=None,
+                                name="logits_lenet")
+    assert model.name == "logits_lenet"
+    logits = keras.ops.convert_to_numpy(model(np.ones((2, 32, 32, 1), "float32") * 5))
+    assert logits.shape == (2, 4) and not np.allclose(logits.sum(axis=1), 1.0)
+
+
+_PRIMITIVE = all(importlib.util.find_spec(f"cnnzoo.layers.{m}") for m in ("relu", "dropout"))
+
+
+@pytest.mark.multibackend
+@pytest.mark.skipif(not _PRIMITIVE, reason="cnnzoo.layers.relu/dropout not written yet")
+def test_primitive_implementation_swaps_every_relu_and_dropout():
+    from cnnzoo import layers
+
+    model = cnnzoo.create_model("lenet5", num_classes=3, implementation="primitive",
+                                dropout_rate=0.2, block_dropout_rate=0.1,
+                                dropout_type="spatial")
+    kinds = [type(layer) for layer in model.layers]
+    assert kinds.count(layers.ReLU) == 4
+    assert kinds.count(layers.SpatialDropout2D) == 3
+    assert kinds.count(layers.Dropout) == 1
+    assert not [k for k in kinds if k.__module__.startswith("keras") and
+                k.__name__ in ("ReLU", "Dropout", "SpatialDropout2D")]
