@@ -79,13 +79,32 @@ def group_trials(trials):
     return list(groups.values())
 
 
+# Keras weights each output's own loss by the batch's *static* size, unknown
+# (None) under tf.data, so a tower's logged `tower_k_loss` is an unweighted mean
+# over batches, while a single model's `loss` weighs each batch by its size.
+# Each tower therefore also tracks its loss as a metric weighted per example,
+# and that is what it reports as its `loss`.
+WEIGHTED_LOSS = "weighted_loss"
+
+
 def tower_metric(name, output):
-    """`val_accuracy` -> `val_tower_0_accuracy` for output `tower_0` (`None`: unchanged)."""
+    """The packed model's log key of a tower's metric (`None`: a single model's key).
+
+    `val_accuracy` -> `val_tower_0_accuracy`; `loss` -> `tower_0_weighted_loss`.
+    """
     if output is None:
         return name
-    if name.startswith("val_"):
-        return f"val_{output}_{name[4:]}"
-    return f"{output}_{name}"
+    prefix, base = ("val_", name[4:]) if name.startswith("val_") else ("", name)
+    if base == "loss":
+        base = WEIGHTED_LOSS
+    return f"{prefix}{output}_{base}"
+
+
+def _per_example_loss(loss):
+    """The unreduced form of a compiled loss, for a per-example weighted mean."""
+    if isinstance(loss, keras.losses.Loss):
+        return loss.call
+    return keras.losses.get(loss)
 
 
 class _History:
@@ -272,9 +291,14 @@ class PackedTunerMixin:
             logs = {}
             for key in history.history:
                 for prefix in (f"val_{tower_out}_", f"{tower_out}_"):
-                    if key.startswith(prefix):
-                        name = ("val_" if prefix.startswith("val_") else "") + key[len(prefix):]
-                        logs[name] = list(history.history[key])
+                    if not key.startswith(prefix):
+                        continue
+                    base = key[len(prefix):]
+                    if base == "loss":
+                        continue  # the unweighted one (see WEIGHTED_LOSS)
+                    base = "loss" if base == WEIGHTED_LOSS else base
+                    name = ("val_" if prefix.startswith("val_") else "") + base
+                    logs[name] = list(history.history[key])
             results.append((_History(logs, list(history.epoch)), reason))
         return results
 
@@ -303,10 +327,12 @@ class PackedTunerMixin:
         # and metrics on its own output.
         optimizer = first.optimizer.__class__.from_config(first.optimizer.get_config())
         metrics = (first.get_compile_config() or {}).get("metrics") or ["accuracy"]
+        loss_fn = _per_example_loss(first.loss)
         packed.compile(
             optimizer=optimizer,
             loss={name: first.loss for name in outputs},
-            metrics={name: list(metrics) for name in outputs},
+            metrics={name: list(metrics) + [keras.metrics.MeanMetricWrapper(
+                loss_fn, name=WEIGHTED_LOSS)] for name in outputs},
             jit_compile=first.jit_compile,
         )
         return packed

@@ -1,0 +1,138 @@
+"""Packed trials: tower k ends exactly where trial k trained alone ends; trials reported singly."""
+
+import json
+import os
+
+import keras
+import keras_tuner as kt
+import numpy as np
+import pytest
+
+import cnnzoo.data
+from cnnzoo import input_pipeline
+from tuning import packed, tuners
+from tuning.hypermodel import ZooHyperModel
+
+EPOCHS = 2
+# Towers and lone trials run the same float32 kernels on the same batches;
+# the tolerance only allows for floating-point reassociation (they agree bit
+# for bit on this CPU).
+RTOL, ATOL = 1e-5, 1e-6
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return cnnzoo.data.load_dataset("digits", num_samples=300, seed=0)
+
+
+def _hypermodel(ds, **kwargs):
+    return ZooHyperModel("simple_cnn", input_shape=ds.input_shape, num_classes=ds.num_classes,
+                         **kwargs)
+
+
+def _search(ds, folder, pack, max_trials=3, hypermodel=None, epochs=EPOCHS):
+    tuner = tuners.make_tuner(
+        "random", hypermodel or _hypermodel(ds), directory=folder, max_trials=max_trials,
+        seed=0, tuner_class=packed.packed_tuner_class(kt.RandomSearch, pack), quiet=True)
+    tuner.search(ds.x_train, ds.y_train, validation_data=(ds.x_val, ds.y_val),
+                 epochs=epochs, batch_size=32, verbose=0)
+    return tuner
+
+
+def _alone(tuner, trial, ds, hypermodel):
+    """Trial `trial` trained alone, by hand: seeded as the tuner seeds it."""
+    keras.utils.set_random_seed(tuner.trial_seed(trial))
+    model = hypermodel.build(trial.hyperparameters.copy())
+    train = input_pipeline.train_data(ds.x_train, ds.y_train, batch_size=32, seed=tuner.seed)
+    val = input_pipeline.eval_data(ds.x_val, ds.y_val)["x"]
+    history = model.fit(**train, validation_data=val, epochs=EPOCHS, verbose=0)
+    return model, history.history
+
+
+@pytest.mark.slow
+def test_tower_k_ends_with_the_weights_and_metrics_of_trial_k_alone(digits, tmp_path):
+    hypermodel = _hypermodel(digits)
+    tuner = _search(digits, tmp_path / "packed", pack=3)
+    trials = [tuner.oracle.trials[t] for t in sorted(tuner.oracle.trials)]
+    assert [t.status for t in trials] == ["COMPLETED"] * 3
+    # Three different candidates went into one pack.
+    assert len({json.dumps(t.hyperparameters.values, sort_keys=True) for t in trials}) == 3
+    assert all(t.metrics.get_last_value("pack_size") == 3 for t in trials)
+    for trial in trials:
+        model, history = _alone(tuner, trial, digits, hypermodel)
+        # Best epoch's metrics, as the tuner reports them.
+        best = int(np.argmax(history["val_accuracy"]))
+        for name in ("val_accuracy", "val_loss", "accuracy", "loss"):
+            np.testing.assert_allclose(trial.metrics.get_last_value(name), history[name][best],
+                                       rtol=RTOL, atol=ATOL, err_msg=name)
+        if best == EPOCHS - 1:
+            # The checkpoint holds the best epoch's weights: compare when it is the last.
+            restored = tuner.load_model(trial)
+            for a, b in zip(restored.get_weights(), model.get_weights()):
+                np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL)
+        keras.backend.clear_session()
+
+
+@pytest.mark.slow
+def test_packed_and_one_at_a_time_searches_agree_and_resume(digits, tmp_path):
+    one = _search(digits, tmp_path / "one", pack=1, max_trials=2, epochs=1)
+    two = _search(digits, tmp_path / "two", pack=2, max_trials=2, epochs=1)
+    for trial_id, trial in one.oracle.trials.items():
+        other = two.oracle.trials[trial_id]
+        assert other.hyperparameters.values == trial.hyperparameters.values
+        assert other.score == pytest.approx(trial.score, rel=RTOL, abs=ATOL)
+    # Each packed trial has its own folder and checkpoint, as single trials do.
+    for trial_id in two.oracle.trials:
+        folder = tmp_path / "two" / tuners.PROJECT_NAME / f"trial_{trial_id}"
+        assert (folder / "trial.json").exists()
+        assert (folder / "checkpoint.weights.h5").exists()
+    # Resuming a finished packed search with a larger budget runs only the new trials.
+    resumed = _search(digits, tmp_path / "two", pack=2, max_trials=3, epochs=1)
+    assert resumed.resumed and resumed.trials_run == ["2"]
+    assert len(resumed.oracle.trials) == 3
+
+
+def test_trials_group_by_everything_but_dropout():
+    def trial(**values):
+        hp = kt.HyperParameters()
+        hp.values = values
+        return kt.engine.trial.Trial(hp, trial_id=str(len(values)))
+
+    a = trial(dropout_rate=0.1, block_dropout_rate=0.2, dropout_type="standard",
+              learning_rate=1e-3)
+    b = trial(dropout_rate=0.5, block_dropout_rate=0.0, dropout_type="spatial",
+              learning_rate=1e-3)
+    c = trial(dropout_rate=0.1, block_dropout_rate=0.2, dropout_type="standard",
+              learning_rate=1e-2)
+    d = trial(dropout_rate=0.3, learning_rate=1e-3, **{"tuner/epochs": 2,
+                                                       "tuner/trial_id": "x"})
+    e = trial(dropout_rate=0.3, learning_rate=1e-3, **{"tuner/epochs": 2,
+                                                       "tuner/trial_id": "y"})
+    assert packed.group_trials([a, b, c, d, e]) == [[a, b], [c], [d, e]]
+
+
+def test_tower_metric_names():
+    assert packed.tower_metric("val_accuracy", "tower_1") == "val_tower_1_accuracy"
+    assert packed.tower_metric("loss", "tower_0") == "tower_0_weighted_loss"
+    assert packed.tower_metric("val_loss", "tower_2") == "val_tower_2_weighted_loss"
+    assert packed.tower_metric("val_loss", None) == "val_loss"
+
+
+@pytest.mark.parametrize("pack", [0, 65, 2.0, "4"])
+def test_bad_pack(digits, tmp_path, pack):
+    with pytest.raises(ValueError, match="Received: pack="):
+        tuners.make_tuner("random", _hypermodel(digits), directory=tmp_path, max_trials=1,
+                          tuner_class=packed.packed_tuner_class(kt.RandomSearch, pack),
+                          quiet=True)
+
+
+def test_cli_accepts_pack():
+    import argparse
+
+    from cnnzoo.commands import tune
+
+    parser = argparse.ArgumentParser()
+    tune.add_arguments(parser)
+    assert parser.parse_args(["--pack", "4"]).pack == 4
+    assert parser.parse_args([]).pack == 1
+    assert os.path.basename(packed.__file__) == "packed.py"
