@@ -46,7 +46,7 @@ def save(out, name, markdown, data, figures, log=print):
         _atomic.write_bytes(path, png_bytes(fig))
         paths.append(path)
     json_path = os.path.join(out, f"{name}.json")
-    _atomic.write_json(json_path, data)
+    _atomic.write_json(json_path, _json_safe(data), allow_nan=False)
     md_path = os.path.join(out, f"{name}.md")
     _atomic.write_text(md_path, markdown.rstrip() + "\n")
     paths = [md_path, json_path] + paths
@@ -54,6 +54,23 @@ def save(out, name, markdown, data, figures, log=print):
         for path in paths:
             log(f"wrote {path}")
     return paths
+
+
+def _json_safe(obj):
+    # Strict JSON has no NaN or infinity: they become null.
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(val) for k, val in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(val) for val in obj]
+    if isinstance(obj, (np.floating, float)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.ndarray):
+        return _json_safe(obj.tolist())
+    return obj
 
 
 def check_out(out):

@@ -190,6 +190,13 @@ def _markdown(results, n_train, epochs, batch_size, seeds, learning_rate, seed, 
             f"{base['accuracy_gap']:.3f} ({'smaller' if smaller else 'NOT smaller'}), loss gap "
             f"{r['loss_gap']:.3f} vs {base['loss_gap']:.3f}, validation accuracy "
             f"{r['final']['val_accuracy']:.3f} vs {base['final']['val_accuracy']:.3f}.")
+    still_falling = [r["rate"] for r in results if r["best_val_loss_epoch"] >= epochs - 1]
+    if still_falling:
+        findings.append("Validation loss was still at its lowest in the last epochs for dropout "
+                        + ", ".join(f"{rate:g}" for rate in still_falling)
+                        + ": those runs had not finished learning, and dropout slows training "
+                          "(higher train loss at the end), so the comparison favours no dropout; "
+                          "run longer (`--epochs`) to see where the gaps settle.")
     spread = max(r["gap_spread"] for r in results)
     findings.append(f"Between seeds the final accuracy gap varies by up to {spread:.3f}; "
                     "differences smaller than that are noise.")
