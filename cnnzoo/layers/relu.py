@@ -11,21 +11,23 @@ gradient at a tie (TensorFlow gives 1 at x = 0, JAX gives 0.5), while Keras's
 ReLU has gradient 0 at x = 0 on every backend. A `where` selects one branch,
 so its gradient is exactly the selected branch's.
 
-Keras's gradient conventions at the kinks, measured on Keras 3 and matched
-here (the verification suite, `cnnzoo.verify`, checks each one):
+Keras's gradient conventions at the kinks, measured on Keras 3.15 with
+TensorFlow 2.21 and JAX 0.10, and matched here (`cnnzoo.verify` checks each):
 
-| configuration                   | point        | TensorFlow | JAX |
-|---------------------------------|--------------|------------|-----|
-| default                         | x = 0        | 0          | 0   |
-| `negative_slope` only (leaky)   | x = 0        | slope      | 1   |
-| `threshold`                     | x = threshold| 0 (+0 of the negative part) | same |
-| `max_value=6`, no threshold     | x = 0, x = 6 | 0, 0       | 0, 0 |
-| any other `max_value`           | x = max_value| 1          | 0.5 |
-| with `negative_slope`, not leaky| x = threshold| 0 from the negative part | same |
+| configuration                         | at                | TensorFlow | JAX |
+|---------------------------------------|-------------------|------------|-----|
+| default                               | x = 0             | 0          | 0   |
+| `negative_slope` only (leaky)         | x = 0             | slope      | 1   |
+| `threshold` t > 0                     | x = t             | 0          | 0   |
+| `max_value=6`, no threshold (relu6)   | x = 0 and x = 6   | 0          | 0   |
+| any other `max_value` m               | x = m             | 1          | 0.5 |
+| `negative_slope`, not the leaky path  | x = t (or 0)      | 0          | 0   |
 
-and the gradient at NaN is 0 (times the slope's part on the leaky path), as
-`tf.nn.relu`'s and `jax.nn.relu`'s. Other backends get TensorFlow's
-conventions (not measured).
+The gradient at NaN is 0 (the slope on the leaky path), as `tf.nn.relu`'s
+and `jax.nn.relu`'s; at +-inf it is Keras's too. One more detail copied from
+the kernels: on TensorFlow the leaky path multiplies by `float32(slope)`
+(`tf.nn.leaky_relu` takes a float32 attribute), which matters in float64.
+Other backends get TensorFlow's conventions (not measured).
 """
 
 import struct
