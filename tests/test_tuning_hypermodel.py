@@ -131,3 +131,19 @@ def test_guard_stays_quiet_on_finite_losses():
     guard.on_epoch_end(1, {"loss": 0.3, "val_loss": float("inf")})
     assert guard.reason == "val_loss became inf at epoch 2"
     assert guard.model.stop_training
+
+
+@pytest.mark.parametrize("name", __import__("cnnzoo").list_models())
+def test_every_zoo_model_has_a_valid_default_space(name):
+    import cnnzoo
+
+    info = cnnzoo.model_info(name)
+    hm = ZooHyperModel(name, input_shape=info["default_input_shape"], num_classes=10)
+    hp = kt.HyperParameters()
+    hm.declare(hp)
+    assert list(hp.values) == ["dropout_rate", "block_dropout_rate", "dropout_type"]
+    for p in hp.space:
+        config = p.get_config()
+        if "min_value" in config:  # the paper's rate, inside the family's range
+            assert config["min_value"] <= hp.values[p.name] <= config["max_value"]
+    assert hp.values["dropout_rate"] == pytest.approx(info["dropout"]["dropout_rate"], abs=0.05)
