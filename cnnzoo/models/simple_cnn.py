@@ -15,7 +15,7 @@ DENSE_UNITS = 128
 
 @register_model(
     family="simple_cnn",
-    paper="The classic ReLU/Dropout CNN (conv-ReLU-pool x2, dense-ReLU-dropout, softmax)",
+    paper="The classic ReLU/Dropout CNN (the tutorial's conv-ReLU-pool / dense-ReLU-dropout design)",
     default_input_shape=(28, 28, 1),
     default_num_classes=10,
     # 3x3 'same' convolutions keep the size; two 2x2 pools.
