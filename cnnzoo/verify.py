@@ -48,6 +48,7 @@ import numpy as np
 
 from cnnzoo import _atomic
 from cnnzoo import _validation as v
+from cnnzoo import runtime
 
 # Measured on Keras 3 with TensorFlow 2.21 and JAX 0.10: for the same seed,
 # cnnzoo's dropout masks are bit for bit Keras's (the noise is drawn as each
@@ -60,7 +61,16 @@ MASKS_BIT_IDENTICAL = {"tensorflow": True, "jax": True}
 KEPT_VALUE_ULPS = {"tensorflow": 1, "jax": 0}
 
 # Training loss after one SGD step, primitive vs keras model, relative.
+# Measured on CPU (TensorFlow, all 18 models; JAX, the quick pair): 0. The
+# tolerance leaves room for the one thing that differs between the two
+# graphs: the backend may fuse conv + bias + ReLU into one kernel for
+# keras.layers.ReLU and not for the primitive one.
 MODEL_LOSS_RTOL = 1e-5
+
+# Inference outputs (softmax probabilities): bit-exact on CPU (measured, all
+# models). On an accelerator a fused conv + ReLU kernel may round differently
+# (not measured), so there a few float32 ulps of a probability are allowed.
+MODEL_OUTPUT_ATOL = {"cpu": 0.0, "accelerator": 1e-6}
 
 # Kept values against x / (1 - rate) correctly rounded, in ulps: exact on
 # TensorFlow; XLA:CPU's vectorized float division (JAX) is not correctly
@@ -791,9 +801,12 @@ def check_model(name, relu_class=None, dropout_class=None, spatial_class=None, b
     want = _to_numpy(reference(x, training=False))
     got = _to_numpy(candidate(x, training=False))
     diff = float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64))))
-    checks.append(_check(f"model/{name}/inference", diff, 0.0,
+    device = "accelerator" if runtime.accelerators() else "cpu"
+    checks.append(_check(f"model/{name}/inference", diff, MODEL_OUTPUT_ATOL[device],
                          f"max |output difference| at inference, input {shape}, the paper's "
-                         f"dropout; bit-exact expected (the layers are)"))
+                         f"dropout; on {device}: "
+                         + ("bit-exact expected (the layers are)" if device == "cpu" else
+                            "fused conv + ReLU kernels may round differently")))
     del reference, candidate
 
     off = {"dropout_rate": 0.0, "block_dropout_rate": 0.0}
