@@ -183,6 +183,11 @@ def _markdown(conditions, class_names, ds, epochs, batch_size, seeds, learning_r
                        "without). The tutorial's claim does not hold here; shuffling the data, "
                        "not dropout, is the remedy for ordered batches.")
         findings.append(verdict)
+    best_shuffled = max(c["accuracy"] for c in conditions if c["order"] == "shuffled")
+    if best_shuffled < 0.9:
+        findings.append(f"The shuffled baseline itself reaches only {best_shuffled:.2f}: at this "
+                        "size and number of epochs the networks are under-trained, so the "
+                        "comparison is of early training (more with `--epochs`, `--samples`).")
     spread = max(float(np.ptp([r["accuracy"] for r in c["runs"]])) for c in conditions)
     findings.append(f"Between seeds a condition's overall accuracy varies by up to {spread:.2f}; "
                     "differences smaller than that are noise (more with `--seeds`).")
