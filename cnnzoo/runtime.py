@@ -11,8 +11,10 @@ The defaults come from measurements (see `benchmarks/RESULTS.md`):
   8.0 or newer (Ampere, Hopper). Elsewhere bfloat16 is emulated and slower
   than float32, so float32. The final validation accuracy on `digits` with
   mixed bfloat16 is checked against float32 by `tests/test_runtime.py`.
-- XLA (`jit_compile`): off on the CPU, where it measured 1.5x to 2.7x
-  slower than TensorFlow's oneDNN kernels; on for accelerators.
+- XLA (`jit_compile`): off for TensorFlow on the CPU, where it measured far
+  slower than TensorFlow's oneDNN kernels (see `cnnzoo bench --only
+  implementation`); on for accelerators; always on for JAX, whose only
+  alternative to XLA is running op by op (several times slower).
 """
 
 import functools
@@ -153,15 +155,16 @@ def resolve_jit(jit="auto"):
 
     Args:
         jit: `"auto"`, `True` or `False` (or a `--jit` word, see
-            `parse_jit`). `"auto"` is XLA on accelerators and off on the CPU,
-            where it measured 1.5x to 2.7x slower.
+            `parse_jit`). `"auto"` is XLA on accelerators and with JAX, and
+            off for TensorFlow and PyTorch on the CPU (TensorFlow's XLA
+            measured far slower there than its oneDNN kernels).
     """
     if isinstance(jit, str):
         jit = parse_jit(jit)
     if jit not in JIT_CHOICES or not isinstance(jit, (bool, str)):
         v.fail("Expected `jit` to be 'auto', True or False.", "jit", jit)
     if jit == "auto":
-        return bool(accelerators())
+        return bool(accelerators()) or backend() == "jax"
     return jit
 
 
@@ -186,7 +189,12 @@ def resolve(precision="auto", jit="auto"):
         why = f"precision auto -> {policy} ({why})"
     else:
         why = f"precision {policy} (asked)"
-    jit_why = ("accelerator" if devices else "CPU") if jit == "auto" else "asked"
+    if jit != "auto":
+        jit_why = "asked"
+    elif devices:
+        jit_why = "accelerator"
+    else:
+        jit_why = "JAX runs op by op without it" if backend() == "jax" else "CPU"
     return {
         "backend": backend(),
         "devices": devices or ["cpu"],

@@ -56,11 +56,20 @@ def test_bad_precision(bad):
         runtime.resolve_precision(bad)
 
 
-def test_auto_jit_off_on_cpu_on_with_accelerators(machine):
+def test_auto_jit_off_on_cpu_on_with_accelerators(machine, monkeypatch):
+    monkeypatch.setattr(runtime, "backend", lambda: "tensorflow")
     machine()
     assert runtime.resolve_jit("auto") is False
     machine(accelerators=[("gpu", "gpu0")], capabilities=[(9, 0)])
     assert runtime.resolve_jit("auto") is True
+
+
+def test_auto_jit_always_on_with_jax(machine, monkeypatch):
+    # Without XLA, JAX runs op by op: no CPU exception there.
+    monkeypatch.setattr(runtime, "backend", lambda: "jax")
+    machine()
+    assert runtime.resolve_jit("auto") is True
+    assert "JAX" in runtime.resolve()["reason"]
 
 
 @pytest.mark.parametrize("value, expected", [
@@ -78,6 +87,8 @@ def test_bad_jit(bad):
 
 
 def test_configure_sets_the_policy_and_says_why(machine):
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the CPU's XLA choice here is TensorFlow's")
     machine(flags={"amx_bf16"})
     choice = runtime.configure()
     assert keras.config.dtype_policy().name == "mixed_bfloat16"

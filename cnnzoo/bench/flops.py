@@ -90,9 +90,16 @@ def matmul_fn(n, dtype):
     return run, 2 * n ** 3
 
 
-def run(quick=True, repeats=None):
-    """Returns the result rows."""
-    model_name, size, batch_size, steps = QUICK if quick else FULL
+def run(quick=True, repeats=None, config=None, matmul_n=MATMUL_N):
+    """Returns the result rows.
+
+    Args:
+        quick: the `QUICK` model and sizes, else `FULL`.
+        repeats: interleaved repeats (default: 5 quick, 9 full).
+        config: `(model, input size, batch size, steps)` replacing them.
+        matmul_n: the ceiling's matmul size (a GPU needs a larger one).
+    """
+    model_name, size, batch_size, steps = config or (QUICK if quick else FULL)
     repeats = repeats or (5 if quick else 9)
     if model_name not in common.available_models([model_name]):
         return [harness.unavailable(NAME, f"`{model_name}` is not registered")]
@@ -105,7 +112,7 @@ def run(quick=True, repeats=None):
         x, y = common.batch(shape, 10, batch_size)
         fns[f"step {dtype}"] = common.train_steps(model, x, y, steps)
         flops[f"step {dtype}"] = training_flops(model) * batch_size * steps
-        fns[f"matmul {dtype}"], flops[f"matmul {dtype}"] = matmul_fn(MATMUL_N, dtype)
+        fns[f"matmul {dtype}"], flops[f"matmul {dtype}"] = matmul_fn(matmul_n, dtype)
     times = harness.interleave(fns, repeats=repeats, warmup=1)
     rows = []
     for dtype in ("float32", "bfloat16"):
@@ -121,7 +128,7 @@ def run(quick=True, repeats=None):
             context=(f"{size}x{size}x3, batch {batch_size}: "
                      f"{harness.summarize(achieved).median / 1e9:.0f} GFLOP/s achieved, "
                      f"ceiling {harness.summarize(ceiling).median / 1e9:.0f} GFLOP/s "
-                     f"({MATMUL_N}x{MATMUL_N} matmul)"),
+                     f"({matmul_n}x{matmul_n} matmul)"),
             note="FLOPs counted analytically (3x forward conv/dense FLOPs)"
                  + ("; model under the mixed_bfloat16 policy" if dtype == "bfloat16" else "")))
     return rows

@@ -5,8 +5,10 @@ For each model three contenders train on the same fixed batch, interleaved:
 - `plain`: keras.applications (`weights=None`) or a hand-written
   `keras.Sequential` for `simple_cnn`, compiled with Keras defaults
   (float32, `jit_compile="auto"`, which is off on a CPU);
-- `cnnzoo float32`: the zoo model, float32, XLA off: same precision as the
-  plain build, so the ratio isolates how the model is built (target >= 0.98);
+- `cnnzoo float32`: the zoo model in float32 with the runtime's XLA choice
+  (off for TensorFlow on a CPU, as Keras's "auto" is): same precision as
+  the plain build, so the ratio isolates how the model is built (target
+  >= 0.98);
 - `cnnzoo default`: the zoo model with `cnnzoo.runtime.configure()`'s
   choices (mixed bfloat16 on AMX / AVX-512 BF16 CPUs and recent GPUs, XLA
   on accelerators only); target >= 2.5x on a CPU with AMX.
@@ -37,7 +39,7 @@ def measure(name, size, channels, batch_size, steps, repeats, runtime_choice):
     plain = common.compile_default(common.plain_model(name, shape, NUM_CLASSES))
     with common.dtype_policy("float32"):
         zoo32 = common.zoo_model(name, shape, NUM_CLASSES)
-    common.compile_default(zoo32, jit_compile=False)
+    common.compile_default(zoo32, jit_compile=runtime_choice["jit"])
     with common.dtype_policy(runtime_choice["precision"]):
         zoo_default = common.zoo_model(name, shape, NUM_CLASSES)
     common.compile_default(zoo_default, jit_compile=runtime_choice["jit"])
@@ -52,12 +54,20 @@ def measure(name, size, channels, batch_size, steps, repeats, runtime_choice):
     return times, images, (plain.count_params(), zoo32.count_params())
 
 
-def run(quick=True, models=None, repeats=None):
-    """Returns the result rows (see `cnnzoo.bench.harness.row`)."""
+def run(quick=True, models=None, repeats=None, table=None):
+    """Returns the result rows (see `cnnzoo.bench.harness.row`).
+
+    Args:
+        quick: the `QUICK` sizes, else `FULL`.
+        models: the zoo names to measure (default: every name of the table).
+        repeats: interleaved repeats (default: 5 quick, 9 full).
+        table: `{name: (input size, channels, batch size, steps)}` replacing
+            the built-in sizes (`benchmarks/gpu.py` uses GPU-sized batches).
+    """
     from cnnzoo import runtime
 
     choice = runtime.resolve()
-    table = QUICK if quick else FULL
+    table = table or (QUICK if quick else FULL)
     repeats = repeats or (5 if quick else 9)
     wanted = list(models or table)
     rows = []
