@@ -18,19 +18,17 @@ from tuning.tuners import SearchFailedError, zoo_tuner_class
 TINY = dict(num_samples=200, epochs=1, batch_size=35, precision="float32", quiet=True)
 
 
-def _live_layers():
-    gc.collect()
-    return sum(isinstance(o, keras.layers.Layer) for o in gc.get_objects())
-
-
 class RecordingTuner(zoo_tuner_class(kt.RandomSearch)):
-    """Counts the Keras layers still alive after each trial."""
+    """Counts the objects and Keras layers still alive after each trial."""
 
     counts = []
 
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
-        RecordingTuner.counts.append(_live_layers())
+        gc.collect()
+        objects = gc.get_objects()
+        layers = sum(isinstance(o, keras.layers.Layer) for o in objects)
+        RecordingTuner.counts.append((len(objects), layers))
 
 
 def test_small_search_end_to_end_then_resume(tmp_path):
@@ -54,9 +52,12 @@ def test_small_search_end_to_end_then_resume(tmp_path):
     assert os.path.isdir(result.files["model"])
     assert (out / "keras_tuner" / "oracle.json").exists()
 
-    # Memory: no Keras layer outlives its trial (clear_session + gc between trials).
-    assert len(RecordingTuner.counts) == 3
-    assert RecordingTuner.counts[-1] <= RecordingTuner.counts[0], RecordingTuner.counts
+    # Memory: nothing of a trial outlives it. A trained simple_cnn left about
+    # 12,000 objects (its TensorFlow graph, ~8 MB) behind before
+    # tuning.memory; the oracle's own record of a trial is a few hundred.
+    (first, first_layers), _, (last, last_layers) = RecordingTuner.counts
+    assert last - first < 2000, RecordingTuner.counts
+    assert first_layers == last_layers == 0, RecordingTuner.counts
 
     # The same search again resumes: nothing re-runs, nothing is lost.
     trial_files = sorted((out / "keras_tuner").glob("trial_*/trial.json"))

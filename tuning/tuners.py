@@ -16,14 +16,14 @@ What `ZooTunerMixin` adds to a Keras Tuner tuner:
 - the tuner's state file written atomically, and a search that resumes
   whenever the oracle's state exists (Keras Tuner resumes only when the
   tuner's own file exists, written after the oracle's);
-- `clear_session` and `gc` after every trial, so memory does not grow;
+- `clear_session`, `gc` and TensorFlow's leaked gradient functions released
+  after every trial (`tuning.memory`), so memory does not grow;
 - a clear error after `max_consecutive_failures` failed trials in a row,
   raised after the state is saved (Keras Tuner raises before);
 - the chief of a distributed search serves trials with `tuning.distributed`.
 """
 
 import functools
-import gc
 import math
 import os
 import sys
@@ -34,7 +34,7 @@ import keras
 import keras_tuner as kt
 
 from cnnzoo import _validation as v
-from tuning import distributed, progress, state
+from tuning import distributed, memory, progress, state
 
 TUNERS = {
     "random": (kt.RandomSearch, kt.oracles.RandomSearchOracle),
@@ -73,6 +73,7 @@ class ZooTunerMixin:
         # trial_id -> the metrics this process reported (a worker's oracle
         # is remote, so its trials do not hold them).
         self.reported = {}
+        self.memory = memory.TrialMemory()
         directory = kwargs.get("directory") or "."
         project_dir = os.path.join(str(directory), kwargs.get("project_name") or PROJECT_NAME)
         tuner_id = os.environ.get("KERASTUNER_TUNER_ID", "tuner0")
@@ -125,6 +126,7 @@ class ZooTunerMixin:
         return metrics
 
     def on_trial_begin(self, trial):
+        self.memory.begin()
         super().on_trial_begin(trial)
         if distributed.current_role() == "worker":
             total = expected_trials(self.oracle)
@@ -134,9 +136,9 @@ class ZooTunerMixin:
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
         self.trials_run.append(trial.trial_id)
-        # The trained model is garbage now; free it before the next one.
-        keras.backend.clear_session()
-        gc.collect()
+        # The trained model is garbage now; free it, and what TensorFlow keeps
+        # of it, before the next one.
+        self.memory.end()
         if distributed.current_role() == "worker":
             result = (f"{self.oracle.objective.name}={self._score(trial)}"
                       if trial.status == "COMPLETED"
