@@ -29,7 +29,7 @@ import tempfile
 from cnnzoo.bench import harness
 
 NAME = "search"
-QUICK = {"max_trials": 4, "epochs": 2, "repeats": 2}
+QUICK = {"max_trials": 4, "epochs": 1, "repeats": 2}
 FULL = {"max_trials": 10, "epochs": 10, "repeats": 3}
 PACK = 4
 

@@ -73,7 +73,7 @@ def run(quick=True, repeats=None):
     here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     steps = {"plain": _process([sys.executable, "-c", _PLAIN_FIRST_STEP.format(path=here)]),
              "cnnzoo": _process([sys.executable, "-c", _ZOO_FIRST_STEP])}
-    n = max(3, repeats // 2)
+    n = 2 if quick else max(3, repeats // 2)
     times = harness.interleave(steps, repeats=n, warmup=0)
     ratio = harness.speedup(times, "plain", "cnnzoo")
     rows.append(harness.row(

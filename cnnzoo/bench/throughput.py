@@ -68,7 +68,7 @@ def run(quick=True, models=None, repeats=None, table=None):
 
     choice = runtime.resolve()
     table = table or (QUICK if quick else FULL)
-    repeats = repeats or (5 if quick else 9)
+    repeats = repeats or (3 if quick else 9)
     wanted = list(models or table)
     rows = []
     present = common.available_models(wanted)
