@@ -17,6 +17,7 @@ _LAZY = {
     "SearchResult": "tuning.driver",
     "make_tuner": "tuning.tuners",
     "TUNERS": "tuning.tuners",
+    "SearchFailedError": "tuning.tuners",
 }
 
 __all__ = list(_LAZY)

@@ -53,7 +53,9 @@ def worker_tuner_id(worker):
     # Keras Tuner treats any ID containing "chief" as the chief.
     if CHIEF_ID in text.lower():
         v.fail("Expected a worker ID that does not contain 'chief'.", "worker", worker)
-    return text if text.startswith("worker") else f"worker{text}"
+    if text.startswith("worker"):
+        return text
+    return f"worker{text}" if text.isdigit() else f"worker-{text}"
 
 
 def current_role():
