@@ -1,4 +1,4 @@
-"""Runtime defaults (precision, XLA), the seeded input pipeline, and bfloat16's accuracy on digits."""
+"""Runtime defaults (precision, XLA), the seeded input pipeline, bfloat16's accuracy on digits."""
 
 import keras
 import numpy as np

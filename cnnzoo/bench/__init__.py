@@ -11,6 +11,7 @@ Nothing here imports Keras at module level: `cnnzoo bench --help` is instant.
 """
 
 import datetime
+import gc
 import importlib
 import os
 import platform
@@ -116,6 +117,8 @@ def run_suite(only=None, quick=True, stream=None):
         finally:
             keras.config.set_dtype_policy("float32")
             keras.backend.clear_session()
+            # The next benchmark should not pay for this one's garbage.
+            gc.collect()
         print(f"cnnzoo bench: {name} done in {time.perf_counter() - t0:.0f} s", file=stream,
               flush=True)
     return {"machine": info, "quick": bool(quick), "seconds": time.perf_counter() - start,

@@ -46,8 +46,9 @@ def run(quick=True, repeats=None):
             model = common.zoo_model(MODEL, shape, 10, implementation=implementation,
                                      dropout_rate=0.5, block_dropout_rate=0.25)
             common.compile_default(model, jit_compile=jit)
-            work[(implementation, jit)] = xla_steps if jit else steps
-            fns[(implementation, jit)] = common.train_steps(model, x, y, work[(implementation, jit)])
+            key = (implementation, jit)
+            work[key] = xla_steps if jit else steps
+            fns[key] = common.train_steps(model, x, y, work[key])
     times = harness.interleave(fns, repeats=repeats, warmup=1)
     per_step = {k: harness.summarize(t).median / work[k] for k, t in times.items()}
     context = ", ".join(f"{impl}{' XLA' if jit else ''} {harness.fmt_seconds(s)}/step"

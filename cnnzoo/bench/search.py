@@ -29,9 +29,9 @@ import tempfile
 from cnnzoo.bench import harness
 
 NAME = "search"
-QUICK = {"max_trials": 4, "epochs": 1, "repeats": 2}
+QUICK = {"max_trials": 3, "epochs": 1, "repeats": 2}
 FULL = {"max_trials": 10, "epochs": 10, "repeats": 3}
-PACK = 4
+PACK = 3
 
 
 def plain_build(input_shape, num_classes):
