@@ -338,12 +338,17 @@ class PackedTunerMixin:
         return packed
 
 
-@functools.lru_cache(maxsize=None)
 def packed_tuner_class(base, pack=4):
     """`base` (a Keras Tuner tuner class) with packing and `ZooTunerMixin` mixed in.
 
     `pack` is the default number of trials per pack.
     """
+    # Checked before the cache, which would take 2.0 for 2.
+    return _packed_tuner_class(base, v.check_int("pack", pack, low=1, high=64))
+
+
+@functools.lru_cache(maxsize=None)
+def _packed_tuner_class(base, pack):
     cls = type(f"Packed{base.__name__}", (PackedTunerMixin, tuners.ZooTunerMixin, base), {})
     init = cls.__init__
 
