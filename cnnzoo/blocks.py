@@ -279,6 +279,24 @@ class Blocks:
             return self.global_pool(x, cfg.pooling)
         return x
 
+    def flatten_head(self, x, units, dropout_first=False):
+        """The head of models that flatten into dense layers (VGG, AlexNet, LeNet-5, simple_cnn).
+
+        With `include_top`: flatten, one `dense_block` per entry of `units`
+        (`fc1`, `fc2`, ...) with the head dropout, the classifier. Without:
+        the config's `pooling`, or the feature map.
+        """
+        cfg = self.cfg
+        if cfg.include_top:
+            x = keras.layers.Flatten(name="flatten")(x)
+            for i, n in enumerate(units):
+                x = self.dense_block(x, n, f"fc{i + 1}", dropout_rate=cfg.dropout_rate,
+                                     dropout_first=dropout_first)
+            return self.classifier(x)
+        if cfg.pooling:
+            return self.global_pool(x, cfg.pooling)
+        return x
+
     def model(self, inputs, outputs):
         return keras.Model(inputs, outputs, name=self.cfg.name)
 

@@ -10,7 +10,6 @@ from PIL import Image
 
 from cnnzoo import cli
 from cnnzoo import data
-from cnnzoo import export as E
 from cnnzoo import predict as P
 from cnnzoo import train as T
 

@@ -9,7 +9,6 @@ Reference:
       single-tower widths torchvision uses.
 """
 
-from cnnzoo._lazy import keras
 from cnnzoo.blocks import Blocks
 from cnnzoo.models._registry import min_input_size, register_model
 
@@ -67,13 +66,5 @@ def alexnet(cfg):
         x = blocks.conv_block(x, filters, kernel, f"block{stage + 1}", 1, strides=stride,
                               padding=pad, dropout_rate=blocks.stage_rate(stage),
                               pool="max" if pool else None, pool_size=3, pool_strides=2)
-    if cfg.include_top:
-        x = keras.layers.Flatten(name="flatten")(x)
-        x = blocks.dense_block(x, FC_UNITS, "fc1", dropout_rate=cfg.dropout_rate,
-                               dropout_first=True)
-        x = blocks.dense_block(x, FC_UNITS, "fc2", dropout_rate=cfg.dropout_rate,
-                               dropout_first=True)
-        x = blocks.classifier(x)
-    elif cfg.pooling:
-        x = blocks.global_pool(x, cfg.pooling)
+    x = blocks.flatten_head(x, [FC_UNITS, FC_UNITS], dropout_first=True)
     return blocks.model(inputs, x)

@@ -5,7 +5,6 @@ Reference:
       http://yann.lecun.com/exdb/publis/pdf/lecun-98.pdf) (LeCun et al., Proc. IEEE 1998)
 """
 
-from cnnzoo._lazy import keras
 from cnnzoo.blocks import Blocks
 from cnnzoo.models._registry import min_input_size, register_model
 
@@ -53,10 +52,5 @@ def lenet5(cfg):
         x = blocks.conv_block(x, filters, kernel, f"block{stage + 1}", 1, padding="valid",
                               dropout_rate=blocks.stage_rate(stage),
                               pool="avg" if subsample else None)
-    if cfg.include_top:
-        x = keras.layers.Flatten(name="flatten")(x)
-        x = blocks.dense_block(x, F6_UNITS, "fc1", dropout_rate=cfg.dropout_rate)
-        x = blocks.classifier(x)
-    elif cfg.pooling:
-        x = blocks.global_pool(x, cfg.pooling)
+    x = blocks.flatten_head(x, [F6_UNITS])
     return blocks.model(inputs, x)

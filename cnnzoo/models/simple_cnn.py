@@ -5,7 +5,6 @@ typical architecture with ReLU and Dropout layers that the tutorial behind
 this project draws.
 """
 
-from cnnzoo._lazy import keras
 from cnnzoo.blocks import Blocks
 from cnnzoo.models._registry import min_input_size, register_model
 
@@ -34,10 +33,5 @@ def simple_cnn(cfg):
     for stage, filters in enumerate(FILTERS):
         x = blocks.conv_block(x, filters, 3, f"block{stage + 1}",
                               dropout_rate=blocks.stage_rate(stage), pool="max")
-    if cfg.include_top:
-        x = keras.layers.Flatten(name="flatten")(x)
-        x = blocks.dense_block(x, DENSE_UNITS, "fc1", dropout_rate=cfg.dropout_rate)
-        x = blocks.classifier(x)
-    elif cfg.pooling:
-        x = blocks.global_pool(x, cfg.pooling)
+    x = blocks.flatten_head(x, [DENSE_UNITS])
     return blocks.model(inputs, x)

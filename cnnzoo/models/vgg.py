@@ -5,7 +5,6 @@ Reference:
       https://arxiv.org/abs/1409.1556) (Simonyan & Zisserman, ICLR 2015)
 """
 
-from cnnzoo._lazy import keras
 from cnnzoo.blocks import Blocks
 from cnnzoo.models._registry import min_input_size, register_model
 
@@ -47,13 +46,7 @@ def _vgg(cfg, layers, batch_norm):
         )
         if ends_stage:
             stage, index = stage + 1, 0
-    if cfg.include_top:
-        x = keras.layers.Flatten(name="flatten")(x)
-        x = blocks.dense_block(x, 4096, "fc1", dropout_rate=cfg.dropout_rate)
-        x = blocks.dense_block(x, 4096, "fc2", dropout_rate=cfg.dropout_rate)
-        x = blocks.classifier(x)
-    elif cfg.pooling:
-        x = blocks.global_pool(x, cfg.pooling)
+    x = blocks.flatten_head(x, [4096, 4096])
     return blocks.model(inputs, x)
 
 
