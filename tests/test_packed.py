@@ -136,3 +136,32 @@ def test_cli_accepts_pack():
     assert parser.parse_args(["--pack", "4"]).pack == 4
     assert parser.parse_args([]).pack == 1
     assert os.path.basename(packed.__file__) == "packed.py"
+
+
+def test_a_pack_shares_one_memory_window():
+    events = []
+
+    class Memory:
+        def begin(self):
+            events.append("begin")
+
+        def end(self):
+            events.append("end")
+
+    window = packed._PackMemory(Memory(), 3)
+    for _ in range(3):
+        window.begin()
+    window.end()
+    window.end()
+    assert events == ["begin"]
+    window.end()
+    window.close()  # already closed: nothing more
+    assert events == ["begin", "end"]
+    # A pack stopped early (an error after its first trial ended) still closes once.
+    events.clear()
+    window = packed._PackMemory(Memory(), 2)
+    window.begin()
+    window.begin()
+    window.end()
+    window.close()
+    assert events == ["begin", "end"]

@@ -155,6 +155,37 @@ class _TowerCallback(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class _PackMemory:
+    """One memory window for a whole pack (see `tuning.memory.TrialMemory`).
+
+    The tuner opens a window as each trial begins and closes it as each
+    ends; the trials of a pack share one model, so the window opens with the
+    first and closes (clearing the session once) with the last.
+    """
+
+    def __init__(self, memory, size):
+        self.memory = memory
+        self.size = size
+        self.begun = 0
+        self.ended = 0
+
+    def begin(self):
+        if self.begun == 0:
+            self.memory.begin()
+        self.begun += 1
+
+    def end(self):
+        self.ended += 1
+        if self.ended == self.size:
+            self.memory.end()
+
+    def close(self):
+        """Closes the window if the pack stopped before its last trial ended."""
+        if self.begun and self.ended < self.size:
+            self.ended = self.size
+            self.memory.end()
+
+
 class PackedTunerMixin:
     """Trains up to `pack` trials at once; mixed into a `ZooTunerMixin` tuner.
 
@@ -203,14 +234,23 @@ class PackedTunerMixin:
                 if active:
                     time.sleep(0.2)
                 continue
-            for trial in trials:
-                self.on_trial_begin(trial)
-            outcomes = self._run_pack(trials, *fit_args, **fit_kwargs)
-            # A status is set only as its trial ends: the oracle ranks every
-            # COMPLETED trial, so none may look completed before it is scored.
-            for trial in trials:
-                trial.status, trial.message = outcomes[trial.trial_id]
-                self.on_trial_end(trial)
+            inner = getattr(self, "memory", None)
+            pack_memory = _PackMemory(inner, len(trials)) if inner is not None else None
+            if pack_memory is not None:
+                self.memory = pack_memory
+            try:
+                for trial in trials:
+                    self.on_trial_begin(trial)
+                outcomes = self._run_pack(trials, *fit_args, **fit_kwargs)
+                # A status is set only as its trial ends: the oracle ranks every
+                # COMPLETED trial, so none may look completed before it is scored.
+                for trial in trials:
+                    trial.status, trial.message = outcomes[trial.trial_id]
+                    self.on_trial_end(trial)
+            finally:
+                if pack_memory is not None:
+                    self.memory = inner
+                    pack_memory.close()
         self.on_search_end()
 
     # -- training a pack -----------------------------------------------------
