@@ -165,3 +165,19 @@ def test_a_pack_shares_one_memory_window():
     window.end()
     window.close()
     assert events == ["begin", "end"]
+
+
+@pytest.mark.slow
+def test_packed_hyperband_continues_trials_from_their_checkpoints(tmp_path):
+    ds = cnnzoo.data.load_dataset("digits", num_samples=200, seed=0)
+    tuner = tuners.make_tuner(
+        "hyperband", _hypermodel(ds), directory=tmp_path, epochs=3, seed=0,
+        tuner_class=packed.packed_tuner_class(kt.Hyperband, 3), quiet=True)
+    tuner.search(ds.x_train, ds.y_train, validation_data=(ds.x_val, ds.y_val), epochs=3,
+                 batch_size=32, verbose=0)
+    trials = list(tuner.oracle.trials.values())
+    assert all(t.status == "COMPLETED" for t in trials), [t.message for t in trials]
+    # Hyperband's second round continues a first-round trial from its checkpoint.
+    continued = [t for t in trials if "tuner/trial_id" in t.hyperparameters.values]
+    assert continued
+    assert max(t.metrics.get_last_value("pack_size") for t in trials) > 1

@@ -56,6 +56,7 @@ import keras
 import keras_tuner as kt
 from keras_tuner.src.engine import tuner_utils
 
+from cnnzoo import _atomic
 from cnnzoo import _validation as v
 from tuning import tuners
 
@@ -326,6 +327,8 @@ class PackedTunerMixin:
                 *validation, batch_size=max(batch_size, 256), outputs=outputs)["x"]
         callback = _TowerCallback(towers, outputs, self.oracle.objective, paths)
         history = packed.fit(**train, callbacks=[callback], **kwargs)
+        for trial, tower in zip(group, towers):
+            self._save_build_config(trial, tower)
         results = []
         for tower_out, reason in zip(outputs, callback.reasons):
             logs = {}
@@ -352,7 +355,17 @@ class PackedTunerMixin:
                 *validation, batch_size=max(batch_size, 256))["x"]
         callback = _TowerCallback([model], [None], self.oracle.objective, [path])
         history = model.fit(**train, callbacks=[callback], **kwargs)
+        self._save_build_config(trial, model)
         return _History(dict(history.history), list(history.epoch)), callback.reasons[0]
+
+    def _save_build_config(self, trial, model):
+        # What Keras Tuner saves after each fit, so that `load_model` and
+        # Hyperband's continued trials can rebuild this trial's model.
+        from keras_tuner.src.backend import config
+
+        if config.multi_backend():
+            _atomic.write_json(self._get_build_config_fname(trial.trial_id),
+                               model.get_build_config())
 
     def _pack(self, towers, outputs):
         """K compiled models -> one model with K outputs and the sum of their losses."""
