@@ -131,6 +131,11 @@ def _num(x):
     return f"{x:.3g}" if abs(x) < 100 else f"{x:.0f}"
 
 
+def _cell(value):
+    # A `|` inside a cell (a target like `|gap| <= 0.5`) would split the row.
+    return str(value).replace("|", "\\|")
+
+
 def to_markdown(results, command="cnnzoo bench --quick --markdown benchmarks/RESULTS.md"):
     """The results as a Markdown document (the format of `benchmarks/RESULTS.md`)."""
     m = results["machine"]
@@ -155,6 +160,7 @@ def to_markdown(results, command="cnnzoo bench --quick --markdown benchmarks/RES
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results["rows"]:
+        r = {k: _cell(x) if isinstance(x, str) else x for k, x in r.items()}
         if r["status"] != "ok":
             lines.append(f"| {r['benchmark']} | {r['name']} | | | | | | {r['status']} | "
                          f"{r['note']} |")

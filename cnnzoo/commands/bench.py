@@ -26,6 +26,8 @@ def run(args):
     results = bench.run_suite(only=args.only, quick=args.quick)
     command = "cnnzoo bench" + (" --quick" if args.quick else "")
     command += "".join(f" --only {n}" for n in args.only or [])
+    if args.json:
+        command += f" --json {args.json}"
     if args.markdown:
         command += f" --markdown {args.markdown}"
     text = bench.to_markdown(results, command=command)
