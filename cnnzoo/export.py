@@ -512,17 +512,23 @@ def card_from_run(record):
     }
 
 
+def _existing_path(value, name, expected, noun):
+    """`value` as an absolute path that exists; a ValueError naming it otherwise."""
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str) or not value:
+        v.fail(f"Expected {expected}.", name, value)
+    path = os.path.abspath(os.path.expanduser(value))
+    if not os.path.exists(path):
+        v.fail(f"The {noun} does not exist: {path}.", name, value)
+    return path
+
+
 def load_source(source):
     """Resolves a run folder or a `.keras` file to `(model, class_names, card_fields)`."""
     from cnnzoo import train
 
-    if isinstance(source, os.PathLike):
-        source = os.fspath(source)
-    if not isinstance(source, str) or not source:
-        v.fail("Expected a run folder or a .keras file.", "source", source)
-    path = os.path.abspath(os.path.expanduser(source))
-    if not os.path.exists(path):
-        v.fail(f"The path does not exist: {path}.", "source", source)
+    path = _existing_path(source, "source", "a run folder or a .keras file", "path")
     if os.path.isdir(path):
         record, model_path = train.load_run(path)
         return load_keras_model(model_path), record.get("class_names"), card_from_run(record)
@@ -572,13 +578,7 @@ def load_export(path):
     Raises:
         ValueError: the path does not exist or holds no model.
     """
-    if isinstance(path, os.PathLike):
-        path = os.fspath(path)
-    if not isinstance(path, str) or not path:
-        v.fail("Expected a path to an export.", "path", path)
-    path = os.path.abspath(os.path.expanduser(path))
-    if not os.path.exists(path):
-        v.fail(f"The export does not exist: {path}.", "path", path)
+    path = _existing_path(path, "path", "a path to an export", "export")
     if os.path.isdir(path) and not os.path.exists(os.path.join(path, "saved_model.pb")):
         versions = [d for d in os.listdir(path)
                     if d.isdigit() and os.path.isdir(os.path.join(path, d))]
