@@ -109,3 +109,23 @@ def check_per_stage(name, value, num_stages, check=check_rate):
                  f"(one per stage).", name, value)
         return [check(f"{name}[{i}]", v) for i, v in enumerate(value)]
     return [check(name, value)] * num_stages
+
+
+def check_list(name, value, check, parse=float, what="values"):
+    """Checks a non-empty list, or a comma-separated string, item by item.
+
+    Args:
+        name: the argument's name, for messages.
+        value: a list/tuple, or a string such as `"0,0.25,0.5"`.
+        check: `check(name, item)` for each item, e.g. `check_rate`.
+        parse: converts each part of a string (`float`, `int`).
+        what: what the items are, in words.
+    """
+    if isinstance(value, str):
+        try:
+            value = [parse(part) for part in value.split(",") if part.strip()]
+        except ValueError:
+            fail(f"Expected comma-separated {what}.", name, value)
+    if not isinstance(value, (list, tuple)) or not value:
+        fail(f"Expected a list of {what}.", name, value)
+    return [check(name, item) for item in value]

@@ -44,3 +44,14 @@ def test_check_per_stage():
         v.check_per_stage("r", [0.1, 0.2], 3)
     with pytest.raises(ValueError, match=r"Received: r\[1\]=2.0"):
         v.check_per_stage("r", [0.1, 2.0], 2)
+
+
+def test_check_list_from_string_or_sequence():
+    assert v.check_list("rates", "0, 0.25,0.5", v.check_rate) == [0.0, 0.25, 0.5]
+    assert v.check_list("rates", (0.1,), v.check_rate) == [0.1]
+    with pytest.raises(ValueError, match=r"comma-separated values.*Received: rates='0,x'"):
+        v.check_list("rates", "0,x", v.check_rate)
+    with pytest.raises(ValueError, match=r"a list of values.*Received: rates=\[\]"):
+        v.check_list("rates", [], v.check_rate)
+    with pytest.raises(ValueError, match=r"Received: rates=1.5"):
+        v.check_list("rates", [0.1, 1.5], v.check_rate)

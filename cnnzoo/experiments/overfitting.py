@@ -32,14 +32,7 @@ def add_arguments(parser):
 def parse_rates(rates):
     from cnnzoo import _validation as v
 
-    if isinstance(rates, str):
-        try:
-            rates = [float(r) for r in rates.split(",") if r.strip()]
-        except ValueError:
-            v.fail("Expected comma-separated rates.", "rates", rates)
-    if not isinstance(rates, (list, tuple)) or not rates:
-        v.fail("Expected a list of dropout rates.", "rates", rates)
-    return [v.check_rate("rates", r) for r in rates]
+    return v.check_list("rates", rates, v.check_rate, what="dropout rates")
 
 
 def _train_one(ds, x_train, y_train, rate, epochs, batch_size, learning_rate, seed):

@@ -72,14 +72,10 @@ def _conv_norms(model, x, y, depth):
 def _parse_depths(depths):
     from cnnzoo import _validation as v
 
-    if isinstance(depths, str):
-        try:
-            depths = [int(d) for d in depths.split(",") if d.strip()]
-        except ValueError:
-            v.fail("Expected comma-separated integers.", "depths", depths)
-    if not isinstance(depths, (list, tuple)) or not depths:
-        v.fail("Expected a list of depths.", "depths", depths)
-    return [v.check_int("depths", d, low=1, high=200) for d in depths]
+    def check_depth(name, depth):
+        return v.check_int(name, depth, low=1, high=200)
+
+    return v.check_list("depths", depths, check_depth, parse=int, what="depths (integers)")
 
 
 def run(out, *, depths=(5, 10, 20), steps=200, batch_size=32, filters=8,
