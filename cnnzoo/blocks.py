@@ -18,6 +18,10 @@ BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9
 
 
+class _TunableRate(float):
+    """A rate from the config of a `tunable_dropout` model: it gets a variable layer."""
+
+
 class Blocks:
     """Builds blocks for one model from its validated `ZooConfig`.
 
@@ -46,16 +50,28 @@ class Blocks:
         return layer(x)
 
     def drop(self, x, rate, name, dropout_type=None):
-        """Dropout at `rate` (no layer when the rate is 0)."""
+        """Dropout at `rate` (no layer when the rate is 0).
+
+        A rate that comes from the config (`stage_rate`, `head_rate`) of a
+        `tunable_dropout` model always gets a `VariableDropout` layer.
+        """
         if dropout_type is None:
             dropout_type = self.cfg.dropout_type if len(x.shape) == 4 else "standard"
         layer = factory.make_dropout(rate, dropout_type=dropout_type,
-                                     implementation=self.cfg.implementation, name=name)
+                                     implementation=self.cfg.implementation, name=name,
+                                     variable=isinstance(rate, _TunableRate))
         return x if layer is None else layer(x)
+
+    def _rate(self, rate):
+        return _TunableRate(rate) if self.cfg.tunable_dropout else rate
 
     def stage_rate(self, stage):
         """The block dropout rate of stage `stage` (0-based)."""
-        return self.cfg.block_dropout_rate[stage]
+        return self._rate(self.cfg.block_dropout_rate[stage])
+
+    def head_rate(self):
+        """The head dropout rate."""
+        return self._rate(self.cfg.dropout_rate)
 
     # -- plain blocks -------------------------------------------------------
 
@@ -273,7 +289,7 @@ class Blocks:
         cfg = self.cfg
         if cfg.include_top:
             x = self.global_pool(x, cfg.pooling or default_pool)
-            x = self.drop(x, cfg.dropout_rate, "head_drop", dropout_type="standard")
+            x = self.drop(x, self.head_rate(), "head_drop", dropout_type="standard")
             return self.classifier(x)
         if cfg.pooling:
             return self.global_pool(x, cfg.pooling)
@@ -290,7 +306,7 @@ class Blocks:
         if cfg.include_top:
             x = keras.layers.Flatten(name="flatten")(x)
             for i, n in enumerate(units):
-                x = self.dense_block(x, n, f"fc{i + 1}", dropout_rate=cfg.dropout_rate,
+                x = self.dense_block(x, n, f"fc{i + 1}", dropout_rate=self.head_rate(),
                                      dropout_first=dropout_first)
             return self.classifier(x)
         if cfg.pooling:

@@ -11,6 +11,7 @@ _LAZY = {
     "Dropout": "cnnzoo.layers.dropout",
     "SpatialDropout2D": "cnnzoo.layers.dropout",
     "DropPath": "cnnzoo.layers.drop_path",
+    "VariableDropout": "cnnzoo.layers.variable_dropout",
 }
 
 __all__ = sorted(_LAZY) + ["factory"]

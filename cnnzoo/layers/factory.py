@@ -81,7 +81,7 @@ def make_activation(activation, *, implementation="keras", name=None):
 
 
 def make_dropout(rate, *, dropout_type="standard", implementation="keras", name=None,
-                 seed=None):
+                 seed=None, variable=False):
     """Builds a dropout layer, or returns `None` when `rate == 0`.
 
     Args:
@@ -91,9 +91,16 @@ def make_dropout(rate, *, dropout_type="standard", implementation="keras", name=
         implementation: `"keras"` or `"primitive"`.
         name: the layer's name.
         seed: optional int seed.
+        variable: build a `cnnzoo.layers.VariableDropout`, whose rate and
+            type are variables, even at rate 0 (the implementation does not
+            apply: it is built from `keras.ops` either way).
     """
     rate = v.check_rate("rate", rate)
     v.check_choice("dropout_type", dropout_type, ("standard", "spatial"))
+    if variable:
+        from cnnzoo.layers.variable_dropout import VariableDropout
+
+        return VariableDropout(rate, spatial=dropout_type == "spatial", seed=seed, name=name)
     if rate == 0.0:
         return None
     _, dropout_cls, spatial_cls = layer_classes(implementation)

@@ -32,6 +32,7 @@ COMMON_KWARGS = (
     "block_dropout_rate",
     "dropout_type",
     "implementation",
+    "tunable_dropout",
     "name",
 )
 
@@ -60,6 +61,10 @@ class ZooConfig:
             residual blocks up to this value (residual families only).
         implementation: `"keras"` (keras.layers) or `"primitive"`
             (cnnzoo.layers rebuilt from keras.ops).
+        tunable_dropout: every dropout the head and block rates control
+            is a `cnnzoo.layers.VariableDropout`, present even at rate 0,
+            whose rate and type can change without tracing again (what a
+            dropout search reuses one compiled model with).
         name: the Keras model's name.
         extra: family-specific keyword arguments.
     """
@@ -75,6 +80,7 @@ class ZooConfig:
     dropout_type: str = "standard"
     drop_path_rate: float = 0.0
     implementation: str = "keras"
+    tunable_dropout: bool = False
     name: str = None
     extra: dict = dataclasses.field(default_factory=dict)
 
@@ -230,6 +236,7 @@ def resolve_config(name, /, **kwargs):
                                   DROPOUT_TYPES)
     implementation = v.check_choice("implementation", kwargs.get("implementation", "keras"),
                                     factory.implementations())
+    tunable_dropout = v.check_bool("tunable_dropout", kwargs.get("tunable_dropout", False))
     model_name = kwargs.get("name", name)
     if not isinstance(model_name, str) or not model_name:
         v.fail("Expected `name` to be a non-empty string.", "name", model_name)
@@ -254,6 +261,7 @@ def resolve_config(name, /, **kwargs):
         dropout_type=dropout_type,
         drop_path_rate=drop_path_rate,
         implementation=implementation,
+        tunable_dropout=tunable_dropout,
         name=model_name,
         extra=extra,
     )
@@ -269,8 +277,8 @@ def create_model(name, /, **kwargs):
         name: a name from `list_models()`.
         **kwargs: `input_shape`, `num_classes`, `include_top`, `pooling`,
             `classifier_activation`, `activation`, `dropout_rate`,
-            `block_dropout_rate`, `dropout_type`, `implementation`, `name`,
-            and the family's own (`drop_path_rate` for residual families).
+            `block_dropout_rate`, `dropout_type`, `implementation`,
+            `tunable_dropout`, `name`, and the family's own (`drop_path_rate` for residual families).
 
     Returns:
         An uncompiled `keras.Model`.

@@ -1,0 +1,133 @@
+"""Dropout whose rate (and kind) live in variables: one compiled graph serves every rate.
+
+A `keras.layers.Dropout(0.3)` bakes 0.3 into the traced training step, so a
+search that tries ten rates traces (and, under XLA, compiles) ten training
+steps. `VariableDropout` reads its rate from a non-trainable variable when it
+runs, and, on 4D inputs, whether it drops single elements or whole feature
+maps from a second one. Assigning new values to these variables changes what
+the next training step does, without tracing anything again: that is what
+lets a dropout search reuse one compiled model for every trial
+(`tuning.packed`).
+
+The mask is drawn as `cnnzoo.layers.Dropout` draws it: an element is kept
+where a uniform draw is `>= rate`, and kept values are scaled by
+`1 / (1 - rate)`. Every call draws both an elementwise and a per-feature-map
+noise on 4D inputs (the variable picks one), so the layer's random stream
+advances the same way whatever its values. At rate 0 the output is the
+input, bit for bit; at inference it always is.
+"""
+
+import keras
+from keras import ops
+
+from cnnzoo import _validation as v
+
+
+@keras.saving.register_keras_serializable(package="cnnzoo")
+class VariableDropout(keras.layers.Layer):
+    """Inverted dropout whose rate and kind are variables that can change after tracing.
+
+    Args:
+        rate: float in [0, 1], the initial fraction of units to drop.
+        spatial: the initial kind on 4D inputs: `False` drops elements,
+            `True` drops whole feature maps (as `SpatialDropout2D`).
+            Ignored for inputs of other ranks.
+        data_format: `"channels_last"` or `"channels_first"`, for the
+            spatial kind. Defaults to `keras.config.image_data_format()`.
+        seed: optional int seed. Defaults to `None`.
+        **kwargs: base layer keyword arguments, such as `name` and `dtype`.
+
+    Call arguments:
+        inputs: a floating-point tensor of any rank.
+        training: whether to drop. Defaults to `False`.
+
+    Example:
+
+    >>> layer = VariableDropout(0.0, seed=1)
+    >>> step = ...  # a training step traced once
+    >>> layer.rate = 0.5  # the next call of the same traced step drops half
+    """
+
+    def __init__(self, rate=0.0, spatial=False, data_format=None, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.initial_rate = v.check_rate("rate", rate)
+        self.initial_spatial = v.check_bool("spatial", spatial)
+        if data_format is None:
+            data_format = keras.config.image_data_format()
+        self.data_format = v.check_choice("data_format", data_format,
+                                          ("channels_last", "channels_first"))
+        self.seed = v.check_int("seed", seed, allow_none=True)
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.supports_masking = True
+        self._rate = None
+        self._spatial = None
+
+    def build(self, input_shape):
+        # float32 and never cast to the compute dtype: a bfloat16 rate would
+        # be 0.30078125, not 0.3.
+        self._rate = self.add_weight(
+            shape=(), dtype="float32", trainable=False, autocast=False, name="rate",
+            initializer=keras.initializers.Constant(self.initial_rate))
+        if len(input_shape) == 4:
+            self._spatial = self.add_weight(
+                shape=(), dtype="float32", trainable=False, autocast=False, name="spatial",
+                initializer=keras.initializers.Constant(float(self.initial_spatial)))
+
+    @property
+    def rate(self):
+        """The current rate (a Python float); assigning it updates the variable."""
+        if self._rate is None:
+            return self.initial_rate
+        # float32 holds a rate to about 7 digits: 0.3 is stored as 0.30000001.
+        return round(float(ops.convert_to_numpy(self._rate)), 7)
+
+    @rate.setter
+    def rate(self, value):
+        value = v.check_rate("rate", value)
+        if self._rate is None:
+            self.initial_rate = value
+        else:
+            self._rate.assign(value)
+
+    @property
+    def spatial(self):
+        """Whether 4D inputs lose whole feature maps; assigning it updates the variable."""
+        if self._spatial is None:
+            return self.initial_spatial
+        return bool(ops.convert_to_numpy(self._spatial) > 0.5)
+
+    @spatial.setter
+    def spatial(self, value):
+        value = v.check_bool("spatial", value)
+        if self._spatial is None:
+            self.initial_spatial = value
+        else:
+            self._spatial.assign(float(value))
+
+    def call(self, inputs, training=False):
+        if not training:
+            return inputs
+        shape = ops.shape(inputs)
+        noise = keras.random.uniform(shape, dtype="float32", seed=self.seed_generator)
+        if self._spatial is not None:
+            if self.data_format == "channels_first":
+                maps = (shape[0], shape[1], 1, 1)
+            else:
+                maps = (shape[0], 1, 1, shape[3])
+            per_map = keras.random.uniform(maps, dtype="float32", seed=self.seed_generator)
+            noise = ops.where(ops.greater(self._spatial, 0.5),
+                              ops.broadcast_to(per_map, shape), noise)
+        rate = ops.convert_to_tensor(self._rate)
+        keep = ops.greater_equal(noise, rate)
+        # 1 / (1 - rate), and 0 at rate 1 (where nothing is kept anyway).
+        scale = ops.where(ops.less(rate, 1.0), 1.0 / ops.maximum(1.0 - rate, 1e-7), 0.0)
+        scaled = ops.multiply(inputs, ops.cast(scale, inputs.dtype))
+        return ops.where(keep, scaled, ops.zeros_like(inputs))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "spatial": self.spatial,
+                "data_format": self.data_format, "seed": self.seed}
+
