@@ -138,7 +138,48 @@ def test_cli_accepts_pack():
     assert os.path.basename(packed.__file__) == "packed.py"
 
 
-def test_a_pack_shares_one_memory_window():
+@pytest.mark.slow
+@pytest.mark.parametrize("pack", [1, 2])
+def test_later_trials_reuse_the_compiled_model_and_end_as_fresh_ones_do(digits, tmp_path,
+                                                                        pack):
+    # Four trials, differing only in dropout: one compiled model trains them
+    # all (reset between packs from freshly built ones), and every trial ends
+    # with the weights and metrics of its own fresh model trained alone.
+    hypermodel = _hypermodel(digits)
+    tuner = _search(digits, tmp_path / "reused", pack=pack, max_trials=4,
+                    hypermodel=hypermodel)
+    assert tuner.models_built == 1
+    trials = [tuner.oracle.trials[t] for t in sorted(tuner.oracle.trials)]
+    assert [t.status for t in trials] == ["COMPLETED"] * 4
+    assert len({json.dumps(t.hyperparameters.values, sort_keys=True) for t in trials}) == 4
+    for trial in trials[pack:]:  # the trials trained by the reused model
+        model, history = _alone(tuner, trial, digits, hypermodel)
+        best = int(np.argmax(history["val_accuracy"]))
+        for name in ("val_accuracy", "val_loss", "accuracy", "loss"):
+            np.testing.assert_allclose(trial.metrics.get_last_value(name), history[name][best],
+                                       rtol=RTOL, atol=ATOL, err_msg=name)
+        if best == EPOCHS - 1:
+            restored = tuner.load_model(trial)
+            for a, b in zip(restored.get_weights(), model.get_weights()):
+                np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL)
+        keras.backend.clear_session()
+    # Without reuse, a model per pack, and the same results.
+    fresh = tuners.make_tuner(
+        "random", hypermodel, directory=tmp_path / "fresh", max_trials=4, seed=0,
+        tuner_class=packed.packed_tuner_class(kt.RandomSearch, pack), quiet=True)
+    fresh.reuse = False
+    fresh.search(digits.x_train, digits.y_train, validation_data=(digits.x_val, digits.y_val),
+                 epochs=EPOCHS, batch_size=32, verbose=0)
+    assert fresh.models_built == 4 // pack
+    for trial_id, trial in fresh.oracle.trials.items():
+        assert trial.score == pytest.approx(tuner.oracle.trials[trial_id].score, rel=RTOL,
+                                            abs=ATOL)
+
+
+def test_other_settings_get_their_own_model_and_its_memory_is_freed(digits, tmp_path):
+    # A searched learning rate changes the compiled optimizer: trials with
+    # other rates cannot share a model. Each model gets one memory window,
+    # closed (session cleared) when the next model replaces it.
     events = []
 
     class Memory:
@@ -147,24 +188,24 @@ def test_a_pack_shares_one_memory_window():
 
         def end(self):
             events.append("end")
+            keras.backend.clear_session()
 
-    window = packed._PackMemory(Memory(), 3)
-    for _ in range(3):
-        window.begin()
-    window.end()
-    window.end()
-    assert events == ["begin"]
-    window.end()
-    window.close()  # already closed: nothing more
-    assert events == ["begin", "end"]
-    # A pack stopped early (an error after its first trial ended) still closes once.
-    events.clear()
-    window = packed._PackMemory(Memory(), 2)
-    window.begin()
-    window.begin()
-    window.end()
-    window.close()
-    assert events == ["begin", "end"]
+    hypermodel = _hypermodel(digits, learning_rate=[1e-3, 1e-2], dropout_rate=[0.0, 0.5],
+                             block_dropout_rate=0.0, dropout_type="standard")
+    tuner = tuners.make_tuner(
+        "random", hypermodel, directory=tmp_path, max_trials=4, seed=0,
+        tuner_class=packed.packed_tuner_class(kt.RandomSearch, 1), quiet=True)
+    tuner.model_memory = Memory()
+    tuner.search(digits.x_train[:64], digits.y_train[:64],
+                 validation_data=(digits.x_val, digits.y_val), epochs=1, batch_size=32,
+                 verbose=0)
+    rates = [t.hyperparameters.values["learning_rate"]
+             for _, t in sorted(tuner.oracle.trials.items())]
+    assert len(rates) == 4 and len(set(rates)) == 2
+    changes = 1 + sum(a != b for a, b in zip(rates, rates[1:]))
+    assert tuner.models_built == changes
+    assert events == ["begin", "end"] * changes
+    assert tuner._warm is None
 
 
 @pytest.mark.slow

@@ -34,6 +34,35 @@ def test_default_search_space_is_locked():
     assert configs["dropout_type"]["values"] == ["standard", "spatial"]
 
 
+def test_trained_tunable_model_exports_with_plain_dropout_and_the_same_predictions():
+    import numpy as np
+
+    from cnnzoo.layers import VariableDropout
+
+    hm = ZooHyperModel("simple_cnn", **DIGITS)
+    hp = kt.HyperParameters()
+    hm.declare(hp)
+    hp.values.update(dropout_rate=0.3, block_dropout_rate=0.0, dropout_type="spatial")
+    x, y = _digits(64)
+    model = hm.build(hp)
+    model.fit(x, y, epochs=1, batch_size=32, verbose=0)
+    assert model.get_layer("simple_cnn").get_layer("fc1_drop").rate == 0.3
+    plain = hm.exportable(model, hp)
+    body = plain.get_layer("simple_cnn")
+    assert not any(isinstance(layer, VariableDropout) for layer in body.layers)
+    # The implementation's own dropout where the rate is not 0, none where it is.
+    assert type(body.get_layer("fc1_drop")) is keras.layers.Dropout
+    assert body.get_layer("fc1_drop").rate == 0.3
+    assert not any(layer.name.startswith("block") and "drop" in layer.name
+                   for layer in body.layers)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(plain(x)),
+                                  keras.ops.convert_to_numpy(model(x)))
+    # A model of another configuration is refused, not half copied.
+    other = ZooHyperModel("lenet5", **DIGITS)
+    with pytest.raises(ValueError, match="does not match its configuration"):
+        other.exportable(model, hp)
+
+
 def test_defaults_follow_the_family():
     hm = ZooHyperModel("vgg11", input_shape=(32, 32, 3), num_classes=10)
     assert hm.defaults() == {"dropout_rate": 0.5, "block_dropout_rate": 0.0,

@@ -192,7 +192,9 @@ def _search(*, model, data, tuner, max_trials, epochs, objective, seed, out, pre
     if role != "worker":
         _check_settings(out, settings, overwrite)
 
-    if pack > 1 and tuner_class is None:
+    if tuner_class is None and (pack > 1 or distribution == "none"):
+        # The packed tuner, even for one trial at a time: it keeps the compiled
+        # model between trials that differ only in dropout (`tuning.packed`).
         from tuning import packed
 
         tuner_class = packed.packed_tuner_class(tuners.TUNERS[tuner][0], pack)
@@ -410,6 +412,8 @@ def _export_best(the_tuner, hypermodel, oracle, best, ds, out, meta, say, epochs
         model = hypermodel.build(trial.hyperparameters.copy())
         model.fit(ds.x_train, ds.y_train, epochs=int(best.get("best_epoch") or epochs),
                   batch_size=batch_size, verbose=0)
+    if hasattr(hypermodel, "exportable"):
+        model = hypermodel.exportable(model, trial.hyperparameters)
     test_metrics = {}
     if len(ds.x_test):
         test_metrics = {k: float(val) for k, val in

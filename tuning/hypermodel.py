@@ -84,6 +84,12 @@ class ZooHyperModel(_HyperModelBase):
         input_size: `(height, width)` the zoo model sees (the raw images are
             resized inside the model). Defaults to the raw size.
         implementation: `"keras"` or `"primitive"` ReLU and Dropout layers.
+        tunable_dropout: build every searched dropout as a
+            `cnnzoo.layers.VariableDropout` (rate and type in variables), so
+            that trials of the same shape can reuse one compiled model
+            (`reuse_key`); `exportable` turns a trained model back into
+            plain dropout layers. Defaults to `True`; with `False`, the
+            dropout layers are the implementation's own.
         jit_compile: passed to `model.compile`. Defaults to `False`.
         name: the hypermodel's name. Defaults to `model_name`.
         tunable: Keras Tuner's flag. Defaults to `True`.
@@ -99,7 +105,8 @@ class ZooHyperModel(_HyperModelBase):
     def __init__(self, model_name, *, input_shape, num_classes, dropout_rate=None,
                  block_dropout_rate=None, per_stage=False, dropout_type=None,
                  learning_rate=None, activation=None, input_size=None,
-                 implementation="keras", jit_compile=False, name=None, tunable=True):
+                 implementation="keras", tunable_dropout=True, jit_compile=False, name=None,
+                 tunable=True):
         import cnnzoo
 
         info = cnnzoo.model_info(model_name)  # raises on an unknown name
@@ -112,6 +119,7 @@ class ZooHyperModel(_HyperModelBase):
         self.input_size = input_size
         self.implementation = v.check_choice("implementation", implementation,
                                              ("keras", "primitive"))
+        self.tunable_dropout = v.check_bool("tunable_dropout", tunable_dropout)
         self.jit_compile = jit_compile
         self.stages = info["stages"]
         space = FAMILY_SPACES.get(info["family"], DEFAULT_SPACE)
@@ -177,10 +185,50 @@ class ZooHyperModel(_HyperModelBase):
                 out[key] = spec[1]
         return out
 
+    def reuse_key(self, values):
+        """What must be equal for two trials' models to share one compiled model.
+
+        Everything but the dropout knobs (held in variables) and Keras
+        Tuner's bookkeeping; `None` (never shared) without `tunable_dropout`.
+        """
+        if not self.tunable_dropout:
+            return None
+        return tuple(sorted((k, repr(val)) for k, val in values.items()
+                            if "dropout" not in k and not k.startswith("tuner/")))
+
+    def exportable(self, model, hp):
+        """A trained model with plain dropout layers in place of `VariableDropout`.
+
+        The same weights in a model built with `tunable_dropout=False` (the
+        implementation's own dropout, no layer at rate 0): what an export
+        should hold. Returns `model` itself when it has no variable dropout.
+        """
+        from cnnzoo.layers.variable_dropout import VariableDropout
+
+        if not self.tunable_dropout:
+            return model
+        values = self.declare(hp.copy())
+        plain = self.build_model(**values, tunable_dropout=False)
+        skip = set()
+        for layer in _all_layers(model):
+            if isinstance(layer, VariableDropout):
+                skip.update(id(w) for w in layer.weights)
+        weights = [w for w in model.weights if id(w) not in skip]
+        if len(weights) != len(plain.weights) or any(
+                tuple(a.shape) != tuple(b.shape) for a, b in zip(weights, plain.weights)):
+            raise ValueError(f"The trained model does not match its configuration {values}: "
+                             f"cannot rebuild it with plain dropout layers.")
+        for target, source in zip(plain.weights, weights):
+            target.assign(source)
+        return plain
+
     def build_model(self, *, dropout_rate, block_dropout_rate, dropout_type, learning_rate,
-                    activation):
+                    activation, tunable_dropout=None):
         """Builds and compiles the model for one set of values."""
         from cnnzoo.pipeline import build_classifier
+
+        if tunable_dropout is None:
+            tunable_dropout = self.tunable_dropout
 
         if isinstance(block_dropout_rate, (list, tuple)):
             block_dropout_rate = [_clean(r) for r in block_dropout_rate]
@@ -190,7 +238,7 @@ class ZooHyperModel(_HyperModelBase):
             self.model_name, self.input_shape, self.num_classes, input_size=self.input_size,
             dropout_rate=_clean(dropout_rate), block_dropout_rate=block_dropout_rate,
             dropout_type=dropout_type, activation=activation,
-            implementation=self.implementation,
+            implementation=self.implementation, tunable_dropout=tunable_dropout,
         )
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate=float(learning_rate)),
@@ -208,6 +256,13 @@ class ZooHyperModel(_HyperModelBase):
         if guard.reason:
             raise kt.errors.FailedTrialError(guard.reason)
         return history
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _all_layers(layer)
 
 
 class NonFiniteLossGuard(keras.callbacks.Callback if kt is not None else object):

@@ -25,11 +25,27 @@ status. Resume, the distributed mode and the results table therefore work
 as for single trials: the oracle sees K tuner IDs (`<id>`, `<id>_pack1`,
 ...), each holding one ongoing trial, which a restarted worker gets back.
 
+One compiled model for the whole search: `ZooHyperModel` builds its
+dropout as `cnnzoo.layers.VariableDropout` (rate and type in variables), so
+every pack whose trials differ only in dropout can train on the model the
+previous pack traced. Before each pack its variables (weights, batch-norm
+statistics, dropout rates and types, random-seed states) are assigned from
+freshly built, never traced models of the new trials (seeded as each trial
+is), and its optimizer's from a fresh optimizer; nothing is traced or
+compiled again, and no session is cleared. Tracing (about 1-2 s per model
+on 2 CPU cores, more than a whole trial's training on `digits`) is paid once
+per search instead of once per trial. Trials whose other settings differ
+(learning rate, activation, the pack's size, compile settings) get a model
+of their own, and the previous one is freed (`tuning.memory`). The default
+search (`tuning.search`, `cnnzoo tune`) runs through this tuner with
+`pack=1`.
+
 Equivalence (tested in `tests/test_packed.py`): tower k of a packed run
 ends with the same weights and metrics as trial k trained alone with the
 same seed, in float32, up to floating-point reassociation (the test allows
 1e-5 relative on the weights after two epochs; on this CPU they agree
-bit for bit). Both take their batches from `cnnzoo.input_pipeline`, whose
+bit for bit); the same holds for trials trained by a reused model. Both
+take their batches from `cnnzoo.input_pipeline`, whose
 order depends only on the search's seed. Trials whose other
 hyperparameters differ (learning rate, activation, Hyperband's epochs) are
 packed only with trials that share them; a trial alone in its group trains
@@ -143,6 +159,7 @@ class _TowerCallback(keras.callbacks.Callback):
                 value = logs.get(tower_metric(key, output))
                 if value is not None and not math.isfinite(float(value)):
                     self.reasons[k] = f"{key} became {float(value)} at epoch {epoch + 1}"
+                    break
             if self.reasons[k]:
                 continue
             value = logs.get(tower_metric(self.objective.name, output))
@@ -156,35 +173,85 @@ class _TowerCallback(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-class _PackMemory:
-    """One memory window for a whole pack (see `tuning.memory.TrialMemory`).
-
-    The tuner opens a window as each trial begins and closes it as each
-    ends; the trials of a pack share one model, so the window opens with the
-    first and closes (clearing the session once) with the last.
-    """
-
-    def __init__(self, memory, size):
-        self.memory = memory
-        self.size = size
-        self.begun = 0
-        self.ended = 0
+class _NoWindow:
+    """Per-trial memory windows: here the compiled model's lifetime is the window."""
 
     def begin(self):
-        if self.begun == 0:
-            self.memory.begin()
-        self.begun += 1
+        pass
 
     def end(self):
-        self.ended += 1
-        if self.ended == self.size:
-            self.memory.end()
+        pass
 
-    def close(self):
-        """Closes the window if the pack stopped before its last trial ended."""
-        if self.begun and self.ended < self.size:
-            self.ended = self.size
-            self.memory.end()
+
+class _Warm:
+    """A compiled model kept between packs, with what it was built for.
+
+    Attributes:
+        key: the hypermodel's `reuse_key` of its trials, and the pack size.
+        model: the compiled model that trains (the packed model, or the
+            one tower).
+        towers: the towers' models.
+        outputs: the towers' output names (`[None]` for one tower).
+        signature: the towers' compile settings but the learning rate.
+    """
+
+    def __init__(self, key, model, towers, outputs, signature):
+        self.key = key
+        self.model = model
+        self.towers = towers
+        self.outputs = outputs
+        self.signature = signature
+
+
+def compile_signature(model):
+    """What must be equal for one compiled model to train another's trial.
+
+    The compile configuration (loss, metrics, optimizer class and settings)
+    but the learning rate, which is a variable of the optimizer.
+    """
+    import json
+
+    config = dict(model.get_compile_config() or {})
+    optimizer = config.get("optimizer")
+    if isinstance(optimizer, dict):
+        inner = dict(optimizer.get("config") or {})
+        inner.pop("learning_rate", None)
+        inner.pop("name", None)
+        config["optimizer"] = {**optimizer, "config": inner}
+    return json.dumps(config, sort_keys=True, default=repr) + f"|jit={model.jit_compile}"
+
+
+def _same_shapes(targets, sources):
+    return len(targets) == len(sources) and all(
+        tuple(a.shape) == tuple(b.shape) and a.dtype == b.dtype
+        for a, b in zip(targets, sources))
+
+
+def reset_from(warm, fresh):
+    """Makes a warm model start as the freshly built `fresh` towers would.
+
+    Every variable of every tower (weights, batch-norm statistics, dropout
+    rates and types, random-seed states) is assigned from its fresh twin,
+    and the optimizer's (step count, learning rate, slots) from a fresh
+    optimizer of the first tower's configuration built over the warm
+    model's weights. Returns `False`, changing nothing, when the structures
+    differ.
+    """
+    pairs = list(zip(warm.towers, fresh))
+    if len(fresh) != len(warm.towers) or not all(
+            _same_shapes(t.variables, f.variables) for t, f in pairs):
+        return False
+    optimizer = warm.model.optimizer
+    template = fresh[0].optimizer
+    template.build(warm.model.trainable_variables)
+    if not _same_shapes(optimizer.variables, template.variables):
+        return False
+    for target, source in pairs:
+        for a, b in zip(target.variables, source.variables):
+            a.assign(b)
+    for a, b in zip(optimizer.variables, template.variables):
+        a.assign(b)
+    return True
 
 
 class PackedTunerMixin:
@@ -196,23 +263,32 @@ class PackedTunerMixin:
         **kwargs: passed to the tuner (see `tuning.tuners.ZooTunerMixin`).
     """
 
-    def __init__(self, oracle, hypermodel=None, *, pack=4, **kwargs):
+    def __init__(self, oracle, hypermodel=None, *, pack=4, reuse=True, **kwargs):
         self.pack = v.check_int("pack", pack, low=1, high=64)
+        self.reuse = v.check_bool("reuse", reuse)
         super().__init__(oracle, hypermodel, **kwargs)
         if self.pack > 1 and self.executions_per_trial != 1:
             v.fail("Expected one execution per trial with packed trials.",
                    "executions_per_trial", self.executions_per_trial)
+        # One memory window per compiled model, not per trial: it opens as a
+        # model is built and closes (clearing the session) as it is dropped.
+        self.model_memory = self.memory
+        self.memory = _NoWindow()
+        self._window_open = False
+        self._warm = None
+        # How many compiled models this tuner built (each one traced once).
+        self.models_built = 0
 
     # -- taking K trials from the oracle --------------------------------------
 
     def _pack_ids(self):
         return [self.tuner_id] + [f"{self.tuner_id}_pack{k}" for k in range(1, self.pack)]
 
-    def search(self, *fit_args, **fit_kwargs):
-        from tuning import distributed
+    def search_trials(self, *fit_args, **fit_kwargs):
+        """Takes up to `pack` trials at a time from the oracle and trains them.
 
-        if distributed.current_role() == "chief":
-            return super().search(*fit_args, **fit_kwargs)
+        `ZooTunerMixin.search` calls it (on a worker, after the chief answers).
+        """
         if "verbose" in fit_kwargs:
             self.oracle.verbose = fit_kwargs.get("verbose")
         self.on_search_begin()
@@ -235,10 +311,6 @@ class PackedTunerMixin:
                 if active:
                     time.sleep(0.2)
                 continue
-            inner = getattr(self, "memory", None)
-            pack_memory = _PackMemory(inner, len(trials)) if inner is not None else None
-            if pack_memory is not None:
-                self.memory = pack_memory
             try:
                 for trial in trials:
                     self.on_trial_begin(trial)
@@ -248,11 +320,18 @@ class PackedTunerMixin:
                 for trial in trials:
                     trial.status, trial.message = outcomes[trial.trial_id]
                     self.on_trial_end(trial)
-            finally:
-                if pack_memory is not None:
-                    self.memory = inner
-                    pack_memory.close()
+            except BaseException:
+                self.release_model()
+                raise
+        self.release_model()
         self.on_search_end()
+
+    def release_model(self):
+        """Drops the compiled model kept between packs and frees what it held."""
+        self._warm = None
+        if self._window_open:
+            self._window_open = False
+            self.model_memory.end()
 
     # -- training a pack -----------------------------------------------------
 
@@ -264,6 +343,8 @@ class PackedTunerMixin:
             try:
                 results = self._train_group(group, *fit_args, **fit_kwargs)
             except Exception as error:  # a failed build or fit fails the group's trials
+                # The kept model may hold half a step: start the next one afresh.
+                self.release_model()
                 if isinstance(error, kt.errors.FatalError):
                     raise
                 status = "FAILED" if isinstance(error, kt.errors.FailedTrialError) else "INVALID"
@@ -309,26 +390,23 @@ class PackedTunerMixin:
         validation = kwargs.pop("validation_data", None)
         kwargs.pop("callbacks", None)
         kwargs.pop("shuffle", None)
-        towers = []
-        for trial in group:
-            # Seeded as the unpacked trial is, so weights and dropout seeds match.
-            keras.utils.set_random_seed(self.trial_seed(trial))
-            towers.append(self._try_build(trial.hyperparameters))
-        paths = [self._get_checkpoint_fname(t.trial_id) for t in group]
-        if len(group) == 1:
-            return [self._train_alone(group[0], towers[0], paths[0], x, y, validation,
-                                      batch_size, kwargs)]
-        outputs = [f"tower_{k}" for k in range(len(group))]
-        packed = self._pack(towers, outputs)
+        warm = self._warm_model(group)
+        outputs = warm.outputs if len(group) > 1 else None
         train = input_pipeline.train_data(x, y, batch_size=batch_size, seed=self.seed,
                                           outputs=outputs)
         if validation is not None:
             kwargs["validation_data"] = input_pipeline.eval_data(
                 *validation, batch_size=max(batch_size, 256), outputs=outputs)["x"]
-        callback = _TowerCallback(towers, outputs, self.oracle.objective, paths)
-        history = packed.fit(**train, callbacks=[callback], **kwargs)
-        for trial, tower in zip(group, towers):
+        paths = [self._get_checkpoint_fname(t.trial_id) for t in group]
+        callback = _TowerCallback(warm.towers, warm.outputs, self.oracle.objective, paths)
+        history = warm.model.fit(**train, callbacks=[callback], **kwargs)
+        for trial, tower in zip(group, warm.towers):
             self._save_build_config(trial, tower)
+        if self._warm is None:  # not kept: free it now
+            self.release_model()
+        if outputs is None:
+            logs = dict(history.history)
+            return [(_History(logs, list(history.epoch)), callback.reasons[0])]
         results = []
         for tower_out, reason in zip(outputs, callback.reasons):
             logs = {}
@@ -345,18 +423,66 @@ class PackedTunerMixin:
             results.append((_History(logs, list(history.epoch)), reason))
         return results
 
-    def _train_alone(self, trial, model, path, x, y, validation, batch_size, kwargs):
-        from cnnzoo import input_pipeline
+    def _reuse_key(self, group):
+        """The key a kept model must have to train this group (`None`: never kept)."""
+        reuse_key = getattr(self.hypermodel, "reuse_key", None)
+        if not self.reuse or reuse_key is None or self.distribution_strategy is not None:
+            return None
+        keys = {reuse_key(t.hyperparameters.values) for t in group}
+        if len(keys) != 1 or None in keys:
+            return None
+        return keys.pop(), len(group)
 
-        kwargs = dict(kwargs)
-        train = input_pipeline.train_data(x, y, batch_size=batch_size, seed=self.seed)
-        if validation is not None:
-            kwargs["validation_data"] = input_pipeline.eval_data(
-                *validation, batch_size=max(batch_size, 256))["x"]
-        callback = _TowerCallback([model], [None], self.oracle.objective, [path])
-        history = model.fit(**train, callbacks=[callback], **kwargs)
-        self._save_build_config(trial, model)
-        return _History(dict(history.history), list(history.epoch)), callback.reasons[0]
+    def _build_tower(self, trial):
+        # Seeded as the unpacked trial is, so weights and dropout seeds match.
+        keras.utils.set_random_seed(self.trial_seed(trial))
+        # Keras Tuner's `_try_build` without its `clear_session` (which the
+        # memory window does once per compiled model, not per tower).
+        model = self._build_hypermodel(trial.hyperparameters)
+        if not isinstance(model, keras.Model):
+            raise kt.errors.FatalTypeError(
+                f"Expected the model-building function, or HyperModel.build() to return a "
+                f"valid Keras Model instance. Received: {model} of type {type(model)}.")
+        if self.max_model_size and model.count_params() > self.max_model_size:
+            raise kt.errors.FailedTrialError(
+                f"Oversized model: {model.count_params()} parameters. Skip model.")
+        return model
+
+    def _warm_model(self, group):
+        """The compiled model for a group, started as its trials' fresh models would be.
+
+        Trials whose hypermodel says they can share a model (the same
+        `reuse_key`: only their dropout differs, and dropout is held in
+        variables) and whose compile settings match reuse the model the last
+        group trained: its variables are reset from freshly built (never
+        traced) models, so nothing is traced or compiled again. Otherwise a
+        model is built and compiled for the group.
+        """
+        key = self._reuse_key(group)
+        warm = self._warm
+        if warm is None or key is None or warm.key != key:
+            self.release_model()
+        if not self._window_open:
+            self.model_memory.begin()
+            self._window_open = True
+        fresh = [self._build_tower(trial) for trial in group]
+        if self._warm is not None:
+            signature = compile_signature(fresh[0])
+            if (warm.signature == signature
+                    and all(compile_signature(f) == signature for f in fresh[1:])
+                    and reset_from(warm, fresh)):
+                return warm
+            self._warm = None  # the window stays open: the fresh towers are in it
+        if len(group) == 1:
+            model, outputs = fresh[0], [None]
+        else:
+            outputs = [f"tower_{k}" for k in range(len(group))]
+            model = self._pack(fresh, outputs)
+        self.models_built += 1
+        warm = _Warm(key, model, fresh, outputs, compile_signature(fresh[0]))
+        if key is not None:
+            self._warm = warm
+        return warm
 
     def _save_build_config(self, trial, model):
         # What Keras Tuner saves after each fit, so that `load_model` and

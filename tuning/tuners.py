@@ -17,7 +17,9 @@ What `ZooTunerMixin` adds to a Keras Tuner tuner:
   whenever the oracle's state exists (Keras Tuner resumes only when the
   tuner's own file exists, written after the oracle's);
 - `clear_session`, `gc` and TensorFlow's leaked gradient functions released
-  after every trial (`tuning.memory`), so memory does not grow;
+  after every trial (`tuning.memory`), so memory does not grow (the packed
+  tuner, which keeps one compiled model between trials, releases them as
+  each compiled model is dropped);
 - a clear error after `max_consecutive_failures` failed trials in a row,
   raised after the state is saved (Keras Tuner raises before);
 - the chief of a distributed search serves trials with `tuning.distributed`.
@@ -186,13 +188,13 @@ class ZooTunerMixin:
             distributed.serve(self.oracle, stream=self.stream)
             return
         if role != "worker":
-            super().search(*fit_args, **fit_kwargs)
+            self.search_trials(*fit_args, **fit_kwargs)
             return
         import grpc
 
         distributed.worker_wait()
         try:
-            super().search(*fit_args, **fit_kwargs)
+            self.search_trials(*fit_args, **fit_kwargs)
         except grpc.RpcError as error:
             address = (f"{os.environ.get('KERASTUNER_ORACLE_IP')}:"
                        f"{os.environ.get('KERASTUNER_ORACLE_PORT')}")
@@ -200,6 +202,11 @@ class ZooTunerMixin:
                 f"{self.tuner_id}: the chief at {address} did not answer "
                 f"({error.code().name}); start it (or check the address) and start this "
                 f"worker again with the same ID to resume its trial.") from None
+
+
+    def search_trials(self, *fit_args, **fit_kwargs):
+        """The loop that takes trials from the oracle and runs them (Keras Tuner's)."""
+        super().search(*fit_args, **fit_kwargs)
 
 
 @functools.lru_cache(maxsize=None)
