@@ -53,10 +53,11 @@ def test_a_new_rate_and_kind_reach_an_already_compiled_step():
     layer = VariableDropout(0.0, seed=2)
     model = keras.Sequential([keras.Input((6, 6, 16)), layer])
     x = _x((64, 6, 6, 16))
+    call = _compiled_training_call(model)
     outputs = []
     for rate, spatial in [(0.0, False), (0.5, False), (0.5, True), (0.1, False)]:
         layer.rate, layer.spatial = rate, spatial
-        outputs.append((rate, spatial, _np(_call_training(model, x))))
+        outputs.append((rate, spatial, _np(call(x))))
     for rate, spatial, out in outputs:
         if spatial:
             maps = out.reshape(64, 36, 16)
@@ -71,35 +72,28 @@ def test_a_new_rate_and_kind_reach_an_already_compiled_step():
             assert abs(dropped - rate) < 4 * se, (rate, spatial, dropped)
 
 
-_COMPILED = {}
+def _compiled_training_call(model):
+    """`model(x, training=True)` through one compiled function (traced once)."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
 
+        return tf.function(lambda t: model(t, training=True))
+    if backend == "jax":
+        import jax
 
-def _call_training(model, x):
-    """`model(x, training=True)` through one compiled function per model."""
-    fn = _COMPILED.get(id(model))
-    if fn is None:
-        backend = keras.backend.backend()
-        if backend == "tensorflow":
-            import tensorflow as tf
+        def pure(trainable, non_trainable, t):
+            out, _ = model.stateless_call(trainable, non_trainable, t, training=True)
+            return out
 
-            fn = tf.function(lambda t: model(t, training=True))
-        elif backend == "jax":
-            import jax
+        jitted = jax.jit(pure)
 
-            def pure(trainable, non_trainable, t):
-                out, _ = model.stateless_call(trainable, non_trainable, t, training=True)
-                return out
+        def fn(t):
+            return jitted([v.value for v in model.trainable_variables],
+                          [v.value for v in model.non_trainable_variables], t)
 
-            jitted = jax.jit(pure)
-
-            def fn(t):
-                return jitted([v.value for v in model.trainable_variables],
-                              [v.value for v in model.non_trainable_variables], t)
-        else:  # pragma: no cover - other backends run eagerly
-            def fn(t):
-                return model(t, training=True)
-        _COMPILED[id(model)] = fn
-    return fn(x)
+        return fn
+    return lambda t: model(t, training=True)  # other backends run eagerly
 
 
 @pytest.mark.multibackend
