@@ -203,6 +203,23 @@ class _Warm:
         self.signature = signature
 
 
+# Training steps per call of the compiled function (Keras's `steps_per_execution`).
+MAX_STEPS_PER_EXECUTION = 16
+
+
+def steps_per_execution(steps_per_epoch, limit=MAX_STEPS_PER_EXECUTION):
+    """The largest divisor of `steps_per_epoch` up to `limit` (1 when unknown).
+
+    Keras runs `steps_per_execution` steps per call, also past an epoch's
+    end when the epoch is not a whole number of calls (from an endless
+    dataset such as `cnnzoo.input_pipeline`'s, that would train more steps
+    per epoch): a divisor keeps every epoch exactly `steps_per_epoch` steps.
+    """
+    if not steps_per_epoch:
+        return 1
+    return max(d for d in range(1, limit + 1) if steps_per_epoch % d == 0)
+
+
 def compile_signature(model):
     """What must be equal for one compiled model to train another's trial.
 
@@ -394,6 +411,11 @@ class PackedTunerMixin:
         outputs = warm.outputs if len(group) > 1 else None
         train = input_pipeline.train_data(x, y, batch_size=batch_size, seed=self.seed,
                                           outputs=outputs)
+        if warm.model.train_function is None:
+            # Set before the first trace only: one call of the compiled function
+            # then runs that many steps (fewer Python round trips per epoch).
+            warm.model.steps_per_execution = steps_per_execution(
+                train.get("steps_per_epoch"))
         if validation is not None:
             kwargs["validation_data"] = input_pipeline.eval_data(
                 *validation, batch_size=max(batch_size, 256), outputs=outputs)["x"]

@@ -99,6 +99,7 @@ def run_suite(only=None, quick=True, stream=None):
 
     start = time.perf_counter()
     rows = []
+    seconds = {}
     info = machine()
     for name in wanted:
         module_name, _ = BENCHMARKS[name]
@@ -119,10 +120,10 @@ def run_suite(only=None, quick=True, stream=None):
             keras.backend.clear_session()
             # The next benchmark should not pay for this one's garbage.
             gc.collect()
-        print(f"cnnzoo bench: {name} done in {time.perf_counter() - t0:.0f} s", file=stream,
-              flush=True)
+        seconds[name] = time.perf_counter() - t0
+        print(f"cnnzoo bench: {name} done in {seconds[name]:.0f} s", file=stream, flush=True)
     return {"machine": info, "quick": bool(quick), "seconds": time.perf_counter() - start,
-            "rows": rows}
+            "benchmark_seconds": seconds, "rows": rows}
 
 
 def _num(x):
@@ -145,7 +146,10 @@ def to_markdown(results, command="cnnzoo bench --quick --markdown benchmarks/RES
         f"Regenerate with `{command}`.",
         "",
         f"- Date: {m['date']}; mode: {'quick' if results['quick'] else 'full'}; "
-        f"suite wall time {results['seconds']:.0f} s",
+        f"suite wall time {results['seconds']:.0f} s"
+        + (" (" + ", ".join(f"{k} {t:.0f} s" for k, t in
+                            results.get("benchmark_seconds", {}).items()) + ")"
+           if results.get("benchmark_seconds") else ""),
         f"- Machine: {m['cpu']}, {m['cores']} cores visible; units: "
         f"{', '.join(m['cpu_units']) or 'none'}; devices: {', '.join(m['devices'])}",
         f"- Software: Python {m['python']}, Keras {m['keras']}, backend {m['backend']} "

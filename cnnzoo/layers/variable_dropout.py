@@ -115,14 +115,14 @@ class VariableDropout(keras.layers.Layer):
             else:
                 maps = (shape[0], 1, 1, shape[3])
             per_map = keras.random.uniform(maps, dtype="float32", seed=self.seed_generator)
-            noise = ops.where(ops.greater(self._spatial, 0.5),
-                              ops.broadcast_to(per_map, shape), noise)
+            # `where` broadcasts the per-map draw over each map's pixels.
+            noise = ops.where(ops.greater(self._spatial, 0.5), per_map, noise)
         rate = ops.convert_to_tensor(self._rate)
-        keep = ops.greater_equal(noise, rate)
-        # 1 / (1 - rate), and 0 at rate 1 (where nothing is kept anyway).
-        scale = ops.where(ops.less(rate, 1.0), 1.0 / ops.maximum(1.0 - rate, 1e-7), 0.0)
-        scaled = ops.multiply(inputs, ops.cast(scale, inputs.dtype))
-        return ops.where(keep, scaled, ops.zeros_like(inputs))
+        # kept / (1 - rate), dropped 0: one multiply, in the forward pass and
+        # in the gradient. The floor keeps rate 1 at 0 instead of 0 * inf.
+        scale = 1.0 / ops.maximum(1.0 - rate, 1e-7)
+        mask = ops.cast(ops.greater_equal(noise, rate), "float32") * scale
+        return ops.multiply(inputs, ops.cast(mask, inputs.dtype))
 
     def compute_output_shape(self, input_shape):
         return input_shape
