@@ -222,3 +222,28 @@ def test_packed_hyperband_continues_trials_from_their_checkpoints(tmp_path):
     continued = [t for t in trials if "tuner/trial_id" in t.hyperparameters.values]
     assert continued
     assert max(t.metrics.get_last_value("pack_size") for t in trials) > 1
+
+
+def test_each_tower_checkpoints_its_own_best_epoch_once_training_ends(tmp_path):
+    towers = [keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]) for _ in range(2)]
+    paths = [str(tmp_path / f"t{k}.weights.h5") for k in range(2)]
+    callback = packed._TowerCallback(towers, ["tower_0", "tower_1"],
+                                     kt.Objective("val_accuracy", "max"), paths)
+    callback.set_model(towers[0])
+    # Tower 0 is best at epoch 2 of 3; tower 1's loss turns NaN at epoch 3.
+    history = [(0.5, 0.6, 1.0), (0.9, 0.7, 1.0), (0.7, 0.8, float("nan"))]
+    snapshots = []
+    for epoch, (acc0, acc1, loss1) in enumerate(history):
+        for tower in towers:
+            tower.set_weights([w + 1.0 for w in tower.get_weights()])
+        snapshots.append([w.copy() for w in towers[0].get_weights()])
+        callback.on_epoch_end(epoch, {"val_tower_0_accuracy": acc0, "val_tower_1_accuracy": acc1,
+                                      "tower_1_weighted_loss": loss1})
+    assert not any(os.path.exists(p) for p in paths)  # nothing written per epoch
+    callback.on_train_end()
+    restored = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    restored.load_weights(paths[0])
+    for a, b in zip(restored.get_weights(), snapshots[1]):
+        np.testing.assert_array_equal(a, b)
+    assert callback.reasons == [None, "loss became nan at epoch 3"]
+    assert not os.path.exists(paths[1])  # a failed trial keeps no checkpoint

@@ -135,9 +135,12 @@ class _History:
 class _TowerCallback(keras.callbacks.Callback):
     """Per tower: best-epoch checkpoints and the non-finite-loss check.
 
-    Keras Tuner saves a trial's weights at its best epoch (`SaveBestEpoch`);
-    here each tower's weights are saved at the tower's own best epoch, into
-    its trial's checkpoint file. A tower whose loss stops being finite is
+    Keras Tuner saves a trial's weights to its checkpoint file at every
+    epoch that improves (`SaveBestEpoch`: 40-60 ms an epoch for `simple_cnn`
+    on 2 CPU cores, a sixth of a digits trial). Here each tower's weights are
+    copied in memory at the tower's own best epoch and written to its trial's
+    checkpoint once, when training ends: the same file. A trial killed before
+    then runs again on resume anyway. A tower whose loss stops being finite is
     marked failed; the others go on (their gradients do not depend on it).
     """
 
@@ -148,7 +151,16 @@ class _TowerCallback(keras.callbacks.Callback):
         self.objective = objective
         self.paths = paths
         self.best = [None] * len(towers)
+        self.best_weights = [None] * len(towers)
         self.reasons = [None] * len(towers)
+
+    def on_train_end(self, logs=None):
+        for k, tower in enumerate(self.towers):
+            if self.reasons[k] or self.best_weights[k] is None or not self.paths[k]:
+                continue
+            # The tower is reset from a fresh model before it trains again.
+            tower.set_weights(self.best_weights[k])
+            tower.save_weights(self.paths[k])
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -168,7 +180,7 @@ class _TowerCallback(keras.callbacks.Callback):
             if self.best[k] is None or self.objective.better_than(value, self.best[k]):
                 self.best[k] = value
                 if self.paths[k]:
-                    tower.save_weights(self.paths[k])
+                    self.best_weights[k] = tower.get_weights()
         if all(self.reasons):
             self.model.stop_training = True
 
