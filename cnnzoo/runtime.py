@@ -9,7 +9,8 @@ The defaults come from measurements (see `benchmarks/RESULTS.md`):
 - Precision: mixed bfloat16 where the hardware multiplies bfloat16 in
   hardware: CPUs with AMX or AVX-512 BF16, and GPUs of compute capability
   8.0 or newer (Ampere, Hopper). Elsewhere bfloat16 is emulated and slower
-  than float32, so float32. The final validation accuracy on `digits` with
+  than float32, so float32; on CPUs also for the model families that
+  measured slower in bfloat16 there (MobileNetV2, DenseNet). The final validation accuracy on `digits` with
   mixed bfloat16 is checked against float32 by `tests/test_runtime.py`.
 - XLA (`jit_compile`): off for TensorFlow on the CPU, where it measured far
   slower than TensorFlow's oneDNN kernels (see `cnnzoo bench --only
@@ -121,21 +122,44 @@ def gpu_has_fast_bf16():
     return bool(caps) and all(c >= (8, 0) for c in caps)
 
 
-def resolve_precision(precision="auto"):
+# Zoo families whose training measured slower in mixed bfloat16 than in
+# float32 on CPUs with bfloat16 units (`cnnzoo bench --only throughput`, and a
+# per-family sweep at 32x32, batch 16): MobileNetV2 0.47-0.66x (depthwise
+# convolutions have no bfloat16 kernels there), DenseNet-121 0.81x (hundreds
+# of small convolutions and concatenations, each cast). Plain and
+# batch-normalized convolution stacks gain (VGG 1.3-1.4x); ResNets break even.
+CPU_FLOAT32_FAMILIES = ("mobilenet_v2", "densenet")
+
+
+def _family(model):
+    if model is None:
+        return None
+    import cnnzoo
+
+    return cnnzoo.model_info(model)["family"]
+
+
+def resolve_precision(precision="auto", model=None):
     """Returns the dtype policy name that `precision` stands for.
 
     Args:
         precision: `"auto"`, `"float32"`, `"mixed_bfloat16"` or
             `"mixed_float16"`. `"auto"` is mixed bfloat16 where the
             hardware runs it fast (AMX / AVX-512 BF16 CPUs, GPUs of compute
-            capability >= 8.0) and float32 elsewhere.
+            capability >= 8.0) and float32 elsewhere; on CPUs also float32
+            for the zoo families that train slower in bfloat16 there
+            (`CPU_FLOAT32_FAMILIES`).
+        model: optional zoo model name that will train.
     """
     v.check_choice("precision", precision, PRECISIONS)
+    family = _family(model)  # checks the name
     if precision != "auto":
         return precision
     if accelerators():
         return "mixed_bfloat16" if gpu_has_fast_bf16() else "float32"
-    return "mixed_bfloat16" if cpu_has_fast_bf16() else "float32"
+    if not cpu_has_fast_bf16() or family in CPU_FLOAT32_FAMILIES:
+        return "float32"
+    return "mixed_bfloat16"
 
 
 def parse_jit(value):
@@ -168,24 +192,33 @@ def resolve_jit(jit="auto"):
     return jit
 
 
-def resolve(precision="auto", jit="auto"):
+def resolve(precision="auto", jit="auto", model=None):
     """What `configure` would choose, without changing anything.
+
+    Args:
+        precision: see `resolve_precision`.
+        jit: see `resolve_jit`.
+        model: optional zoo model name that will train (see
+            `resolve_precision`).
 
     Returns:
         A dict: `backend`, `devices` (accelerator names, `["cpu"]` on a
         CPU), `precision` (the dtype policy), `jit` (for `model.compile`)
         and `reason` (why, in words).
     """
-    policy = resolve_precision(precision)
+    policy = resolve_precision(precision, model)
     use_jit = resolve_jit(jit)
     devices = [n for _, n in accelerators()]
     if precision == "auto":
         if devices:
             why = ("GPUs of compute capability >= 8.0 run bfloat16 in hardware"
                    if policy != "float32" else "GPU without fast bfloat16")
+        elif policy != "float32":
+            why = "CPU with AMX / AVX-512 BF16"
+        elif cpu_has_fast_bf16():
+            why = f"the {_family(model)} family trains slower in bfloat16 on CPUs"
         else:
-            why = ("CPU with AMX / AVX-512 BF16" if policy != "float32"
-                   else "CPU without bfloat16 units")
+            why = "CPU without bfloat16 units"
         why = f"precision auto -> {policy} ({why})"
     else:
         why = f"precision {policy} (asked)"
@@ -219,12 +252,14 @@ def setup_devices():
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 
-def configure(precision="auto", jit="auto"):
+def configure(precision="auto", jit="auto", model=None):
     """Sets the global dtype policy and returns what the run will use.
 
     Args:
         precision: see `resolve_precision`.
         jit: see `resolve_jit`.
+        model: optional zoo model name that will train (see
+            `resolve_precision`).
 
     Returns:
         A dict: `backend`, `devices` (accelerator names, `["cpu"]` on a
@@ -239,6 +274,6 @@ def configure(precision="auto", jit="auto"):
     import keras
 
     setup_devices()
-    choice = resolve(precision, jit)
+    choice = resolve(precision, jit, model)
     keras.config.set_dtype_policy(choice["precision"])
     return choice

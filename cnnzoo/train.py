@@ -230,7 +230,7 @@ def _train(model, dataset, run_dir, config, previous, knobs, *, input_size, epoc
     # Builds the model before anything is written, so a bad knob leaves nothing behind.
     from cnnzoo import runtime
 
-    rt = runtime.configure(precision, jit)
+    rt = runtime.configure(precision, jit, model=model)
     keras.utils.set_random_seed(seed)
     _enable_determinism(rt["devices"])
     net = build_model(model, dataset, input_size=input_size, **knobs)

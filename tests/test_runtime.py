@@ -30,6 +30,25 @@ def test_auto_precision_on_cpus(machine, flags, expected):
     assert runtime.resolve_precision("auto") == expected
 
 
+@pytest.mark.parametrize("model, expected", [
+    ("simple_cnn", "mixed_bfloat16"), ("vgg11_bn", "mixed_bfloat16"), ("resnet18", "mixed_bfloat16"),
+    ("mobilenet_v2", "float32"), ("densenet121", "float32"),
+])
+def test_auto_precision_on_cpus_follows_the_family(machine, model, expected):
+    machine(flags={"avx512f", "amx_bf16", "amx_tile"})
+    assert runtime.resolve_precision("auto", model=model) == expected
+    choice = runtime.resolve(model=model)
+    assert choice["precision"] == expected
+    if expected == "float32":
+        assert "trains slower in bfloat16 on CPUs" in choice["reason"]
+    # Asked for, bfloat16 it is; a GPU decides by its own units.
+    assert runtime.resolve_precision("mixed_bfloat16", model=model) == "mixed_bfloat16"
+    machine(flags=(), accelerators=[("gpu", "gpu0")], capabilities=[(9, 0)])
+    assert runtime.resolve_precision("auto", model=model) == "mixed_bfloat16"
+    with pytest.raises(ValueError, match="nope"):
+        runtime.resolve_precision("auto", model="nope")
+
+
 @pytest.mark.parametrize("capabilities, expected", [
     ([(9, 0)], "mixed_bfloat16"),          # Hopper
     ([(8, 0), (8, 6)], "mixed_bfloat16"),  # Ampere

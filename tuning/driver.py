@@ -163,7 +163,7 @@ def _search(*, model, data, tuner, max_trials, epochs, objective, seed, out, pre
         if not quiet:
             print(text, file=stream, flush=True)
 
-    setup = runtime.configure(precision, jit)
+    setup = runtime.configure(precision, jit, model=model if hypermodel is None else None)
     say(f"Backend: {setup['backend']} | devices: {', '.join(setup['devices'])} | "
         f"precision: {setup['precision']} | XLA: {'on' if setup['jit'] else 'off'}")
     strategy = _distribution_strategy(distribution, setup["backend"], say)

@@ -66,7 +66,6 @@ def run(quick=True, models=None, repeats=None, table=None):
     """
     from cnnzoo import runtime
 
-    choice = runtime.resolve()
     table = table or (QUICK if quick else FULL)
     repeats = repeats or (3 if quick else 9)
     wanted = list(models or table)
@@ -78,6 +77,7 @@ def run(quick=True, models=None, repeats=None, table=None):
                                             name=f"{name}: cnnzoo vs plain Keras"))
             continue
         size, channels, batch_size, steps = table[name]
+        choice = runtime.resolve(model=name)
         times, images, (p_plain, p_zoo) = measure(name, size, channels, batch_size, steps,
                                                   repeats, choice)
         per_image = {k: harness.fmt_seconds(harness.summarize(t).median / images)
