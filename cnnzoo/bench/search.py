@@ -9,7 +9,8 @@ Contenders, interleaved, on the same data splits, search space and budget
   step 0.1, `dropout_type` standard/spatial), Keras defaults everywhere
   (float32, batch size 32, arrays straight into `fit`);
 - `cnnzoo default`: `tuning.search` with its defaults (what `cnnzoo tune`
-  runs), without the export of the best model;
+  runs), without the export of the best model: one compiled model serves
+  every trial (`tuning.packed`), so only the first trial traces;
 - `cnnzoo --pack K`: the same with `pack=K` packed trials.
 
 Trials per hour is `max_trials / wall time` of the whole search (set-up
