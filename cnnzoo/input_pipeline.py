@@ -58,7 +58,7 @@ def _sequence_class():
             self.seed = seed
             self.shuffle = shuffle
             self.epoch = 0
-            self._served = False
+            self._last = None
             self._order = self._make_order()
 
         def _make_order(self):
@@ -69,17 +69,18 @@ def _sequence_class():
             return math.ceil(len(self.x) / self.batch_size)
 
         def __getitem__(self, index):
-            self._served = True
+            # Keras asks for batches 0, 1, ..., len - 1 once per epoch (one
+            # worker, in order). A pass that starts again at 0 after reaching
+            # the last batch is the next epoch; one that starts again earlier
+            # is the same epoch (Keras peeks at batch 0 to build a new model
+            # before training: that peek must not move the order on, or a
+            # model built earlier would see other batches than a new one).
+            if index == 0 and self._last == len(self) - 1:
+                self.epoch += 1
+                self._order = self._make_order()
+            self._last = index
             idx = self._order[index * self.batch_size:(index + 1) * self.batch_size]
             return self.x[idx], _replicate(self.y[idx], self.names)
-
-        def on_epoch_end(self):
-            # Keras also calls this before the first epoch: only an epoch that
-            # served batches moves the order on, so epoch e gets permutation e.
-            if self._served:
-                self.epoch += 1
-                self._served = False
-                self._order = self._make_order()
 
     return ArrayBatches
 

@@ -139,6 +139,7 @@ def test_cli_accepts_pack():
 
 
 @pytest.mark.slow
+@pytest.mark.multibackend
 @pytest.mark.parametrize("pack", [1, 2])
 def test_later_trials_reuse_the_compiled_model_and_end_as_fresh_ones_do(digits, tmp_path,
                                                                         pack):
