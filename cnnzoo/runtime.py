@@ -255,16 +255,8 @@ def setup_devices():
 def configure(precision="auto", jit="auto", model=None):
     """Sets the global dtype policy and returns what the run will use.
 
-    Args:
-        precision: see `resolve_precision`.
-        jit: see `resolve_jit`.
-        model: optional zoo model name that will train (see
-            `resolve_precision`).
-
-    Returns:
-        A dict: `backend`, `devices` (accelerator names, `["cpu"]` on a
-        CPU), `precision` (the policy set), `jit` (for `model.compile`) and
-        `reason`.
+    Takes the arguments of `resolve` and returns its dict, whose `precision`
+    is now the global dtype policy.
 
     Example:
 

@@ -49,6 +49,22 @@ def _alone(tuner, trial, ds, hypermodel):
     return model, history.history
 
 
+def _assert_ends_as_alone(tuner, trial, ds, hypermodel):
+    """The tuner's record of `trial` is that of the trial trained alone, by hand."""
+    model, history = _alone(tuner, trial, ds, hypermodel)
+    # Best epoch's metrics, as the tuner reports them.
+    best = int(np.argmax(history["val_accuracy"]))
+    for name in ("val_accuracy", "val_loss", "accuracy", "loss"):
+        np.testing.assert_allclose(trial.metrics.get_last_value(name), history[name][best],
+                                   rtol=RTOL, atol=ATOL, err_msg=name)
+    if best == EPOCHS - 1:
+        # The checkpoint holds the best epoch's weights: compare when it is the last.
+        restored = tuner.load_model(trial)
+        for a, b in zip(restored.get_weights(), model.get_weights()):
+            np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL)
+    keras.backend.clear_session()
+
+
 @pytest.mark.slow
 def test_tower_k_ends_with_the_weights_and_metrics_of_trial_k_alone(digits, tmp_path):
     hypermodel = _hypermodel(digits)
@@ -59,18 +75,7 @@ def test_tower_k_ends_with_the_weights_and_metrics_of_trial_k_alone(digits, tmp_
     assert len({json.dumps(t.hyperparameters.values, sort_keys=True) for t in trials}) == 3
     assert all(t.metrics.get_last_value("pack_size") == 3 for t in trials)
     for trial in trials:
-        model, history = _alone(tuner, trial, digits, hypermodel)
-        # Best epoch's metrics, as the tuner reports them.
-        best = int(np.argmax(history["val_accuracy"]))
-        for name in ("val_accuracy", "val_loss", "accuracy", "loss"):
-            np.testing.assert_allclose(trial.metrics.get_last_value(name), history[name][best],
-                                       rtol=RTOL, atol=ATOL, err_msg=name)
-        if best == EPOCHS - 1:
-            # The checkpoint holds the best epoch's weights: compare when it is the last.
-            restored = tuner.load_model(trial)
-            for a, b in zip(restored.get_weights(), model.get_weights()):
-                np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL)
-        keras.backend.clear_session()
+        _assert_ends_as_alone(tuner, trial, digits, hypermodel)
 
 
 @pytest.mark.slow
@@ -154,16 +159,7 @@ def test_later_trials_reuse_the_compiled_model_and_end_as_fresh_ones_do(digits, 
     assert [t.status for t in trials] == ["COMPLETED"] * 4
     assert len({json.dumps(t.hyperparameters.values, sort_keys=True) for t in trials}) == 4
     for trial in trials[pack:]:  # the trials trained by the reused model
-        model, history = _alone(tuner, trial, digits, hypermodel)
-        best = int(np.argmax(history["val_accuracy"]))
-        for name in ("val_accuracy", "val_loss", "accuracy", "loss"):
-            np.testing.assert_allclose(trial.metrics.get_last_value(name), history[name][best],
-                                       rtol=RTOL, atol=ATOL, err_msg=name)
-        if best == EPOCHS - 1:
-            restored = tuner.load_model(trial)
-            for a, b in zip(restored.get_weights(), model.get_weights()):
-                np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL)
-        keras.backend.clear_session()
+        _assert_ends_as_alone(tuner, trial, digits, hypermodel)
     # Without reuse, a model per pack, and the same results.
     fresh = tuners.make_tuner(
         "random", hypermodel, directory=tmp_path / "fresh", max_trials=4, seed=0,

@@ -201,7 +201,7 @@ class ZooHyperModel(_HyperModelBase):
 
         The same weights in a model built with `tunable_dropout=False` (the
         implementation's own dropout, no layer at rate 0): what an export
-        should hold. Returns `model` itself when it has no variable dropout.
+        should hold. Returns `model` itself without `tunable_dropout`.
         """
         from cnnzoo.layers.variable_dropout import VariableDropout
 
@@ -216,8 +216,8 @@ class ZooHyperModel(_HyperModelBase):
         weights = [w for w in model.weights if id(w) not in skip]
         if len(weights) != len(plain.weights) or any(
                 tuple(a.shape) != tuple(b.shape) for a, b in zip(weights, plain.weights)):
-            raise ValueError(f"The trained model does not match its configuration {values}: "
-                             f"cannot rebuild it with plain dropout layers.")
+            v.fail(f"Expected a model of this hypermodel's configuration {values}, to "
+                   f"rebuild it with plain dropout layers.", "model", model.name)
         for target, source in zip(plain.weights, weights):
             target.assign(source)
         return plain

@@ -203,7 +203,6 @@ class ZooTunerMixin:
                 f"({error.code().name}); start it (or check the address) and start this "
                 f"worker again with the same ID to resume its trial.") from None
 
-
     def search_trials(self, *fit_args, **fit_kwargs):
         """The loop that takes trials from the oracle and runs them (Keras Tuner's)."""
         super().search(*fit_args, **fit_kwargs)
