@@ -59,7 +59,7 @@ def test_trained_tunable_model_exports_with_plain_dropout_and_the_same_predictio
                                   keras.ops.convert_to_numpy(model(x)))
     # A model of another configuration is refused, not half copied.
     other = ZooHyperModel("lenet5", **DIGITS)
-    with pytest.raises(ValueError, match="configuration.*Received: model=simple_cnn_classifier"):
+    with pytest.raises(ValueError, match="configuration.*Received: model='simple_cnn_classifier'"):
         other.exportable(model, hp)
 
 
