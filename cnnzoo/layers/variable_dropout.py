@@ -9,9 +9,12 @@ the next training step does, without tracing anything again: that is what
 lets a dropout search reuse one compiled model for every trial
 (`tuning.packed`).
 
-The mask is drawn as `cnnzoo.layers.Dropout` draws it: an element is kept
-where a uniform draw is `>= rate`, and kept values are scaled by
-`1 / (1 - rate)`. Every call draws both an elementwise and a per-feature-map
+An element is kept where a float32 uniform draw is `>= rate` (TensorFlow's
+rule, on every backend) and the input is multiplied by the mask scaled by
+`1 / (1 - rate)`: kept values are scaled, dropped ones multiplied by 0 (one
+multiply forward and one in the gradient; an infinite input at a dropped
+unit gives NaN, where `Dropout` gives 0). Every call draws both an
+elementwise and a per-feature-map
 noise on 4D inputs (the variable picks one), so the layer's random stream
 advances the same way whatever its values. At rate 0 the output is the
 input, bit for bit; at inference it always is.
