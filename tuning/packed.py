@@ -427,7 +427,7 @@ class PackedTunerMixin:
             # Set before the first trace only: one call of the compiled function
             # then runs that many steps (fewer Python round trips per epoch).
             warm.model.steps_per_execution = steps_per_execution(
-                train.get("steps_per_epoch"))
+                train.get("steps_per_epoch") or len(train["x"]))
         if validation is not None:
             kwargs["validation_data"] = input_pipeline.eval_data(
                 *validation, batch_size=max(batch_size, 256), outputs=outputs)["x"]
