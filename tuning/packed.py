@@ -493,15 +493,15 @@ class PackedTunerMixin:
         model is built and compiled for the group.
         """
         key = self._reuse_key(group)
-        warm = self._warm
-        if warm is None or key is None or warm.key != key:
+        if self._warm is None or key is None or self._warm.key != key:
             self.release_model()
         if not self._window_open:
             self.model_memory.begin()
             self._window_open = True
         fresh = [self._build_tower(trial) for trial in group]
-        if self._warm is not None:
-            signature = compile_signature(fresh[0])
+        signature = compile_signature(fresh[0])
+        warm = self._warm
+        if warm is not None:
             if (warm.signature == signature
                     and all(compile_signature(f) == signature for f in fresh[1:])
                     and reset_from(warm, fresh)):
@@ -513,7 +513,7 @@ class PackedTunerMixin:
             outputs = [f"tower_{k}" for k in range(len(group))]
             model = self._pack(fresh, outputs)
         self.models_built += 1
-        warm = _Warm(key, model, fresh, outputs, compile_signature(fresh[0]))
+        warm = _Warm(key, model, fresh, outputs, signature)
         if key is not None:
             self._warm = warm
         return warm
