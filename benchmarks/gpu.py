@@ -154,7 +154,7 @@ def main(argv=None):
     if "flops" in parts:
         if args.tiny:
             guarded("flops", lambda: flops.run(quick=True, repeats=2, config=TINY_FLOPS[0],
-                                               matmul_n=TINY_FLOPS[1]))
+                                               matmul_n=TINY_FLOPS[1], small_batch=2))
         else:
             # A GPU needs big matmuls and batches to approach its ceiling.
             guarded("flops", lambda: flops.run(quick=False, repeats=7, config=GPU_FLOPS[0],

@@ -63,3 +63,26 @@ def test_plain_simple_cnn_matches_the_zoo_parameter_count():
     plain = common.plain_simple_cnn((28, 28, 1), 10)
     zoo = common.zoo_model("simple_cnn", (28, 28, 1), 10)
     assert plain.count_params() == zoo.count_params() == 421_642
+
+
+def test_conv_stack_keeps_the_convolutions_and_drops_the_head():
+    whole = common.zoo_model("vgg11", (32, 32, 3), 10)
+    stack = flops.conv_stack("vgg11", (32, 32, 3), 10)
+    convs = [layer for layer in whole.layers if isinstance(layer, keras.layers.Conv2D)]
+    stack_convs = [layer for layer in stack.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert [c.kernel.shape for c in convs] == [c.kernel.shape for c in stack_convs]
+    # VGG11's fully connected head at 32x32: 512 -> 4096 -> 4096 -> 10.
+    head = (512 * 4096 + 4096) + (4096 * 4096 + 4096) + (4096 * 10 + 10)
+    assert whole.count_params() - stack.count_params() == head - (512 * 10 + 10)
+
+
+def test_flops_run_reports_the_target_and_the_small_batch_breakdown():
+    rows = flops.run(repeats=2, config=("vgg11", 32, 2, 1), matmul_n=64, small_batch=2)
+    assert [r["status"] for r in rows] == ["ok"] * 4
+    assert rows[0]["target"] == ">= 0.80" and isinstance(rows[0]["met"], bool)
+    assert "batch 2" in rows[0]["context"] and "bfloat16" in rows[1]["name"]
+    assert rows[2]["name"] == "vgg11 training step at batch 2 / float32 matmul ceiling"
+    assert "18,918,400 of them in the fully connected head" in rows[2]["note"]
+    assert rows[3]["name"].startswith("vgg11 convolutional stack at batch 2")
+    for r in rows:
+        assert r["n"] == 2 and 0 < r["q1"] <= r["median"] <= r["q3"]
