@@ -72,6 +72,25 @@ def test_a_new_rate_and_kind_reach_an_already_compiled_step():
             assert abs(dropped - rate) < 4 * se, (rate, spatial, dropped)
 
 
+@pytest.mark.multibackend
+def test_the_random_stream_advances_once_per_call_whatever_the_values():
+    # Noise is drawn only where needed (none at rate 0, per map in the
+    # spatial kind), but the seed is taken on every call: what a layer drops
+    # later does not depend on the values it had before.
+    x = _x((8, 4, 4, 8))
+    layers = [VariableDropout(rate, spatial=spatial, seed=5)
+              for rate, spatial in [(0.0, False), (0.5, True), (0.3, False)]]
+    for layer in layers:
+        layer(x, training=True)
+        layer.rate, layer.spatial = 0.4, False
+    later = [_np(layer(x, training=True)) for layer in layers]
+    states = [_np(layer.seed_generator.state) for layer in layers]
+    for out, state in zip(later[1:], states[1:]):
+        assert out.tobytes() == later[0].tobytes()
+        np.testing.assert_array_equal(state, states[0])
+    assert 0 < (later[0] == 0).mean() < 1
+
+
 def _compiled_training_call(model):
     """`model(x, training=True)` through one compiled function (traced once)."""
     backend = keras.backend.backend()

@@ -13,17 +13,38 @@ An element is kept where a float32 uniform draw is `>= rate` (TensorFlow's
 rule, on every backend) and the input is multiplied by the mask scaled by
 `1 / (1 - rate)`: kept values are scaled, dropped ones multiplied by 0 (one
 multiply forward and one in the gradient; an infinite input at a dropped
-unit gives NaN, where `Dropout` gives 0). Every call draws both an
-elementwise and a per-feature-map
-noise on 4D inputs (the variable picks one), so the layer's random stream
-advances the same way whatever its values. At rate 0 the output is the
-input, bit for bit; at inference it always is.
+unit gives NaN, where `Dropout` gives 0).
+
+Drawing the noise is most of a dropout layer's cost on a CPU, so the layer
+draws only what its current values need, with `keras.ops.cond`: nothing at
+rate 0 (the output is then the input, bit for bit), one value per feature
+map in the spatial kind, one per element otherwise. The seed is taken from
+the layer's `SeedGenerator` before the branches, once per call, so the
+random stream advances the same way whatever the values, and no branch
+changes state (which JAX would not allow). At inference the output is
+always the input.
 """
 
 import keras
 from keras import ops
 
 from cnnzoo import _validation as v
+
+
+class _DrawnSeed(keras.random.SeedGenerator):
+    """A seed already drawn from a `SeedGenerator`, passed on as one.
+
+    `keras.random` functions take an int or a `SeedGenerator`; this stands
+    for the seed tensor that `SeedGenerator.next()` returned, so that random
+    ops inside `keras.ops.cond` branches draw from it without updating any
+    state. It holds no variable: the base constructor is not called.
+    """
+
+    def __init__(self, value):  # noqa: super-init-not-called
+        self._value = value
+
+    def next(self, ordered=True):
+        return self._value
 
 
 @keras.saving.register_keras_serializable(package="cnnzoo")
@@ -110,22 +131,30 @@ class VariableDropout(keras.layers.Layer):
     def call(self, inputs, training=False):
         if not training:
             return inputs
+        seed = _DrawnSeed(self.seed_generator.next())
+        rate = ops.convert_to_tensor(self._rate)
         shape = ops.shape(inputs)
-        noise = keras.random.uniform(shape, dtype="float32", seed=self.seed_generator)
-        if self._spatial is not None:
+
+        def drop(noise_shape):
+            noise = keras.random.uniform(noise_shape, dtype="float32", seed=seed)
+            # kept / (1 - rate), dropped 0: one multiply, in the forward pass
+            # and in the gradient. The floor keeps rate 1 at 0, not 0 * inf.
+            scale = 1.0 / ops.maximum(1.0 - rate, 1e-7)
+            mask = ops.cast(ops.greater_equal(noise, rate), "float32") * scale
+            # A per-map mask broadcasts over each map's pixels.
+            return ops.multiply(inputs, ops.cast(mask, inputs.dtype))
+
+        def dropped():
+            if self._spatial is None:
+                return drop(shape)
             if self.data_format == "channels_first":
                 maps = (shape[0], shape[1], 1, 1)
             else:
                 maps = (shape[0], 1, 1, shape[3])
-            per_map = keras.random.uniform(maps, dtype="float32", seed=self.seed_generator)
-            # `where` broadcasts the per-map draw over each map's pixels.
-            noise = ops.where(ops.greater(self._spatial, 0.5), per_map, noise)
-        rate = ops.convert_to_tensor(self._rate)
-        # kept / (1 - rate), dropped 0: one multiply, in the forward pass and
-        # in the gradient. The floor keeps rate 1 at 0 instead of 0 * inf.
-        scale = 1.0 / ops.maximum(1.0 - rate, 1e-7)
-        mask = ops.cast(ops.greater_equal(noise, rate), "float32") * scale
-        return ops.multiply(inputs, ops.cast(mask, inputs.dtype))
+            return ops.cond(ops.greater(self._spatial, 0.5), lambda: drop(maps),
+                            lambda: drop(shape))
+
+        return ops.cond(ops.greater(rate, 0.0), dropped, lambda: inputs)
 
     def compute_output_shape(self, input_shape):
         return input_shape
