@@ -91,6 +91,17 @@ def test_the_random_stream_advances_once_per_call_whatever_the_values():
     assert 0 < (later[0] == 0).mean() < 1
 
 
+@pytest.mark.multibackend
+def test_eager_calls_branch_in_python_and_run_only_one_side():
+    # Eager JAX would compile a fresh lax.cond on every call.
+    from cnnzoo.layers.variable_dropout import _cond
+
+    called = []
+    out = _cond(keras.ops.greater(keras.ops.convert_to_tensor(0.5), 0.0),
+                lambda: called.append("true") or "kept", lambda: called.append("false"))
+    assert out == "kept" and called == ["true"]
+
+
 def _compiled_training_call(model):
     """`model(x, training=True)` through one compiled function (traced once)."""
     backend = keras.backend.backend()

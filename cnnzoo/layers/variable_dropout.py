@@ -16,13 +16,13 @@ multiply forward and one in the gradient; an infinite input at a dropped
 unit gives NaN, where `Dropout` gives 0).
 
 Drawing the noise is most of a dropout layer's cost on a CPU, so the layer
-draws only what its current values need, with `keras.ops.cond`: nothing at
-rate 0 (the output is then the input, bit for bit), one value per feature
-map in the spatial kind, one per element otherwise. The seed is taken from
-the layer's `SeedGenerator` before the branches, once per call, so the
-random stream advances the same way whatever the values, and no branch
-changes state (which JAX would not allow). At inference the output is
-always the input.
+draws only what its current values need, with `keras.ops.cond` (a plain
+Python branch when it runs eagerly): nothing at rate 0 (the output is then
+the input, bit for bit), one value per feature map in the spatial kind, one
+per element otherwise. The seed is taken from the layer's `SeedGenerator`
+before the branches, once per call, so the random stream advances the same
+way whatever the values, and no branch changes state (which JAX would not
+allow). At inference the output is always the input.
 """
 
 import keras
@@ -45,6 +45,20 @@ class _DrawnSeed(keras.random.SeedGenerator):
 
     def next(self, ordered=True):
         return self._value
+
+
+def _cond(pred, true_fn, false_fn):
+    """`keras.ops.cond`, or a plain Python branch where `pred` is known now.
+
+    Eager JAX would compile a `lax.cond` afresh on every call (its branches
+    are new closures each time); TensorFlow graphs and JAX traces, whose
+    `pred` has no value yet, get the real `cond`.
+    """
+    try:
+        known = bool(ops.convert_to_numpy(pred))
+    except (TypeError, RuntimeError):  # a traced value (JAX tracer, TF graph tensor)
+        return ops.cond(pred, true_fn, false_fn)
+    return true_fn() if known else false_fn()
 
 
 @keras.saving.register_keras_serializable(package="cnnzoo")
@@ -151,10 +165,10 @@ class VariableDropout(keras.layers.Layer):
                 maps = (shape[0], shape[1], 1, 1)
             else:
                 maps = (shape[0], 1, 1, shape[3])
-            return ops.cond(ops.greater(self._spatial, 0.5), lambda: drop(maps),
-                            lambda: drop(shape))
+            return _cond(ops.greater(self._spatial, 0.5), lambda: drop(maps),
+                         lambda: drop(shape))
 
-        return ops.cond(ops.greater(rate, 0.0), dropped, lambda: inputs)
+        return _cond(ops.greater(rate, 0.0), dropped, lambda: inputs)
 
     def compute_output_shape(self, input_shape):
         return input_shape
