@@ -244,3 +244,48 @@ def test_each_tower_checkpoints_its_own_best_epoch_once_training_ends(tmp_path):
         np.testing.assert_array_equal(a, b)
     assert callback.reasons == [None, "loss became nan at epoch 3"]
     assert not os.path.exists(paths[1])  # a failed trial keeps no checkpoint
+
+
+def _tiny(optimizer):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+    return model
+
+
+def test_unpackable_names_what_would_couple_or_mix_the_towers():
+    same = [_tiny(keras.optimizers.Adam(1e-3)) for _ in range(2)]
+    assert packed.unpackable(same) is None
+    rates = [_tiny(keras.optimizers.Adam(1e-3)), _tiny(keras.optimizers.Adam(1e-2))]
+    assert "learning rates" in packed.unpackable(rates)
+    settings = [_tiny(keras.optimizers.Adam(1e-3)), _tiny(keras.optimizers.Adam(1e-3, beta_1=0.8))]
+    assert "compiled differently" in packed.unpackable(settings)
+    clipped = [_tiny(keras.optimizers.Adam(1e-3, global_clipnorm=1.0)) for _ in range(2)]
+    assert "global gradient norm" in packed.unpackable(clipped)
+    # What Keras compiles with under the mixed_float16 policy.
+    scaled = [_tiny(keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam(1e-3)))
+              for _ in range(2)]
+    assert "loss scale" in packed.unpackable(scaled)
+
+
+def test_a_pack_of_towers_compiled_differently_trains_one_at_a_time(digits, tmp_path):
+    # A build(hp) may derive compile settings from a dropout value, which
+    # packing groups by; such towers cannot share the packed model's optimizer.
+    def build(hp):
+        rate = hp.Choice("dropout_rate", [0.0, 0.5])
+        model = keras.Sequential([keras.Input(digits.input_shape), keras.layers.Flatten(),
+                                  keras.layers.Dropout(rate),
+                                  keras.layers.Dense(digits.num_classes, activation="softmax")])
+        model.compile(optimizer=keras.optimizers.Adam(1e-3 if rate else 1e-2),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        return model
+
+    tuner = tuners.make_tuner(
+        "random", build, directory=tmp_path, max_trials=2, seed=0,
+        tuner_class=packed.packed_tuner_class(kt.RandomSearch, 2), quiet=True)
+    tuner.search(digits.x_train[:64], digits.y_train[:64],
+                 validation_data=(digits.x_val, digits.y_val), epochs=1, batch_size=32,
+                 verbose=0)
+    trials = list(tuner.oracle.trials.values())
+    assert len({t.hyperparameters.values["dropout_rate"] for t in trials}) == 2
+    assert [t.status for t in trials] == ["COMPLETED"] * 2, [t.message for t in trials]
+    assert [t.metrics.get_last_value("pack_size") for t in trials] == [1.0, 1.0]

@@ -51,13 +51,17 @@ hyperparameters differ (learning rate, activation, Hyperband's epochs) are
 packed only with trials that share them; a trial alone in its group trains
 unpacked.
 
-Where packing is not equivalent, and not used:
+Where packing is not equivalent, and not used (`unpackable` says why; such a
+group's trials train one at a time):
 
 - `mixed_float16` shares one dynamic loss scale between the towers (a
   tower that overflows skips every tower's step); float32 and bfloat16
   need no loss scale.
 - optimizers with a *global* gradient norm clip couple the towers.
-- more than one execution per trial.
+- towers compiled differently (another loss, metric, optimizer setting or
+  learning rate), which a `build(hp)` can do from a dropout value alone:
+  the packed model has one optimizer.
+- more than one execution per trial (refused when the tuner is made).
 
 No grouped convolutions: they measured 6x to 19x slower than separate
 convolutions on this CPU, so towers stay separate subgraphs.
@@ -250,6 +254,28 @@ def compile_signature(model):
     return json.dumps(config, sort_keys=True, default=repr) + f"|jit={model.jit_compile}"
 
 
+def unpackable(towers):
+    """Why these compiled towers cannot train as one packed model (`None`: they can)."""
+    first = towers[0]
+    optimizer = first.optimizer
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return "a loss-scale optimizer (mixed_float16) would share one loss scale"
+    if getattr(optimizer, "global_clipnorm", None):
+        return "a global gradient norm clip would couple the towers"
+    signature = compile_signature(first)
+    rate = optimizer.get_config().get("learning_rate")
+    for tower in towers[1:]:
+        if compile_signature(tower) != signature:
+            return "the towers are compiled differently"
+        if tower.optimizer.get_config().get("learning_rate") != rate:
+            return "the towers have different learning rates"
+    return None
+
+
+class _Unpackable(Exception):
+    """A group whose towers cannot be packed (see `unpackable`)."""
+
+
 def _same_shapes(targets, sources):
     return len(targets) == len(sources) and all(
         tuple(a.shape) == tuple(b.shape) and a.dtype == b.dtype
@@ -367,10 +393,15 @@ class PackedTunerMixin:
     def _run_pack(self, trials, *fit_args, **fit_kwargs):
         """Trains the trials; returns `trial_id -> (status, message)`."""
         outcomes = {}
-        for group in group_trials(trials):
+        groups = group_trials(trials)
+        while groups:
+            group = groups.pop(0)
             start = time.perf_counter()
             try:
                 results = self._train_group(group, *fit_args, **fit_kwargs)
+            except _Unpackable:
+                groups[:0] = [[trial] for trial in group]
+                continue
             except Exception as error:  # a failed build or fit fails the group's trials
                 # The kept model may hold half a step: start the next one afresh.
                 self.release_model()
@@ -499,6 +530,8 @@ class PackedTunerMixin:
             self.model_memory.begin()
             self._window_open = True
         fresh = [self._build_tower(trial) for trial in group]
+        if len(fresh) > 1 and unpackable(fresh):
+            raise _Unpackable(unpackable(fresh))
         signature = compile_signature(fresh[0])
         warm = self._warm
         if warm is not None:
