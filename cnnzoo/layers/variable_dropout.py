@@ -40,7 +40,7 @@ class _DrawnSeed(keras.random.SeedGenerator):
     state. It holds no variable: the base constructor is not called.
     """
 
-    def __init__(self, value):  # noqa: super-init-not-called
+    def __init__(self, value):
         self._value = value
 
     def next(self, ordered=True):
