@@ -82,7 +82,7 @@ def test_flops_run_reports_the_target_and_the_small_batch_breakdown():
     assert rows[0]["target"] == ">= 0.80" and isinstance(rows[0]["met"], bool)
     assert "batch 2" in rows[0]["context"] and "bfloat16" in rows[1]["name"]
     assert rows[2]["name"] == "vgg11 training step at batch 2 / float32 matmul ceiling"
-    assert "18,918,400 of them in the fully connected head" in rows[2]["note"]
+    assert "18,923,530 of them in the fully connected head" in rows[2]["note"]
     assert rows[3]["name"].startswith("vgg11 convolutional stack at batch 2")
     for r in rows:
         assert r["n"] == 2 and 0 < r["q1"] <= r["median"] <= r["q3"]

@@ -144,13 +144,14 @@ def run(quick=True, repeats=None, config=None, matmul_n=MATMUL_N, small_batch=SM
         matmul_n: the ceiling's matmul size (a GPU needs a larger one).
         small_batch: the batch of the breakdown rows (`None`: no breakdown).
     """
+    import keras
+
     model_name, size, batch_size, steps = config or (QUICK if quick else FULL)
     repeats = repeats or (5 if quick else 9)
     if model_name not in common.available_models([model_name]):
         return [harness.unavailable(NAME, f"`{model_name}` is not registered")]
     shape = (size, size, 3)
     fns, flops = {}, {}
-    params = {}
     for policy, dtype in (("float32", "float32"), ("mixed_bfloat16", "bfloat16")):
         with common.dtype_policy(policy):
             model = common.zoo_model(model_name, shape, 10)
@@ -160,10 +161,11 @@ def run(quick=True, repeats=None, config=None, matmul_n=MATMUL_N, small_batch=SM
         with common.dtype_policy("float32"):
             whole = common.zoo_model(model_name, shape, 10)
             stack = conv_stack(model_name, shape, 10)
-        params["whole"] = _contender(fns, flops, "small whole", whole, shape, small_batch,
-                                     steps).count_params()
-        params["stack"] = _contender(fns, flops, "small stack", stack, shape, small_batch,
-                                     steps).count_params()
+        _contender(fns, flops, "small whole", whole, shape, small_batch, steps)
+        _contender(fns, flops, "small stack", stack, shape, small_batch, steps)
+        params = {"whole": whole.count_params(), "stack": stack.count_params(),
+                  "head": sum(layer.count_params() for layer in _weight_layers(whole)
+                              if isinstance(layer, keras.layers.Dense))}
     times = harness.interleave(fns, repeats=repeats, warmup=1)
 
     def fraction(step, dtype):
@@ -197,8 +199,8 @@ def run(quick=True, repeats=None, config=None, matmul_n=MATMUL_N, small_batch=SM
             summary=summary, metric="fraction",
             context=(f"{size}x{size}x3: {context}; {whole_ms:.0f} ms per step, of which the "
                      f"convolutional stack alone takes {stack_ms:.0f} ms"),
-            note=(f"{params['whole']:,} parameters, {params['whole'] - params['stack']:,} of "
-                  "them in the fully connected head: at a small batch the head's matrix "
+            note=(f"{params['whole']:,} parameters, {params['head']:,} of them in the "
+                  "fully connected head: at a small batch the head's matrix "
                   "products are memory-bound and Adam's update (about a dozen elementwise "
                   "passes over every parameter) costs the same whatever the batch")))
         summary, context = fraction("small stack", "float32")
