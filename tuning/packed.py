@@ -530,8 +530,9 @@ class PackedTunerMixin:
             self.model_memory.begin()
             self._window_open = True
         fresh = [self._build_tower(trial) for trial in group]
-        if len(fresh) > 1 and unpackable(fresh):
-            raise _Unpackable(unpackable(fresh))
+        reason = unpackable(fresh) if len(fresh) > 1 else None
+        if reason:
+            raise _Unpackable(reason)
         signature = compile_signature(fresh[0])
         warm = self._warm
         if warm is not None:

@@ -125,7 +125,6 @@ def _contender(fns, flops, key, model, shape, batch_size, steps):
     x, y = common.batch(shape, 10, batch_size)
     fns[key] = common.train_steps(model, x, y, steps)
     flops[key] = training_flops(model) * batch_size * steps
-    return model
 
 
 def run(quick=True, repeats=None, config=None, matmul_n=MATMUL_N, small_batch=SMALL_BATCH):
