@@ -102,6 +102,30 @@ def test_eager_calls_branch_in_python_and_run_only_one_side():
     assert out == "kept" and called == ["true"]
 
 
+@pytest.mark.multibackend
+@pytest.mark.parametrize("rate, spatial", [(0.0, False), (0.4, False), (0.4, True)])
+def test_compiled_and_eager_training_steps_agree(rate, spatial):
+    # Compiled, the branches are a real cond (tf.cond, lax.cond under jit) with
+    # its gradient; eagerly, a Python branch. Same seeds: the same training.
+    x = _x((8, 4, 4, 3))
+    y = _x((8, 2))
+
+    def train(eager):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([
+            keras.Input((4, 4, 3)), keras.layers.Conv2D(4, 1),
+            VariableDropout(rate, spatial=spatial, seed=1), keras.layers.Flatten(),
+            keras.layers.Dense(2)])
+        model.compile(optimizer="sgd", loss="mse", run_eagerly=eager,
+                      jit_compile=False if eager else "auto")
+        for _ in range(2):
+            model.train_on_batch(x, y)
+        return model.get_weights()
+
+    for a, b in zip(train(eager=True), train(eager=False)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 def _compiled_training_call(model):
     """`model(x, training=True)` through one compiled function (traced once)."""
     backend = keras.backend.backend()
