@@ -533,12 +533,11 @@ class PackedTunerMixin:
         reason = unpackable(fresh) if len(fresh) > 1 else None
         if reason:
             raise _Unpackable(reason)
+        # `unpackable` has checked that every tower shares the first's signature.
         signature = compile_signature(fresh[0])
         warm = self._warm
         if warm is not None:
-            if (warm.signature == signature
-                    and all(compile_signature(f) == signature for f in fresh[1:])
-                    and reset_from(warm, fresh)):
+            if warm.signature == signature and reset_from(warm, fresh):
                 return warm
             self._warm = None  # the window stays open: the fresh towers are in it
         if len(group) == 1:
