@@ -1,4 +1,4 @@
-"""A distributed search on loopback: one chief, two workers, Keras Tuner's gRPC oracle."""
+"""A distributed search on loopback: a chief and workers, Keras Tuner's gRPC oracle."""
 
 import json
 import os
@@ -7,7 +7,8 @@ import socket
 import subprocess
 import sys
 
-ARGS = ["--max-trials", "3", "--epochs", "1", "--num-samples", "120", "--batch-size", "42",
+TRIALS = 4
+ARGS = ["--max-trials", str(TRIALS), "--epochs", "1", "--num-samples", "120", "--batch-size", "42",
         "--precision", "float32", "--no-export"]
 
 
@@ -25,14 +26,20 @@ def _start(args, out):
 
 
 def _ran(log, worker):
-    return {int(n) for n in re.findall(rf"^{worker} runs trial (\d+)/3", log, re.M)}
+    """The trials the worker's log says it ran and scored."""
+    began = {int(n) for n in re.findall(rf"^{worker} runs trial (\d+)/{TRIALS}:", log, re.M)}
+    scored = {int(n) for n in re.findall(
+        rf"^{worker} finished trial (\d+): val_accuracy=[01]\.\d{{4}}$", log, re.M)}
+    assert began == scored, log
+    return began
 
 
 def test_chief_and_two_workers_on_loopback(tmp_path):
+    """Worker 1 packs two trials at a time; worker 2 runs the default (one)."""
     out = tmp_path / "shared"  # one folder for all: the results folder of several machines
     address = f"127.0.0.1:{_free_port()}"
     procs = {"chief": _start(["--chief", address], out)}
-    procs["worker1"] = _start(["--worker", "1", "--chief", address], out)
+    procs["worker1"] = _start(["--worker", "1", "--chief", address, "--pack", "2"], out)
     procs["worker2"] = _start(["--worker", "2", "--chief", address], out)
     logs = {}
     try:
@@ -44,18 +51,60 @@ def test_chief_and_two_workers_on_loopback(tmp_path):
     every = "\n".join(f"== {k}\n{v}" for k, v in logs.items())
     assert all(p.returncode == 0 for p in procs.values()), every
     assert f"Chief listening on {address}" in logs["chief"], every
-    assert "Chief: search complete (3 trials)." in logs["chief"], every
+    assert f"Chief: search complete ({TRIALS} trials)." in logs["chief"], every
 
     one, two = _ran(logs["worker1"], "worker1"), _ran(logs["worker2"], "worker2")
     assert one.isdisjoint(two), every
-    assert one | two == {1, 2, 3}, every
+    assert one | two == set(range(1, TRIALS + 1)), every
     for name in ("worker1", "worker2"):
         assert f"{name}: search over" in logs[name], every
 
     saved = json.loads((out / "results.json").read_text())
     assert saved["search"]["role"] == "chief"
-    assert sorted(t["trial"] for t in saved["trials"]) == [1, 2, 3]
+    assert sorted(t["trial"] for t in saved["trials"]) == list(range(1, TRIALS + 1))
     assert all(t["status"] == "COMPLETED" for t in saved["trials"])
+    assert all(0 <= t["val_accuracy"] <= 1 for t in saved["trials"])
+    sizes = {t["trial"]: t["pack_size"] for t in saved["trials"]}
+    assert all(sizes[n] == 1 for n in two), sizes
+    assert any(sizes[n] == 2 for n in one), sizes  # worker 1 packed
+
+
+def test_a_killed_packed_worker_restarted_with_its_id_finishes_its_trials(tmp_path):
+    """SIGKILL a worker mid-pack; the same `--worker 1 --pack 2` gets both trials back.
+
+    The chief keeps each tuner ID's ongoing trial (`worker1`, `worker1_pack1`)
+    and hands it only to that ID: without the restart it would wait forever.
+    """
+    out = tmp_path / "shared"
+    address = f"127.0.0.1:{_free_port()}"
+    worker = ["--worker", "1", "--chief", address, "--pack", "2"]
+    procs = {"chief": _start(["--chief", address], out), "killed": _start(worker, out)}
+    logs = {"killed": ""}
+    try:
+        for line in procs["killed"].stdout:
+            logs["killed"] += line
+            if logs["killed"].count("worker1 runs trial") == 2:  # the whole pack began
+                procs["killed"].kill()
+                break
+        procs["killed"].wait(timeout=60)
+        procs["restarted"] = _start(worker, out)
+        for name in ("restarted", "chief"):
+            logs[name], _ = procs[name].communicate(timeout=300)
+    finally:
+        for proc in procs.values():
+            proc.kill()
+    every = "\n".join(f"== {k}\n{v}" for k, v in logs.items())
+    assert procs["killed"].returncode == -9, every
+    assert procs["chief"].returncode == 0 and procs["restarted"].returncode == 0, every
+    assert "worker1 finished" not in logs["killed"], every
+    killed = {int(n) for n in re.findall(r"^worker1 runs trial (\d+)/", logs["killed"], re.M)}
+    assert len(killed) == 2, every
+    restarted = re.findall(r"^worker1 runs trial (\d+)/", logs["restarted"], re.M)
+    assert {int(n) for n in restarted[:2]} == killed, every  # handed back first
+    assert _ran(logs["restarted"], "worker1") == set(range(1, TRIALS + 1)), every
+    assert f"Chief: search complete ({TRIALS} trials)." in logs["chief"], every
+    saved = json.loads((out / "results.json").read_text())
+    assert [t["status"] for t in saved["trials"]] == ["COMPLETED"] * TRIALS
 
 
 def test_a_worker_without_a_chief_ends_by_itself(tmp_path, monkeypatch):

@@ -23,7 +23,8 @@ checkpoint in the trial's folder (the weights of the model
 `hypermodel.build(hp)` makes, so `tuner.load_model(trial)` works), its
 status. Resume, the distributed mode and the results table therefore work
 as for single trials: the oracle sees K tuner IDs (`<id>`, `<id>_pack1`,
-...), each holding one ongoing trial, which a restarted worker gets back.
+...), each holding one ongoing trial, which a worker restarted with the same
+ID and the same K gets back (tested with a killed worker process).
 
 One compiled model for the whole search: `ZooHyperModel` builds its
 dropout as `cnnzoo.layers.VariableDropout` (rate and type in variables), so
@@ -418,6 +419,7 @@ class PackedTunerMixin:
                     continue
                 metrics = self.summarize([history], seconds)
                 metrics["pack_size"] = float(len(group))
+                self.reported[trial.trial_id] = metrics
                 tuner_utils.validate_trial_results(metrics, self.oracle.objective,
                                                    "PackedTuner")
                 self.oracle.update_trial(
