@@ -27,9 +27,9 @@ def _start(args, out):
 
 def _ran(log, worker):
     """The trials the worker's log says it ran and scored."""
-    began = {int(n) for n in re.findall(rf"^{worker} runs trial (\d+)/{TRIALS}:", log, re.M)}
+    began = {int(n) for n in re.findall(rf"^{worker} runs trial (\d+)/{TRIALS}:", log, re.MULTILINE)}
     scored = {int(n) for n in re.findall(
-        rf"^{worker} finished trial (\d+): val_accuracy=[01]\.\d{{4}}$", log, re.M)}
+        rf"^{worker} finished trial (\d+): val_accuracy=[01]\.\d{{4}}$", log, re.MULTILINE)}
     assert began == scored, log
     return began
 
@@ -97,9 +97,9 @@ def test_a_killed_packed_worker_restarted_with_its_id_finishes_its_trials(tmp_pa
     assert procs["killed"].returncode == -9, every
     assert procs["chief"].returncode == 0 and procs["restarted"].returncode == 0, every
     assert "worker1 finished" not in logs["killed"], every
-    killed = {int(n) for n in re.findall(r"^worker1 runs trial (\d+)/", logs["killed"], re.M)}
+    killed = {int(n) for n in re.findall(r"^worker1 runs trial (\d+)/", logs["killed"], re.MULTILINE)}
     assert len(killed) == 2, every
-    restarted = re.findall(r"^worker1 runs trial (\d+)/", logs["restarted"], re.M)
+    restarted = re.findall(r"^worker1 runs trial (\d+)/", logs["restarted"], re.MULTILINE)
     assert {int(n) for n in restarted[:2]} == killed, every  # handed back first
     assert _ran(logs["restarted"], "worker1") == set(range(1, TRIALS + 1)), every
     assert f"Chief: search complete ({TRIALS} trials)." in logs["chief"], every
