@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 
-TRIALS = 4
+TRIALS = 6
 ARGS = ["--max-trials", str(TRIALS), "--epochs", "1", "--num-samples", "120", "--batch-size", "42",
         "--precision", "float32", "--no-export"]
 
@@ -35,16 +35,26 @@ def _ran(log, worker):
 
 
 def test_chief_and_two_workers_on_loopback(tmp_path):
-    """Worker 1 packs two trials at a time; worker 2 runs the default (one)."""
+    """Worker 1 packs two trials at a time; worker 2 runs the default (one).
+
+    Worker 2 starts once worker 1 is about to ask for trials, so that worker
+    1's first request gets two whatever the machine's load. Worker 2 may
+    then find the search over (its start-up takes seconds); it ends at once.
+    """
     out = tmp_path / "shared"  # one folder for all: the results folder of several machines
     address = f"127.0.0.1:{_free_port()}"
     procs = {"chief": _start(["--chief", address], out)}
     procs["worker1"] = _start(["--worker", "1", "--chief", address, "--pack", "2"], out)
-    procs["worker2"] = _start(["--worker", "2", "--chief", address], out)
-    logs = {}
+    logs = {"worker1": ""}
     try:
+        for line in procs["worker1"].stdout:  # ends at exit if the line never comes
+            logs["worker1"] += line
+            if line.startswith("worker1: asking the chief"):
+                break
+        procs["worker2"] = _start(["--worker", "2", "--chief", address], out)
         for name, proc in procs.items():
-            logs[name], _ = proc.communicate(timeout=300)
+            rest, _ = proc.communicate(timeout=300)
+            logs[name] = logs.get(name, "") + rest
     finally:
         for proc in procs.values():
             proc.kill()
@@ -120,3 +130,24 @@ def test_a_worker_without_a_chief_ends_by_itself(tmp_path, monkeypatch):
         tuning.search(out=tmp_path, worker="7", chief=address, num_samples=60, epochs=1,
                       precision="float32", quiet=True)
     assert "KERASTUNER_TUNER_ID" not in os.environ  # the role ends with the search
+
+
+def test_a_worker_started_after_the_search_is_over_ends_at_once(tmp_path, monkeypatch):
+    """Every trial in the shared folder has ended and no chief answers: no wait."""
+    import io
+
+    import tuning
+    from tuning import distributed
+
+    common = dict(out=tmp_path, max_trials=2, epochs=1, num_samples=60, precision="float32",
+                  export=False, quiet=True)
+    tuning.search(**common)  # a finished search in the shared folder
+    # Were the check missing, the worker would wait this long and then fail.
+    monkeypatch.setattr(distributed, "WORKER_WAIT_S", 300)
+    stream = io.StringIO()
+    result = tuning.search(worker="7", chief=f"127.0.0.1:{_free_port()}", stream=stream,
+                           **dict(common, quiet=False))
+    assert result.role == "worker"
+    assert f"worker7: the search in {tmp_path} is over (all 2 trials ended)" in \
+        stream.getvalue()
+    assert "worker7: search over; ran trials none" in stream.getvalue()

@@ -9,8 +9,10 @@ own loop (`serve`): it says where it listens, checks every half second
 (Keras Tuner's loop sleeps 20 s) whether the search is over, and returns
 when every trial has ended and every worker has been told to stop.
 
-A worker that dies and starts again with the same ID gets its unfinished
-trial back (the oracle keeps each worker's ongoing trial by ID). A chief
+A worker that starts after the search is over (the shared folder holds
+every trial, ended, and no chief answers) says so and ends at once, instead
+of waiting `WORKER_WAIT_S` for a chief that has gone. A worker that dies and
+starts again with the same ID gets its unfinished trial back (the oracle keeps each worker's ongoing trial by ID). A chief
 that restarts resumes from its state on disk; trials that were running are
 handed out again.
 """
@@ -110,6 +112,22 @@ def worker_wait(seconds=None):
     from keras_tuner.src.distribute import oracle_client
 
     oracle_client.TIMEOUT = WORKER_WAIT_S if seconds is None else seconds
+
+
+def chief_answers(oracle, seconds=3.0):
+    """True when the chief behind a worker's `oracle` answers within `seconds`."""
+    import grpc
+    from keras_tuner.src.distribute import oracle_client
+
+    saved = oracle_client.TIMEOUT
+    oracle_client.TIMEOUT = seconds
+    try:
+        oracle.get_space()
+    except grpc.RpcError:
+        return False
+    finally:
+        oracle_client.TIMEOUT = saved
+    return True
 
 
 def _search_over(oracle):

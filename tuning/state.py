@@ -91,6 +91,30 @@ def write_tuner_state(path, state):
     _atomic.write_json(path, state, indent=None)
 
 
+def ended_trials(project_dir):
+    """How many trials in `project_dir` have ended, by their own `trial.json`.
+
+    Counts every status but `RUNNING` and `IDLE` (a trial file that cannot be
+    read counts as not ended). Zero when the folder holds no search.
+    """
+    import json
+
+    ended = 0
+    if not os.path.isdir(project_dir):
+        return ended
+    for name in os.listdir(project_dir):
+        path = os.path.join(project_dir, name, "trial.json")
+        if not name.startswith("trial_") or not os.path.exists(path):
+            continue
+        try:
+            with open(path) as f:
+                status = json.load(f).get("status")
+        except (OSError, ValueError):
+            continue
+        ended += status not in (RUNNING, "IDLE", None)
+    return ended
+
+
 def has_saved_state(project_dir):
     """True when `project_dir` holds an oracle state to resume from."""
     return os.path.exists(os.path.join(project_dir, "oracle.json"))

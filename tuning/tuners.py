@@ -193,6 +193,13 @@ class ZooTunerMixin:
         import grpc
 
         distributed.worker_wait()
+        total = expected_trials(self.oracle)
+        if total and state.ended_trials(self.project_dir) >= total \
+                and not distributed.chief_answers(self.oracle):
+            print(f"{self.tuner_id}: the search in {os.path.dirname(self.project_dir)} is over "
+                  f"(all {total} trials ended) and its chief has gone; nothing to run.",
+                  file=self.stream, flush=True)
+            return
         try:
             self.search_trials(*fit_args, **fit_kwargs)
         except grpc.RpcError as error:
