@@ -139,14 +139,14 @@ def test_a_worker_started_after_the_search_is_over_ends_at_once(tmp_path, monkey
     import tuning
     from tuning import distributed
 
-    common = dict(out=tmp_path, max_trials=2, epochs=1, num_samples=60, precision="float32",
-                  export=False, quiet=True)
+    common = {"out": tmp_path, "max_trials": 2, "epochs": 1, "num_samples": 60,
+              "precision": "float32", "export": False, "quiet": True}
     tuning.search(**common)  # a finished search in the shared folder
     # Were the check missing, the worker would wait this long and then fail.
     monkeypatch.setattr(distributed, "WORKER_WAIT_S", 300)
     stream = io.StringIO()
     result = tuning.search(worker="7", chief=f"127.0.0.1:{_free_port()}", stream=stream,
-                           **dict(common, quiet=False))
+                           **{**common, "quiet": False})
     assert result.role == "worker"
     assert f"worker7: the search in {tmp_path} is over (all 2 trials ended)" in \
         stream.getvalue()
