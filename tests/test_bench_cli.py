@@ -5,7 +5,7 @@ import json
 import keras
 import pytest
 
-from cnnzoo import cli
+from cnnzoo import _flops, cli
 from cnnzoo.bench import common, flops
 
 
@@ -42,9 +42,9 @@ def test_flops_of_simple_cnn_counted_by_hand():
     conv2 = 2 * 14 * 14 * 3 * 3 * 32 * 64
     fc1 = 2 * 7 * 7 * 64 * 128
     out = 2 * 128 * 10
-    assert flops.forward_flops(model) == (conv1 + conv2 + fc1 + out, conv1)
+    assert _flops.forward_flops(model) == (conv1 + conv2 + fc1 + out, conv1)
     # Forward, weight gradient, input gradient; no input gradient for the first layer.
-    assert flops.training_flops(model) == 3 * (conv1 + conv2 + fc1 + out) - conv1
+    assert _flops.training_flops(model) == 3 * (conv1 + conv2 + fc1 + out) - conv1
 
 
 def test_flops_count_nested_models_and_depthwise():
@@ -55,7 +55,7 @@ def test_flops_count_nested_models_and_depthwise():
     model = keras.Model(x_in, y)
     depthwise = 2 * 8 * 8 * 3 * 3 * 4
     grouped = 2 * 8 * 8 * 1 * 1 * 2 * 6
-    assert flops.forward_flops(model) == (depthwise + grouped, depthwise)
+    assert _flops.forward_flops(model) == (depthwise + grouped, depthwise)
 
 
 def test_plain_simple_cnn_matches_the_zoo_parameter_count():

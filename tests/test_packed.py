@@ -131,6 +131,16 @@ def test_bad_pack(digits, tmp_path, pack):
                           quiet=True)
 
 
+@pytest.mark.parametrize("pack", [0, 65, 2.0, "4", "abc", True, None])
+def test_search_refuses_a_bad_pack_before_anything_runs(tmp_path, pack):
+    import tuning
+
+    with pytest.raises(ValueError, match=r"Expected `pack` to be 'auto' or an integer in "
+                                         r"\[1, 64\]\. Received: pack="):
+        tuning.search(out=tmp_path, pack=pack, quiet=True)
+    assert not os.listdir(tmp_path)
+
+
 def test_cli_accepts_pack():
     import argparse
 
@@ -139,7 +149,64 @@ def test_cli_accepts_pack():
     parser = argparse.ArgumentParser()
     tune.add_arguments(parser)
     assert parser.parse_args(["--pack", "4"]).pack == 4
-    assert parser.parse_args([]).pack == 1
+    assert parser.parse_args(["--pack", "auto"]).pack == "auto"
+    assert parser.parse_args(["--pack", "x"]).pack == "x"  # refused by tuning.search
+    assert parser.parse_args([]).pack == "auto"
+
+
+SMALL_STEP = 32 * 700_000  # simple_cnn on 8x8 digits at batch 32: 0.02 GFLOP forward
+
+
+@pytest.mark.parametrize("kwargs, k", [
+    ({"accelerator": False}, 1),
+    ({}, packed.AUTO_PACK),  # Hyperband: trials unknown
+    ({"max_trials": 16}, 8),
+    ({"max_trials": 10}, 5),  # two packs of 5, not 8 and 2
+    ({"max_trials": 3}, 3),
+    ({"max_trials": 1}, 1),
+    ({"tuner": "bayesian", "max_trials": 16}, 1),
+    ({"distribution": "mirrored"}, 1),
+    ({"step_flops": packed.AUTO_PACK_FLOPS / 4}, 4),
+    ({"step_flops": packed.AUTO_PACK_FLOPS}, 1),
+    ({"step_flops": None}, 1),
+])
+def test_auto_pack_packs_small_steps_on_accelerators_only(kwargs, k):
+    args = {"accelerator": True, "tuner": "random", "step_flops": SMALL_STEP, **kwargs}
+    chosen, reason = packed.auto_pack(**args)
+    assert chosen == k, reason
+    assert reason
+
+
+@pytest.mark.multibackend
+def test_auto_pack_on_an_accelerator_trains_the_trials_packed(digits, tmp_path, monkeypatch):
+    """The default search on a (pretended) GPU packs its small trials.
+
+    `runtime.accelerators` is the one place the search learns of a GPU; the
+    training itself runs on this machine's CPU, in float32 (without XLA on
+    TensorFlow; JAX always compiles).
+    """
+    import io
+
+    import tuning
+    from cnnzoo import runtime
+
+    monkeypatch.setattr(runtime, "accelerators", lambda: (("gpu", "pretended"),))
+    stream = io.StringIO()
+    result = tuning.search(out=tmp_path, max_trials=3, epochs=1, num_samples=120,
+                           precision="float32", jit=False, export=False, stream=stream)
+    assert "Packing 3 trials side by side per model (accelerator: 3 trials of" in \
+        stream.getvalue()
+    assert [t["pack_size"] for t in result.trials] == [3.0, 3.0, 3.0]
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["search"]["pack"] == 3
+    assert saved["search"]["devices"] == ["pretended"]
+
+    monkeypatch.setattr(runtime, "accelerators", lambda: ())
+    result = tuning.search(out=tmp_path / "cpu", max_trials=2, epochs=1, num_samples=120,
+                           precision="float32", export=False, quiet=True)
+    assert [t["pack_size"] for t in result.trials] == [1.0, 1.0]
+    saved = json.loads((tmp_path / "cpu" / "results.json").read_text())
+    assert saved["search"]["pack"] == 1
     assert os.path.basename(packed.__file__) == "packed.py"
 
 

@@ -17,11 +17,12 @@ Everything is written under `out`; Keras Tuner's own state under
 """
 
 import dataclasses
+import numbers
 import os
 import sys
 import time
 
-from cnnzoo import _atomic
+from cnnzoo import _atomic, _flops
 from cnnzoo import _validation as v
 
 TUNER_NAMES = ("random", "bayesian", "hyperband")
@@ -34,6 +35,8 @@ DEFAULT_OUT = "tune_results"
 DEFAULT_MAX_TRIALS = 10
 DEFAULT_EPOCHS = 10
 DEFAULT_BATCH_SIZE = 32
+# The most trials one packed model trains side by side (`pack`).
+MAX_PACK = 64
 SETTINGS_FILE = "search.json"
 # Settings that define a search: resuming with other values would mix two searches.
 _IDENTITY = ("model", "data", "tuner", "objective", "seed", "epochs", "batch_size",
@@ -72,7 +75,7 @@ def search(model=DEFAULT_MODEL, data=DEFAULT_DATA, *, tuner="random",
            batch_size=DEFAULT_BATCH_SIZE, image_size=None, num_samples=None, input_size=None,
            overwrite=False, export=True, chief=None, worker=None, hypermodel=None,
            hypermodel_kwargs=None, max_consecutive_failures=3, tuner_class=None, stream=None,
-           quiet=False, pack=1):
+           quiet=False, pack="auto"):
     """Searches the dropout rates of a zoo model on a dataset and exports the best model.
 
     Running it again with the same `out` resumes: finished trials are kept,
@@ -117,7 +120,9 @@ def search(model=DEFAULT_MODEL, data=DEFAULT_DATA, *, tuner="random",
         stream: where progress goes. Defaults to `sys.stdout`.
         quiet: print nothing but errors.
         pack: train this many trials at once, packed into one model
-            (`tuning.packed`; same results as one at a time). Defaults to 1.
+            (`tuning.packed`; same results as one at a time), or `"auto"`
+            (the default): 1 on a CPU, several small trials per step on a GPU
+            (`tuning.packed.auto_pack`).
 
     Returns:
         A `SearchResult`.
@@ -134,7 +139,7 @@ def search(model=DEFAULT_MODEL, data=DEFAULT_DATA, *, tuner="random",
     batch_size = v.check_int("batch_size", batch_size, low=1)
     v.check_choice("objective", objective, OBJECTIVES)
     v.check_choice("distribution", distribution, DISTRIBUTIONS)
-    pack = v.check_int("pack", pack, low=1, high=64)
+    pack = check_pack(pack)
     if not isinstance(out, (str, os.PathLike)) or not os.fspath(out):
         v.fail("Expected `out` to be a folder path.", "out", out)
     out = os.path.abspath(os.fspath(out))
@@ -146,6 +151,16 @@ def search(model=DEFAULT_MODEL, data=DEFAULT_DATA, *, tuner="random",
 
     with distributed.environment(chief, worker) as role:
         return _search(**locals())
+
+
+def check_pack(pack):
+    """`pack` as `search` takes it: `"auto"` or an int in [1, `MAX_PACK`]."""
+    if isinstance(pack, str) and pack == "auto":
+        return pack
+    if isinstance(pack, bool) or not isinstance(pack, numbers.Integral) \
+            or not 1 <= pack <= MAX_PACK:
+        v.fail(f"Expected `pack` to be 'auto' or an integer in [1, {MAX_PACK}].", "pack", pack)
+    return int(pack)
 
 
 def _search(*, model, data, tuner, max_trials, epochs, objective, seed, out, precision, jit,
@@ -178,7 +193,7 @@ def _search(*, model, data, tuner, max_trials, epochs, objective, seed, out, pre
         hypermodel = ZooHyperModel(model, input_shape=ds.input_shape,
                                    num_classes=ds.num_classes, input_size=input_size,
                                    jit_compile=setup["jit"], **(hypermodel_kwargs or {}))
-    _preflight(hypermodel, ds, model, strategy)
+    flops = _preflight(hypermodel, ds, model, strategy)
 
     settings = {
         "model": model, "data": data if not os.path.exists(str(data)) else
@@ -192,11 +207,18 @@ def _search(*, model, data, tuner, max_trials, epochs, objective, seed, out, pre
     if role != "worker":
         _check_settings(out, settings, overwrite)
 
+    from tuning import packed
+
+    if pack == "auto":
+        pack, why = packed.auto_pack(
+            accelerator=bool(runtime.accelerators()), tuner=tuner,
+            step_flops=None if flops is None else flops * batch_size,
+            max_trials=None if tuner == "hyperband" else max_trials, distribution=distribution)
+        if pack > 1 and tuner_class is None and role != "chief":
+            say(f"Packing {pack} trials side by side per model ({why})")
     if tuner_class is None and (pack > 1 or distribution == "none"):
         # The packed tuner, even for one trial at a time: it keeps the compiled
         # model between trials that differ only in dropout (`tuning.packed`).
-        from tuning import packed
-
         tuner_class = packed.packed_tuner_class(tuners.TUNERS[tuner][0], pack)
     the_tuner = tuners.make_tuner(
         tuner, hypermodel, directory=out, objective=objective, max_trials=max_trials,
@@ -233,7 +255,7 @@ def _search(*, model, data, tuner, max_trials, epochs, objective, seed, out, pre
     best = ranked[0] if ranked and ranked[0]["status"] == "COMPLETED" else None
     meta = dict(settings, backend=setup["backend"], devices=setup["devices"],
                 precision=setup["precision"], jit=setup["jit"], distribution=distribution,
-                role=role, fixed=hypermodel.fixed_values()
+                pack=pack, role=role, fixed=hypermodel.fixed_values()
                 if hasattr(hypermodel, "fixed_values") else {})
     files = {}
     say("")
@@ -296,7 +318,11 @@ def _check_data(ds, objective):
 
 
 def _preflight(hypermodel, ds, model_name, strategy):
-    """Builds the model once with the default hyperparameters and runs two images."""
+    """Builds the model once with the default hyperparameters and runs two images.
+
+    Returns its forward FLOPs per image (`cnnzoo._flops`), or `None` where
+    its layers' shapes cannot be read (a subclassed model).
+    """
     import contextlib
 
     import keras
@@ -323,8 +349,13 @@ def _preflight(hypermodel, ds, model_name, strategy):
                f"image, got {outputs.shape[1:]}.", "model", model_name)
     if not np.isfinite(outputs).all():
         v.fail("Expected finite outputs from the freshly built model.", "model", model_name)
+    try:
+        flops = _flops.forward_flops(model)[0] or None
+    except (AttributeError, ValueError, TypeError):
+        flops = None
     del model
     keras.backend.clear_session()
+    return flops
 
 
 def _distribution_strategy(distribution, backend, say):

@@ -38,8 +38,8 @@ on 2 CPU cores, more than a whole trial's training on `digits`) is paid once
 per search instead of once per trial. Trials whose other settings differ
 (learning rate, activation, the pack's size, compile settings) get a model
 of their own, and the previous one is freed (`tuning.memory`). The default
-search (`tuning.search`, `cnnzoo tune`) runs through this tuner with
-`pack=1`.
+search (`tuning.search`, `cnnzoo tune`) runs through this tuner, with the
+pack size `auto_pack` picks: 1 on a CPU, several small trials on a GPU.
 
 Equivalence (tested in `tests/test_packed.py`): tower k of a packed run
 ends with the same weights and metrics as trial k trained alone with the
@@ -80,6 +80,7 @@ from keras_tuner.src.engine import tuner_utils
 from cnnzoo import _atomic
 from cnnzoo import _validation as v
 from tuning import tuners
+from tuning.driver import MAX_PACK
 
 # Hyperparameters that may differ inside a pack: the dropout knobs.
 PACKABLE = ("dropout",)
@@ -586,13 +587,71 @@ class PackedTunerMixin:
         return packed
 
 
+# `pack="auto"` (`auto_pack`): on an accelerator, up to AUTO_PACK trials side
+# by side while the pack's forward work per step stays within
+# AUTO_PACK_FLOPS; one at a time on a CPU.
+AUTO_PACK = 8
+AUTO_PACK_FLOPS = 16e9
+
+
+def auto_pack(*, accelerator, tuner, step_flops, max_trials=None, distribution="none"):
+    """The pack size that `pack="auto"` picks, and why.
+
+    Packing trains K trials in one model with the same results as one at a
+    time (see the module docstring); it pays where one trial leaves the
+    hardware idle. So:
+
+    - on a CPU, 1: on 2 cores packed trials measured no faster than the
+      default one-at-a-time search (`benchmarks/RESULTS_search_full.md`),
+      since the towers' kernels run one after another;
+    - on an accelerator, as many trials as keep the pack's forward FLOPs
+      per step within `AUTO_PACK_FLOPS`, at most `AUTO_PACK`: a small model's
+      step is a few microseconds of work there, mostly launch overhead;
+    - 1 for Bayesian optimization, which proposes each trial from the
+      results of all earlier ones (trials taken K at a time would be
+      proposed knowing fewer), and 1 with `distribution="mirrored"`, where
+      each trial already spans every device.
+
+    With `max_trials` known, K is evened out over the packs (10 trials: two
+    packs of 5, not 8 and 2, which would compile a second model).
+
+    Args:
+        accelerator: whether the backend has a GPU or TPU.
+        tuner: `"random"`, `"bayesian"` or `"hyperband"`.
+        step_flops: forward FLOPs of one training step of one trial
+            (`cnnzoo._flops.forward_flops` per example times the batch size),
+            or `None` where unknown.
+        max_trials: the search's trials (`None` for Hyperband).
+        distribution: `"none"` or `"mirrored"`.
+
+    Returns:
+        `(k, reason)`.
+    """
+    if not accelerator:
+        return 1, "CPU: packing measured no faster than one trial at a time"
+    if distribution != "none":
+        return 1, "each trial already spans every device"
+    if tuner == "bayesian":
+        return 1, "Bayesian optimization proposes each trial from every earlier result"
+    if step_flops is None:
+        return 1, "the model's size could not be read"
+    k = int(min(AUTO_PACK, AUTO_PACK_FLOPS // max(float(step_flops), 1.0)))
+    if k <= 1:
+        return 1, f"one trial's step ({step_flops / 1e9:.1f} GFLOP forward) is large enough"
+    if max_trials:
+        packs = math.ceil(max_trials / k)
+        k = math.ceil(max_trials / packs)
+    return k, (f"accelerator: {k} trials of {step_flops / 1e6:.0f} MFLOP forward per step "
+               f"share each step")
+
+
 def packed_tuner_class(base, pack=4):
     """`base` (a Keras Tuner tuner class) with packing and `ZooTunerMixin` mixed in.
 
     `pack` is the default number of trials per pack.
     """
     # Checked before the cache, which would take 2.0 for 2.
-    return _packed_tuner_class(base, v.check_int("pack", pack, low=1, high=64))
+    return _packed_tuner_class(base, v.check_int("pack", pack, low=1, high=MAX_PACK))
 
 
 @functools.lru_cache(maxsize=None)

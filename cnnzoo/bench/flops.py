@@ -1,15 +1,8 @@
 """Achieved FLOP/s of a training step against a matmul ceiling measured in the same run.
 
-FLOPs are counted analytically from the layer shapes (method below), not by
-a profiler, so the count is the same on every backend:
-
-- `Conv2D`: `2 * H_out * W_out * k_h * k_w * C_in / groups * C_out` per
-  image; `DepthwiseConv2D`: `2 * H_out * W_out * k_h * k_w * C_in * mult`;
-  `Dense`: `2 * units_in * units_out` per row. Bias, activation, pooling and
-  normalization FLOPs are left out (they are memory-bound and small).
-- A training step is 3x the forward FLOPs (forward, gradient with respect to
-  the weights, gradient with respect to the input), minus the input
-  gradient of the first weight layer, which nothing needs.
+FLOPs are counted analytically from the layer shapes, not by a profiler, so
+the count is the same on every backend (`cnnzoo._flops`, whose docstring
+gives the method).
 
 The ceiling is a large square matmul through the same backend (`keras.ops`),
 timed interleaved with the training step: float32 x float32 for the float32
@@ -26,6 +19,7 @@ parameter, one kernel per `keras.ops` call, since Keras 3's optimizers are not
 fused on TensorFlow. The convolutional stack alone runs close to the ceiling.
 """
 
+from cnnzoo._flops import training_flops, weight_layers
 from cnnzoo.bench import common, harness
 
 NAME = "flops"
@@ -37,55 +31,6 @@ FULL = ("vgg16", 32, 128, 2)
 # convolutional stack alone, in float32.
 SMALL_BATCH = 32
 MATMUL_N = 2048
-
-
-def _weight_layers(model):
-    """The model's layers in call order, nested models flattened."""
-    for layer in model.layers:
-        if hasattr(layer, "layers") and layer.layers:
-            yield from _weight_layers(layer)
-        else:
-            yield layer
-
-
-def forward_flops(model):
-    """Forward FLOPs per example, and those of the first weight layer.
-
-    Returns:
-        `(total, first)`: FLOPs of Conv2D, DepthwiseConv2D and Dense layers
-        per example, and the FLOPs of the first of them (whose input
-        gradient a training step does not compute).
-    """
-    import keras
-
-    total, first = 0, None
-    for layer in _weight_layers(model):
-        flops = 0
-        if isinstance(layer, keras.layers.DepthwiseConv2D):
-            kh, kw = layer.kernel_size
-            _, h, w, c_out = layer.output.shape
-            flops = 2 * h * w * kh * kw * c_out
-        elif isinstance(layer, keras.layers.Conv2D):
-            kh, kw = layer.kernel_size
-            c_in = layer.input.shape[-1]
-            _, h, w, c_out = layer.output.shape
-            flops = 2 * h * w * kh * kw * (c_in // layer.groups) * c_out
-        elif isinstance(layer, keras.layers.Dense):
-            rows = 1
-            for d in layer.input.shape[1:-1]:
-                rows *= d
-            flops = 2 * rows * layer.input.shape[-1] * layer.units
-        if flops:
-            total += flops
-            if first is None:
-                first = flops
-    return total, first or 0
-
-
-def training_flops(model):
-    """FLOPs of one training step per example (see the module docstring)."""
-    total, first = forward_flops(model)
-    return 3 * total - first
 
 
 def matmul_fn(n, dtype):
@@ -163,7 +108,7 @@ def run(quick=True, repeats=None, config=None, matmul_n=MATMUL_N, small_batch=SM
         _contender(fns, flops, "small whole", whole, shape, small_batch, steps)
         _contender(fns, flops, "small stack", stack, shape, small_batch, steps)
         params = {"whole": whole.count_params(), "stack": stack.count_params(),
-                  "head": sum(layer.count_params() for layer in _weight_layers(whole)
+                  "head": sum(layer.count_params() for layer in weight_layers(whole)
                               if isinstance(layer, keras.layers.Dense))}
     times = harness.interleave(fns, repeats=repeats, warmup=1)
 

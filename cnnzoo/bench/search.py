@@ -10,7 +10,9 @@ Contenders, interleaved, on the same data splits, search space and budget
   (float32, batch size 32, arrays straight into `fit`);
 - `cnnzoo default`: `tuning.search` with its defaults (what `cnnzoo tune`
   runs), without the export of the best model: one compiled model serves
-  every trial (`tuning.packed`), so only the first trial traces;
+  every trial (`tuning.packed`), so only the first trial traces, and
+  `pack="auto"` trains one trial at a time on a CPU, several at once on a
+  GPU;
 - `cnnzoo --pack K`: the same with `pack=K` packed trials.
 
 Trials per hour is `max_trials / wall time` of the whole search (set-up

@@ -72,10 +72,16 @@ def add_arguments(parser):
     parser.add_argument("--worker", metavar="ID", default=None,
                         help="Distributed search: be worker ID (needs --chief). Start a worker "
                              "again with the same ID to get its unfinished trial back.")
-    parser.add_argument("--pack", type=int, default=1, metavar="K",
+    parser.add_argument("--pack", type=_pack, default="auto", metavar="K",
                         help="Train K trials at once, packed side by side in one model (same "
-                             "results as one at a time, more trials per hour). Default: 1.")
+                             "results as one at a time, more trials per hour). Default: auto "
+                             "(1 on a CPU; on a GPU up to 8 small trials per step).")
     parser.add_argument("--quiet", action="store_true", help="Print only errors.")
+
+
+def _pack(text):
+    """`--pack`: "auto" or an integer, checked by `tuning.search`."""
+    return int(text) if text.strip().lstrip("-").isdigit() else text
 
 
 def run(args):
