@@ -149,6 +149,19 @@ def main(argv=None):
             keras.config.set_dtype_policy("float32")
             keras.backend.clear_session()
         print(f"gpu.py: {name} done in {time.perf_counter() - t0:.0f} s", flush=True)
+        write()  # after every part: a run cut short keeps what it measured
+
+    def write():
+        results = {"machine": bench.machine(), "quick": bool(args.tiny),
+                   "seconds": time.perf_counter() - start, "rows": rows}
+        results["machine"]["devices"] = devices
+        command = "KERAS_BACKEND=jax python benchmarks/gpu.py" + (" --tiny" if args.tiny else "")
+        text = bench.to_markdown(results, command=command)
+        if args.json:
+            _atomic.write_json(args.json, results)
+        if args.markdown:
+            _atomic.write_text(args.markdown, text)
+        return text
 
     if "throughput" in parts:
         table = TINY_THROUGHPUT if args.tiny else GPU_THROUGHPUT
@@ -173,16 +186,7 @@ def main(argv=None):
                 quick=True, repeats=budget["repeats"], max_trials=budget["max_trials"],
                 epochs=budget["epochs"], pack=budget["pack"], data=data, target=5.0,
                 where="one GPU"))
-    results = {"machine": bench.machine(), "quick": bool(args.tiny),
-               "seconds": time.perf_counter() - start, "rows": rows}
-    results["machine"]["devices"] = devices
-    command = "KERAS_BACKEND=jax python benchmarks/gpu.py" + (" --tiny" if args.tiny else "")
-    text = bench.to_markdown(results, command=command)
-    print(text)
-    if args.json:
-        _atomic.write_json(args.json, results)
-    if args.markdown:
-        _atomic.write_text(args.markdown, text)
+    print(write())
     return 0 if all(r["status"] != "error" for r in rows) else 1
 
 

@@ -86,3 +86,16 @@ def test_flops_run_reports_the_target_and_the_small_batch_breakdown():
     assert rows[3]["name"].startswith("vgg11 convolutional stack at batch 2")
     for r in rows:
         assert r["n"] == 2 and 0 < r["q1"] <= r["median"] <= r["q3"]
+
+
+def test_search_best_objective_is_reached_unless_worse_beyond_two_binomial_se():
+    from cnnzoo.bench import search
+
+    se = (0.9 * 0.1 / 400) ** 0.5  # 0.015
+    assert search.best_reached(0.9, 0.9, 400)[0]
+    assert search.best_reached(0.9 - 1.9 * se, 0.9, 400)[0]
+    reached, note = search.best_reached(0.9 - 2.1 * se, 0.9, 400)
+    assert not reached and "difference -0.0315" in note and "SE = 0.0150" in note
+    reached, note = search.best_reached(0.99, 0.9, 400)  # better: not a miss
+    assert reached and note.endswith("better beyond noise)")
+

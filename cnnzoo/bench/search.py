@@ -18,8 +18,13 @@ Contenders, interleaved, on the same data splits, search space and budget
 Trials per hour is `max_trials / wall time` of the whole search (set-up
 and report included). The ratio is computed per interleaved repeat; each
 repeat uses its own seed (the same for every contender), so the best
-validation accuracies form a sample too. "Within noise" compares their
-difference with the binomial standard error of one validation accuracy.
+validation accuracies form a sample too. The best objective counts as
+reached when cnnzoo's is no worse than plain Keras Tuner's by more than two
+binomial standard errors of one validation accuracy: the target guards
+against speed bought with worse results. A better result is not a miss; the
+note says when it is beyond noise (cnnzoo's models use He initialization
+where the plain build keeps Keras's Glorot default, which tells after one
+epoch).
 """
 
 import contextlib
@@ -129,6 +134,23 @@ class _Searches:
         keras.backend.clear_session()
 
 
+def best_reached(best, base, n_val):
+    """Whether cnnzoo's best validation accuracy reaches the plain search's.
+
+    Reached: no worse by more than two binomial standard errors of one
+    validation accuracy (`n_val` images) at the plain search's level.
+
+    Returns:
+        `(reached, note)`.
+    """
+    se = math.sqrt(max(base * (1 - base), 1e-12) / n_val)
+    diff = best - base
+    beyond = "; better beyond noise" if diff > 2 * se else ""
+    return diff >= -2 * se, (f"plain {base:.4f}, cnnzoo {best:.4f}, difference {diff:+.4f} "
+                             f"(one binomial SE = {se:.4f}; reached = no worse than -2 SE"
+                             f"{beyond})")
+
+
 def run(quick=True, repeats=None, max_trials=None, epochs=None, pack=PACK, data="digits",
         target=2.0, where="2 CPU cores"):
     """Returns the result rows.
@@ -185,20 +207,15 @@ def run(quick=True, repeats=None, max_trials=None, epochs=None, pack=PACK, data=
     for name in order[1:]:
         ratio = harness.speedup(times, "plain Keras Tuner", name)
         best = harness.summarize(searches.best[name])
-        # One validation accuracy's binomial standard error, at the plain search's level.
-        p = base_best.median
-        se = math.sqrt(max(p * (1 - p), 1e-12) / n_val)
-        diff = best.median - base_best.median
+        reached, note = best_reached(best.median, base_best.median, n_val)
         per_hour = {k: 3600 * trials / harness.summarize(t).median for k, t in times.items()}
         rows.append(harness.row(
             NAME, f"trials/hour: {name} vs plain Keras Tuner", summary=ratio,
-            target=f">= {target:g} ({where}), best objective within noise",
-            met=harness.at_least(ratio, target) and abs(diff) <= 2 * se,
+            target=f">= {target:g} ({where}), best objective reached within noise",
+            met=harness.at_least(ratio, target) and reached,
             context=(f"{budget}; trials/hour: plain {per_hour['plain Keras Tuner']:.0f}, "
                      f"{name} {per_hour[name]:.0f}"),
-            note=(f"best val_accuracy (median over repeats): plain {base_best.median:.4f}, "
-                  f"{name} {best.median:.4f}, difference {diff:+.4f} "
-                  f"(one binomial SE = {se:.4f}; within noise = within 2 SE)")))
+            note=f"best val_accuracy (median over repeats): {note.replace('cnnzoo', name)}"))
     if not can_pack:
         rows.append(harness.unavailable(NAME, "`tuning.search` has no `pack` argument",
                                         name="trials/hour: cnnzoo --pack"))
