@@ -24,14 +24,14 @@ MODEL = "simple_cnn"
 # full mode. TensorFlow's XLA on a CPU measured about 25x slower per step than
 # its oneDNN kernels, so the XLA contenders do fewer steps per timed call and
 # ratios compare time per step.
-QUICK = (16, 32, 8, 1)
+QUICK = (16, 32, 8, 2)
 FULL = (28, 128, 10, 2)
 
 
 def run(quick=True, repeats=None):
     """Returns the result rows."""
     size, batch_size, steps, xla_steps = QUICK if quick else FULL
-    repeats = repeats or (5 if quick else 9)
+    repeats = repeats or (7 if quick else 9)
     try:
         from cnnzoo.layers import factory
 
