@@ -152,6 +152,7 @@ def test_cli_accepts_pack():
     assert parser.parse_args(["--pack", "auto"]).pack == "auto"
     assert parser.parse_args(["--pack", "x"]).pack == "x"  # refused by tuning.search
     assert parser.parse_args([]).pack == "auto"
+    assert os.path.basename(packed.__file__) == "packed.py"
 
 
 SMALL_STEP = 32 * 700_000  # simple_cnn on 8x8 digits at batch 32: 0.02 GFLOP forward
@@ -207,7 +208,6 @@ def test_auto_pack_on_an_accelerator_trains_the_trials_packed(digits, tmp_path, 
     assert [t["pack_size"] for t in result.trials] == [1.0, 1.0]
     saved = json.loads((tmp_path / "cpu" / "results.json").read_text())
     assert saved["search"]["pack"] == 1
-    assert os.path.basename(packed.__file__) == "packed.py"
 
 
 @pytest.mark.slow

@@ -12,9 +12,9 @@ when every trial has ended and every worker has been told to stop.
 A worker that starts after the search is over (the shared folder holds
 every trial, ended, and no chief answers) says so and ends at once, instead
 of waiting `WORKER_WAIT_S` for a chief that has gone. A worker that dies and
-starts again with the same ID gets its unfinished trial back (the oracle keeps each worker's ongoing trial by ID). A chief
-that restarts resumes from its state on disk; trials that were running are
-handed out again.
+starts again with the same ID gets its unfinished trial back (the oracle
+keeps each worker's ongoing trial by ID). A chief that restarts resumes from
+its state on disk; trials that were running are handed out again.
 """
 
 import contextlib
