@@ -115,18 +115,19 @@ def worker_wait(seconds=None):
 
 
 def chief_answers(oracle, seconds=3.0):
-    """True when the chief behind a worker's `oracle` answers within `seconds`."""
-    import grpc
-    from keras_tuner.src.distribute import oracle_client
+    """True when the chief behind a worker's `oracle` answers within `seconds`.
 
-    saved = oracle_client.TIMEOUT
-    oracle_client.TIMEOUT = seconds
+    Leaves workers waiting `WORKER_WAIT_S` for later answers (`worker_wait`).
+    """
+    import grpc
+
+    worker_wait(seconds)
     try:
         oracle.get_space()
     except grpc.RpcError:
         return False
     finally:
-        oracle_client.TIMEOUT = saved
+        worker_wait()
     return True
 
 

@@ -12,6 +12,7 @@ Tuner oracle class.
 """
 
 import functools
+import json
 import os
 
 import keras_tuner as kt
@@ -97,8 +98,6 @@ def ended_trials(project_dir):
     Counts every status but `RUNNING` and `IDLE` (a trial file that cannot be
     read counts as not ended). Zero when the folder holds no search.
     """
-    import json
-
     ended = 0
     if not os.path.isdir(project_dir):
         return ended

@@ -135,8 +135,8 @@ class _Searches:
         keras.backend.clear_session()
 
 
-def best_reached(best, base, n_val):
-    """Whether cnnzoo's best validation accuracy reaches the plain search's.
+def best_reached(best, base, n_val, name="cnnzoo"):
+    """Whether contender `name`'s best validation accuracy reaches the plain search's.
 
     Reached: no worse by more than two binomial standard errors of one
     validation accuracy (`n_val` images) at the plain search's level.
@@ -147,7 +147,7 @@ def best_reached(best, base, n_val):
     se = math.sqrt(max(base * (1 - base), 1e-12) / n_val)
     diff = best - base
     beyond = "; better beyond noise" if diff > 2 * se else ""
-    return diff >= -2 * se, (f"plain {base:.4f}, cnnzoo {best:.4f}, difference {diff:+.4f} "
+    return diff >= -2 * se, (f"plain {base:.4f}, {name} {best:.4f}, difference {diff:+.4f} "
                              f"(one binomial SE = {se:.4f}; reached = no worse than -2 SE"
                              f"{beyond})")
 
@@ -210,7 +210,7 @@ def run(quick=True, repeats=None, max_trials=None, epochs=None, pack=None, data=
     for name in order[1:]:
         ratio = harness.speedup(times, "plain Keras Tuner", name)
         best = harness.summarize(searches.best[name])
-        reached, note = best_reached(best.median, base_best.median, n_val)
+        reached, note = best_reached(best.median, base_best.median, n_val, name)
         per_hour = {k: 3600 * trials / harness.summarize(t).median for k, t in times.items()}
         rows.append(harness.row(
             NAME, f"trials/hour: {name} vs plain Keras Tuner", summary=ratio,
@@ -218,5 +218,5 @@ def run(quick=True, repeats=None, max_trials=None, epochs=None, pack=None, data=
             met=harness.at_least(ratio, target) and reached,
             context=(f"{budget}; trials/hour: plain {per_hour['plain Keras Tuner']:.0f}, "
                      f"{name} {per_hour[name]:.0f}"),
-            note=f"best val_accuracy (median over repeats): {note.replace('cnnzoo', name)}"))
+            note=f"best val_accuracy (median over repeats): {note}"))
     return rows
