@@ -156,23 +156,30 @@ def test_cli_accepts_pack():
 
 
 SMALL_STEP = 32 * 700_000  # simple_cnn on 8x8 digits at batch 32: 0.02 GFLOP forward
+LONG = packed.AUTO_PACK_MIN_STEPS  # a search just long enough to pack on a GPU
 
 
 @pytest.mark.parametrize("kwargs, k", [
     ({"accelerator": False}, 1),
-    ({}, packed.AUTO_PACK),  # Hyperband: trials unknown
+    ({"accelerator": False, "search_steps": 100 * LONG}, 1),
+    ({}, packed.AUTO_PACK),  # trials unknown
     ({"max_trials": 16}, 8),
     ({"max_trials": 10}, 5),  # two packs of 5, not 8 and 2
     ({"max_trials": 3}, 3),
     ({"max_trials": 1}, 1),
+    # The default search (10 trials x 10 epochs x 40 steps of digits) is short.
+    ({"max_trials": 10, "search_steps": 4_000}, 1),
+    ({"max_trials": 16, "search_steps": LONG - 1}, 1),
+    ({"search_steps": None}, 1),  # Hyperband: length unknown
     ({"tuner": "bayesian", "max_trials": 16}, 1),
     ({"distribution": "mirrored"}, 1),
     ({"step_flops": packed.AUTO_PACK_FLOPS / 4}, 4),
     ({"step_flops": packed.AUTO_PACK_FLOPS}, 1),
     ({"step_flops": None}, 1),
 ])
-def test_auto_pack_packs_small_steps_on_accelerators_only(kwargs, k):
-    args = {"accelerator": True, "tuner": "random", "step_flops": SMALL_STEP, **kwargs}
+def test_auto_pack_packs_small_steps_of_long_searches_on_accelerators_only(kwargs, k):
+    args = {"accelerator": True, "tuner": "random", "step_flops": SMALL_STEP,
+            "search_steps": LONG, **kwargs}
     chosen, reason = packed.auto_pack(**args)
     assert chosen == k, reason
     assert reason
@@ -180,11 +187,13 @@ def test_auto_pack_packs_small_steps_on_accelerators_only(kwargs, k):
 
 @pytest.mark.multibackend
 def test_auto_pack_on_an_accelerator_trains_the_trials_packed(digits, tmp_path, monkeypatch):
-    """The default search on a (pretended) GPU packs its small trials.
+    """The default search on a (pretended) GPU packs the small trials of a long search.
 
     `runtime.accelerators` is the one place the search learns of a GPU; the
     training itself runs on this machine's CPU, in float32 (without XLA on
-    TensorFlow; JAX always compiles).
+    TensorFlow; JAX always compiles). This search is short (3 trials x 1
+    epoch x 3 steps), so it trains one trial at a time; with the length
+    threshold lowered to its 9 steps it packs.
     """
     import io
 
@@ -192,11 +201,19 @@ def test_auto_pack_on_an_accelerator_trains_the_trials_packed(digits, tmp_path, 
     from cnnzoo import runtime
 
     monkeypatch.setattr(runtime, "accelerators", lambda: (("gpu", "pretended"),))
+    args = {"max_trials": 3, "epochs": 1, "num_samples": 120, "precision": "float32",
+            "jit": False, "export": False}
     stream = io.StringIO()
-    result = tuning.search(out=tmp_path, max_trials=3, epochs=1, num_samples=120,
-                           precision="float32", jit=False, export=False, stream=stream)
+    result = tuning.search(out=tmp_path / "short", stream=stream, **args)
+    assert "Packing" not in stream.getvalue()
+    assert [t["pack_size"] for t in result.trials] == [1.0, 1.0, 1.0]
+
+    monkeypatch.setattr(packed, "AUTO_PACK_MIN_STEPS", 9)
+    stream = io.StringIO()
+    result = tuning.search(out=tmp_path, stream=stream, **args)
     assert "Packing 3 trials side by side per model (accelerator: 3 trials of" in \
         stream.getvalue()
+    assert "over 9 training steps" in stream.getvalue()
     assert [t["pack_size"] for t in result.trials] == [3.0, 3.0, 3.0]
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["search"]["pack"] == 3

@@ -17,6 +17,7 @@ Everything is written under `out`; Keras Tuner's own state under
 """
 
 import dataclasses
+import math
 import numbers
 import os
 import sys
@@ -121,8 +122,9 @@ def search(model=DEFAULT_MODEL, data=DEFAULT_DATA, *, tuner="random",
         quiet: print nothing but errors.
         pack: train this many trials at once, packed into one model
             (`tuning.packed`; same results as one at a time), or `"auto"`
-            (the default): 1 on a CPU, several small trials per step on a GPU
-            (`tuning.packed.auto_pack`).
+            (the default): 1 on a CPU and for a search too short to repay
+            compiling a packed model, several small trials per step on a GPU
+            otherwise (`tuning.packed.auto_pack`).
 
     Returns:
         A `SearchResult`.
@@ -213,7 +215,10 @@ def _search(*, model, data, tuner, max_trials, epochs, objective, seed, out, pre
         pack, why = packed.auto_pack(
             accelerator=bool(runtime.accelerators()), tuner=tuner,
             step_flops=None if flops is None else flops * batch_size,
-            max_trials=None if tuner == "hyperband" else max_trials, distribution=distribution)
+            max_trials=None if tuner == "hyperband" else max_trials,
+            search_steps=None if tuner == "hyperband" else
+            max_trials * epochs * math.ceil(len(ds.x_train) / batch_size),
+            distribution=distribution)
         if pack > 1 and tuner_class is None and role != "chief":
             say(f"Packing {pack} trials side by side per model ({why})")
     if tuner_class is None and (pack > 1 or distribution == "none"):

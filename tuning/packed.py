@@ -39,7 +39,8 @@ per search instead of once per trial. Trials whose other settings differ
 (learning rate, activation, the pack's size, compile settings) get a model
 of their own, and the previous one is freed (`tuning.memory`). The default
 search (`tuning.search`, `cnnzoo tune`) runs through this tuner, with the
-pack size `auto_pack` picks: 1 on a CPU, several small trials on a GPU.
+pack size `auto_pack` picks: 1 on a CPU and for short searches, several
+small trials on a GPU for long ones.
 
 Equivalence (tested in `tests/test_packed.py`): tower k of a packed run
 ends with the same weights and metrics as trial k trained alone with the
@@ -587,26 +588,42 @@ class PackedTunerMixin:
         return packed
 
 
-# `pack="auto"` (`auto_pack`): on an accelerator, up to AUTO_PACK trials side
-# by side while the pack's forward work per step stays within
-# AUTO_PACK_FLOPS; one at a time on a CPU.
+# `pack="auto"` (`auto_pack`): on an accelerator, and only for a search long
+# enough to repay compiling the packed model (AUTO_PACK_MIN_STEPS trial-steps),
+# up to AUTO_PACK trials side by side while the pack's forward work per step
+# stays within AUTO_PACK_FLOPS; one at a time on a CPU.
 AUTO_PACK = 8
 AUTO_PACK_FLOPS = 16e9
+# Measured on one H200 with JAX (2026-11-30; `benchmarks/RESULTS.md`), the
+# default search's model (simple_cnn on digits, 40 steps per epoch), 16 trials
+# at 5 and at 20 epochs: packing 8 trials cut the time per trial-epoch from 72
+# to 50 ms but added 18.6 s of fixed cost per search (compiling the 8-tower
+# model's train and evaluation functions), so it breaks even at about 34,000
+# trial-steps (16 trials x 53 epochs of digits). The default search is 4,000.
+AUTO_PACK_MIN_STEPS = 50_000
 
 
-def auto_pack(*, accelerator, tuner, step_flops, max_trials=None, distribution="none"):
+def auto_pack(*, accelerator, tuner, step_flops, max_trials=None, search_steps=None,
+              distribution="none"):
     """The pack size that `pack="auto"` picks, and why.
 
     Packing trains K trials in one model with the same results as one at a
-    time (see the module docstring); it pays where one trial leaves the
-    hardware idle. So:
+    time (see the module docstring). It saves time per step where one trial
+    leaves the hardware idle, and costs a compile of the K-tower model, which
+    on a GPU takes far longer than one tower's. So:
 
     - on a CPU, 1: on 2 cores packed trials measured no faster than the
       default one-at-a-time search (`benchmarks/RESULTS_search_full.md`),
       since the towers' kernels run one after another;
-    - on an accelerator, as many trials as keep the pack's forward FLOPs
-      per step within `AUTO_PACK_FLOPS`, at most `AUTO_PACK`: a small model's
-      step is a few microseconds of work there, mostly launch overhead;
+    - on an accelerator, 1 for a search of fewer than `AUTO_PACK_MIN_STEPS`
+      training steps over all its trials (or of unknown length, as with
+      Hyperband): on an H200 the default search ran 2.6x faster one trial at
+      a time than 8 trials packed, and packing broke even only at about
+      34,000 trial-steps (see `AUTO_PACK_MIN_STEPS`);
+    - for a longer search on an accelerator, as many trials as keep the
+      pack's forward FLOPs per step within `AUTO_PACK_FLOPS`, at most
+      `AUTO_PACK`: a small model's step is microseconds of work there,
+      mostly launch overhead, which the towers share;
     - 1 for Bayesian optimization, which proposes each trial from the
       results of all earlier ones (trials taken K at a time would be
       proposed knowing fewer), and 1 with `distribution="mirrored"`, where
@@ -622,6 +639,9 @@ def auto_pack(*, accelerator, tuner, step_flops, max_trials=None, distribution="
             (`cnnzoo._flops.forward_flops` per example times the batch size),
             or `None` where unknown.
         max_trials: the search's trials (`None` for Hyperband).
+        search_steps: training steps of the whole search, summed over its
+            trials (trials x epochs x steps per epoch), or `None` where
+            unknown.
         distribution: `"none"` or `"mirrored"`.
 
     Returns:
@@ -635,6 +655,10 @@ def auto_pack(*, accelerator, tuner, step_flops, max_trials=None, distribution="
         return 1, "Bayesian optimization proposes each trial from every earlier result"
     if step_flops is None:
         return 1, "the model's size could not be read"
+    if search_steps is None or search_steps < AUTO_PACK_MIN_STEPS:
+        steps = "of unknown length" if search_steps is None else f"of {search_steps:,} steps"
+        return 1, (f"a search {steps} is too short to repay compiling a packed model "
+                   f"(at least {AUTO_PACK_MIN_STEPS:,})")
     k = int(min(AUTO_PACK, AUTO_PACK_FLOPS // max(float(step_flops), 1.0)))
     if k <= 1:
         return 1, f"one trial's step ({step_flops / 1e9:.1f} GFLOP forward) is large enough"
@@ -642,7 +666,7 @@ def auto_pack(*, accelerator, tuner, step_flops, max_trials=None, distribution="
         packs = math.ceil(max_trials / k)
         k = math.ceil(max_trials / packs)
     return k, (f"accelerator: {k} trials of {step_flops / 1e6:.0f} MFLOP forward per step "
-               f"share each step")
+               f"share each step, over {search_steps:,} training steps")
 
 
 def packed_tuner_class(base, pack=4):
