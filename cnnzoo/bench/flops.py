@@ -66,7 +66,11 @@ def conv_stack(model_name, input_shape, num_classes):
 
 
 def _contender(fns, flops, key, model, shape, batch_size, steps):
-    common.compile_default(model, jit_compile=False)
+    from cnnzoo import runtime
+
+    # XLA as cnnzoo's default has it: off on a CPU with TensorFlow, on with JAX
+    # (which otherwise runs op by op) and on accelerators.
+    common.compile_default(model, jit_compile=runtime.resolve_jit("auto"))
     x, y = common.batch(shape, 10, batch_size)
     fns[key] = common.train_steps(model, x, y, steps)
     flops[key] = training_flops(model) * batch_size * steps
