@@ -6,15 +6,18 @@ wheels (see `benchmarks/README.md` for the exact command). This script:
 
 1. checks, before anything runs, that every module it needs imports and
    says which are missing;
-2. runs the search benchmark: cnnzoo's default search (on a GPU
-   `pack="auto"` packs 8 small trials per step) and the one-at-a-time
-   search (`--pack 1`) against plain Keras Tuner, trials per hour and best
-   objective (target on a GPU: >= 5x);
-3. runs the FLOP/s benchmark (against an in-run bfloat16 and float32
+2. runs the search benchmark: cnnzoo's default search (one trial at a
+   time at this budget) and the packed search (`--pack 8`) against plain
+   Keras Tuner, trials per hour and best objective (target on a GPU:
+   >= 5x);
+3. measures where packing pays: searches one trial at a time and 8 packed,
+   at 5 and 20 epochs, split into a fixed cost and a cost per trial-epoch
+   (the measurement behind `tuning.packed.AUTO_PACK_MIN_STEPS`);
+4. runs the FLOP/s benchmark (against an in-run bfloat16 and float32
    matmul ceiling) and the training-throughput benchmark (cnnzoo vs
    keras.applications / a hand-written Keras model, with GPU-sized
    batches, one model at a time);
-4. writes JSON and a Markdown table (`--json`, `--markdown`) after every
+5. writes JSON and a Markdown table (`--json`, `--markdown`) after every
    part, so that a run cut short keeps what it measured.
 
 `--tiny` shrinks everything so that the whole script runs in a couple of
@@ -54,10 +57,15 @@ TINY_THROUGHPUT = {
 # ((model, input size, batch size, steps), matmul size)
 GPU_FLOPS = (("vgg16", 64, 128, 5), 8192)
 TINY_FLOPS = (("vgg11", 32, 2, 1), 256)
-# On a GPU the default search packs (`pack="auto"`: 8 of these small trials
-# per step), so the second contender is the one-at-a-time search, `--pack 1`.
-GPU_SEARCH = {"max_trials": 16, "epochs": 5, "repeats": 2, "pack": 1}
+# This budget (3,200 trial-steps) is too short for `pack="auto"` to pack on a
+# GPU (`tuning.packed.AUTO_PACK_MIN_STEPS`), so the second contender is the
+# packed search, `--pack 8`.
+GPU_SEARCH = {"max_trials": 16, "epochs": 5, "repeats": 2, "pack": 8}
 TINY_SEARCH = {"max_trials": 2, "epochs": 1, "repeats": 1, "pack": 2}
+# Where packing pays (`cnnzoo.bench.search.packing`): 16 trials at 5 and at 20
+# epochs, one at a time and 8 packed.
+GPU_PACKING = {"max_trials": 16, "epochs": (5, 20), "pack": 8, "repeats": 1}
+TINY_PACKING = {"max_trials": 2, "epochs": (1, 2), "pack": 2, "repeats": 1}
 REQUIRED = ("numpy", "jax", "keras", "keras_tuner", "cnnzoo", "tuning")
 
 
@@ -97,7 +105,7 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true",
                         help="Tiny sizes: a check that runs in minutes on a CPU.")
-    parser.add_argument("--only", action="append", choices=["throughput", "flops", "search"],
+    parser.add_argument("--only", action="append", choices=["search", "packing", "flops", "throughput"],
                         help="Run only this part (repeatable).")
     parser.add_argument("--json", default=None, help="Write the results as JSON here.")
     parser.add_argument("--markdown", default=None, help="Write the Markdown table here.")
@@ -133,10 +141,10 @@ def main(argv=None):
               file=sys.stderr)
         return 2
     # The search first: its target (>= 5x) is the one only a GPU can judge; then
-    # the FLOP/s part (one model), then throughput (four models, most of their
-    # time spent compiling). Results are written after every part, so a run
-    # cut short keeps what it measured.
-    parts = args.only or ["search", "flops", "throughput"]
+    # where packing pays (about 2 minutes), the FLOP/s part (one model), and
+    # throughput (four models, most of their time spent compiling). Results
+    # are written after every part, so a run cut short keeps what it measured.
+    parts = args.only or ["search", "packing", "flops", "throughput"]
     start = time.perf_counter()
     rows = []
 
@@ -180,6 +188,10 @@ def main(argv=None):
                 quick=True, repeats=budget["repeats"], max_trials=budget["max_trials"],
                 epochs=budget["epochs"], pack=budget["pack"], data=data, target=5.0,
                 where="one GPU"))
+    if "packing" in parts:
+        budget = TINY_PACKING if args.tiny else GPU_PACKING
+        data = "digits" if not check_modules(["sklearn"]) else "shapes"
+        guarded("packing", lambda: search.packing(data=data, **budget))
     if "flops" in parts:
         if args.tiny:
             guarded("flops", lambda: flops.run(quick=True, repeats=2, config=TINY_FLOPS[0],

@@ -1,6 +1,7 @@
 """`cnnzoo bench` end to end on a cheap benchmark, and the analytic FLOP count."""
 
 import json
+import math
 
 import keras
 import pytest
@@ -99,3 +100,27 @@ def test_search_best_objective_is_reached_unless_worse_beyond_two_binomial_se():
     reached, note = search.best_reached(0.99, 0.9, 400)  # better: not a miss
     assert reached and note.endswith("better beyond noise)")
 
+
+
+def test_packing_break_even_splits_fixed_and_per_epoch_costs():
+    from cnnzoo.bench import search
+
+    # Fixed 2 s and 10 s, 0.1 s and 0.05 s per trial-epoch; 4 trials of 5 and 10 epochs.
+    short = {"one": 2 + 0.1 * 20, "packed": 10 + 0.05 * 20}
+    long = {"one": 2 + 0.1 * 40, "packed": 10 + 0.05 * 40}
+    found = search.break_even(short, long, max_trials=4, epochs=(5, 10), steps_per_epoch=10)
+    assert found["fixed"] == pytest.approx({"one": 2, "packed": 10})
+    assert found["per_epoch"] == pytest.approx({"one": 0.1, "packed": 0.05})
+    # 8 s more to start, 0.05 s saved per trial-epoch: 160 trial-epochs of 10 steps.
+    assert found["trial_steps"] == pytest.approx(1600)
+    never = search.break_even(short, {"one": 6, "packed": 14}, max_trials=4, epochs=(5, 10),
+                              steps_per_epoch=10)
+    assert never["trial_steps"] == math.inf  # saves nothing per epoch
+    always = search.break_even({"one": 4, "packed": 3}, {"one": 6, "packed": 4},
+                               max_trials=4, epochs=(5, 10), steps_per_epoch=10)
+    assert always["trial_steps"] == 0
+    # Cheaper to start but slower per epoch: never faster in the long run.
+    assert search.break_even({"one": 4, "packed": 3}, {"one": 6, "packed": 6}, max_trials=4,
+                             epochs=(5, 10), steps_per_epoch=10)["trial_steps"] == math.inf
+    with pytest.raises(ValueError, match=r"Received: epochs=\(10, 5\)"):
+        search.break_even(short, long, max_trials=4, epochs=(10, 5), steps_per_epoch=10)

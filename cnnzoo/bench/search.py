@@ -35,6 +35,7 @@ import os
 import shutil
 import tempfile
 
+from cnnzoo import _validation as v
 from cnnzoo.bench import harness
 
 NAME = "search"
@@ -220,3 +221,106 @@ def run(quick=True, repeats=None, max_trials=None, epochs=None, pack=None, data=
                      f"{name} {per_hour[name]:.0f}"),
             note=f"best val_accuracy (median over repeats): {note}"))
     return rows
+
+
+def break_even(short, long, *, max_trials, epochs, steps_per_epoch):
+    """Fixed cost, cost per trial-epoch, and where packing pays, from two search lengths.
+
+    A search's wall time is modelled as `fixed + per_epoch * trials * epochs`:
+    `fixed` is what a search pays once (set-up, compiling its model's
+    functions, the report), `per_epoch` what each trial-epoch adds. Two
+    lengths give both, for one trial at a time and for K packed.
+
+    Args:
+        short, long: `{"one": seconds, "packed": seconds}` of the searches
+            of `epochs[0]` and of `epochs[1]` epochs.
+        max_trials: the searches' trials.
+        epochs: `(short, long)` epochs per trial.
+        steps_per_epoch: training steps per epoch.
+
+    Returns:
+        A dict: `fixed` and `per_epoch` (seconds, `{"one": ..., "packed":
+        ...}`) and `trial_steps`, the search length (trials x epochs x
+        steps per epoch) from which packing is faster, and stays faster
+        (`math.inf` when it saves nothing per epoch; 0 when it also costs
+        nothing more to start).
+    """
+    e1, e2 = epochs
+    if not 0 < e1 < e2:
+        v.fail("Expected two epoch counts, the first smaller.", "epochs", epochs)
+    fixed, per_epoch = {}, {}
+    for k in ("one", "packed"):
+        per_epoch[k] = (long[k] - short[k]) / (max_trials * (e2 - e1))
+        fixed[k] = short[k] - per_epoch[k] * max_trials * e1
+    saved = per_epoch["one"] - per_epoch["packed"]
+    extra = fixed["packed"] - fixed["one"]
+    if saved <= 0:
+        trial_steps = math.inf
+    else:
+        trial_steps = max(extra, 0.0) / saved * steps_per_epoch
+    return {"fixed": fixed, "per_epoch": per_epoch, "trial_steps": trial_steps}
+
+
+def packing(max_trials=16, epochs=(5, 20), pack=8, repeats=1, data="digits"):
+    """Rows: what packing `pack` trials saves per trial-epoch, and where it breaks even.
+
+    Four searches (one trial at a time and `pack` packed, each at two
+    lengths) after an untimed warm-up, interleaved; `break_even` splits each
+    contender's time into a fixed cost and a cost per trial-epoch. This is
+    the measurement behind `tuning.packed.AUTO_PACK_MIN_STEPS` (run on a GPU
+    by `benchmarks/gpu.py`).
+    """
+    import keras
+
+    import cnnzoo.data
+    import tuning
+    import tuning.driver
+    from tuning import packed
+
+    workdir = tempfile.mkdtemp(prefix="cnnzoo-bench-packing-")
+    count = [0]
+
+    def search(k, n_epochs):
+        count[0] += 1
+        tuning.search("simple_cnn", data, max_trials=max_trials, epochs=n_epochs, seed=0,
+                      out=os.path.join(workdir, str(count[0])), export=False, quiet=True,
+                      pack=k)
+        keras.config.set_dtype_policy("float32")
+        keras.backend.clear_session()
+
+    fns = {(k, e): (lambda k=k, e=e: search(k, e)) for k in (1, pack) for e in epochs}
+    try:
+        search(1, 1)  # what a process pays once
+        times = harness.interleave(fns, repeats=repeats, warmup=0)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    ds = cnnzoo.data.load_dataset(data, seed=0)
+    steps = math.ceil(len(ds.x_train) / tuning.driver.DEFAULT_BATCH_SIZE)
+    found = [break_even({"one": times[1, epochs[0]][r], "packed": times[pack, epochs[0]][r]},
+                        {"one": times[1, epochs[1]][r], "packed": times[pack, epochs[1]][r]},
+                        max_trials=max_trials, epochs=epochs, steps_per_epoch=steps)
+             for r in range(repeats)]
+    per_epoch = harness.summarize([f["per_epoch"]["one"] / f["per_epoch"]["packed"]
+                                   for f in found])
+    where = harness.summarize([f["trial_steps"] for f in found])
+
+    def mean(key, k):
+        return sum(f[key][k] for f in found) / len(found)
+
+    budget = (f"simple_cnn on {data}, {max_trials} trials x {epochs[0]} and x {epochs[1]} "
+              f"epochs of {steps} steps")
+    costs = (f"fixed cost per search: one at a time {mean('fixed', 'one'):.1f} s, packed "
+             f"{mean('fixed', 'packed'):.1f} s; per trial-epoch: "
+             f"{mean('per_epoch', 'one') * 1e3:.0f} ms and "
+             f"{mean('per_epoch', 'packed') * 1e3:.0f} ms")
+    return [
+        harness.row("packing", f"time per trial-epoch: --pack {pack} vs --pack 1",
+                    summary=per_epoch,
+                    context=f"{budget}; {costs}"),
+        harness.row("packing", f"search length from which --pack {pack} is faster",
+                    summary=where,
+                    metric="trial-steps",
+                    context=(f"{costs}; pack='auto' packs on an accelerator from "
+                             f"{packed.AUTO_PACK_MIN_STEPS:,} trial-steps "
+                             f"(`tuning.packed.AUTO_PACK_MIN_STEPS`)")),
+    ]
