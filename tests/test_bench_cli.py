@@ -11,8 +11,12 @@ from cnnzoo.bench import common, flops
 
 
 def test_bench_quick_only_serving_writes_valid_json(tmp_path, capsys):
+    from cnnzoo import bench
+
     path = tmp_path / "bench.json"
     markdown = tmp_path / "RESULTS.md"
+    # The old table goes; a section after the marker (a GPU run's) stays.
+    markdown.write_text(f"# Old table\n| startup | x |\n\n{bench.KEEP_MARKER}\n## On one GPU\n")
     code = cli.main(["bench", "--quick", "--only", "serving", "--json", str(path),
                      "--markdown", str(markdown)])
     assert code == 0
@@ -28,6 +32,8 @@ def test_bench_quick_only_serving_writes_valid_json(tmp_path, capsys):
     text = markdown.read_text()
     assert "| serving | batch 1: SavedModel serve vs predict_on_batch | speedup |" in text
     assert "Regenerate with `cnnzoo bench --quick --only serving" in text
+    assert "Old table" not in text and "| startup |" not in text
+    assert text.endswith(f"\n{bench.KEEP_MARKER}\n## On one GPU\n")
     assert "| serving |" in capsys.readouterr().out
 
 

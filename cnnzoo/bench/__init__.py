@@ -176,3 +176,16 @@ def to_markdown(results, command="cnnzoo bench --quick --markdown benchmarks/RES
             f"{_num(r['q1'])}-{_num(r['q3'])} | {r['n']} | {r['target'] or ''} | {met} | "
             f"{context} |")
     return "\n".join(lines) + "\n"
+
+
+# A line in a results file after which everything is kept when the file is
+# regenerated (`benchmarks/RESULTS.md` keeps its GPU section, measured on
+# another machine, when the CPU table above it is rewritten).
+KEEP_MARKER = "<!-- Kept when this file is regenerated: -->"
+
+
+def with_kept_tail(text, previous):
+    """`text`, followed by what `previous` (the file's old text) holds from `KEEP_MARKER` on."""
+    if not previous or KEEP_MARKER not in previous:
+        return text
+    return text + "\n" + previous[previous.index(KEEP_MARKER):]

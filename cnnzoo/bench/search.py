@@ -11,8 +11,8 @@ Contenders, interleaved, on the same data splits, search space and budget
 - `cnnzoo default`: `tuning.search` with its defaults (what `cnnzoo tune`
   runs), without the export of the best model: one compiled model serves
   every trial (`tuning.packed`), so only the first trial traces, and
-  `pack="auto"` trains one trial at a time on a CPU, several at once on a
-  GPU;
+  `pack="auto"` trains one trial at a time (on a GPU it packs only searches
+  longer than these, `tuning.packed.AUTO_PACK_MIN_STEPS`);
 - `cnnzoo --pack K` (at the full budget, or when asked): the same with
   `pack=K` packed trials.
 

@@ -2,8 +2,12 @@
 
 Prints the results table; `--json PATH` and `--markdown PATH` also write
 it (atomically). `benchmarks/RESULTS.md` is made by
-`cnnzoo bench --quick --markdown benchmarks/RESULTS.md`.
+`cnnzoo bench --quick --markdown benchmarks/RESULTS.md`; what an existing
+Markdown file holds from `cnnzoo.bench.KEEP_MARKER` on (its GPU section) is
+kept below the new table.
 """
+
+import os
 
 # The names, repeated here so that `--help` needs no import of the suite.
 NAMES = ("startup", "throughput", "implementation", "flops", "precision", "serving", "search")
@@ -36,6 +40,10 @@ def run(args):
         _atomic.write_json(args.json, results)
         print(f"JSON: {args.json}")
     if args.markdown:
-        _atomic.write_text(args.markdown, text)
+        previous = None
+        if os.path.isfile(args.markdown):
+            with open(args.markdown, encoding="utf-8") as f:
+                previous = f.read()
+        _atomic.write_text(args.markdown, bench.with_kept_tail(text, previous))
         print(f"Markdown: {args.markdown}")
     return 0

@@ -74,8 +74,10 @@ def add_arguments(parser):
                              "again with the same ID to get its unfinished trial back.")
     parser.add_argument("--pack", type=_pack, default="auto", metavar="K",
                         help="Train K trials at once, packed side by side in one model (same "
-                             "results as one at a time, more trials per hour). Default: auto "
-                             "(1 on a CPU; on a GPU up to 8 small trials per step).")
+                             "results as one at a time; on a GPU faster per epoch, slower to "
+                             "compile). Default: auto (1 on a CPU and for short searches; on a "
+                             "GPU, for 50,000 training steps or more over all trials, up to 8 "
+                             "small trials per step).")
     parser.add_argument("--quiet", action="store_true", help="Print only errors.")
 
 
