@@ -105,7 +105,8 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true",
                         help="Tiny sizes: a check that runs in minutes on a CPU.")
-    parser.add_argument("--only", action="append", choices=["search", "packing", "flops", "throughput"],
+    parser.add_argument("--only", action="append",
+                        choices=["search", "packing", "flops", "throughput"],
                         help="Run only this part (repeatable).")
     parser.add_argument("--json", default=None, help="Write the results as JSON here.")
     parser.add_argument("--markdown", default=None, help="Write the Markdown table here.")
