@@ -178,20 +178,21 @@ def main(argv=None):
             _atomic.write_text(args.markdown, text)
         return text
 
-    if "search" in parts:
+    # Both search parts run `tuning.search`, whose report plots.
+    data = "digits" if not check_modules(["sklearn"]) else "shapes"
+    plots = not check_modules(["matplotlib"])
+    for name in ("search", "packing"):
+        if name in parts and not plots:
+            rows.append(harness.unavailable(name, "matplotlib is missing (the search "
+                                                  "report plots); add its wheel"))
+    if "search" in parts and plots:
         budget = TINY_SEARCH if args.tiny else GPU_SEARCH
-        data = "digits" if not check_modules(["sklearn"]) else "shapes"
-        if check_modules(["matplotlib"]):
-            rows.append(harness.unavailable("search", "matplotlib is missing (the search "
-                                                      "report plots); add its wheel"))
-        else:
-            guarded("search", lambda: search.run(
-                quick=True, repeats=budget["repeats"], max_trials=budget["max_trials"],
-                epochs=budget["epochs"], pack=budget["pack"], data=data, target=5.0,
-                where="one GPU"))
-    if "packing" in parts:
+        guarded("search", lambda: search.run(
+            quick=True, repeats=budget["repeats"], max_trials=budget["max_trials"],
+            epochs=budget["epochs"], pack=budget["pack"], data=data, target=5.0,
+            where="one GPU"))
+    if "packing" in parts and plots:
         budget = TINY_PACKING if args.tiny else GPU_PACKING
-        data = "digits" if not check_modules(["sklearn"]) else "shapes"
         guarded("packing", lambda: search.packing(data=data, **budget))
     if "flops" in parts:
         if args.tiny:
