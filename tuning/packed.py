@@ -597,9 +597,10 @@ AUTO_PACK_FLOPS = 16e9
 # Measured on one H200 with JAX (2026-11-30; `benchmarks/RESULTS.md`), the
 # default search's model (simple_cnn on digits, 40 steps per epoch), 16 trials
 # at 5 and at 20 epochs: packing 8 trials cut the time per trial-epoch from 72
-# to 50 ms but added 18.6 s of fixed cost per search (compiling the 8-tower
-# model's train and evaluation functions), so it breaks even at about 34,000
-# trial-steps (16 trials x 53 epochs of digits). The default search is 4,000.
+# to 50 ms but added 18.6 s of fixed cost per search (most likely compiling
+# the 8-tower model's functions: on a CPU compiling took twice as long packed),
+# so it breaks even at about 34,000 trial-steps (16 trials x 53 epochs of
+# digits). The default search is 4,000.
 AUTO_PACK_MIN_STEPS = 50_000
 
 
@@ -609,16 +610,16 @@ def auto_pack(*, accelerator, tuner, step_flops, max_trials=None, search_steps=N
 
     Packing trains K trials in one model with the same results as one at a
     time (see the module docstring). It saves time per step where one trial
-    leaves the hardware idle, and costs a compile of the K-tower model, which
-    on a GPU takes far longer than one tower's. So:
+    leaves the hardware idle, and costs a larger fixed cost per search
+    (compiling the K-tower model, most likely). So:
 
     - on a CPU, 1: on 2 cores packed trials measured no faster than the
       default one-at-a-time search (`benchmarks/RESULTS_search_full.md`),
       since the towers' kernels run one after another;
     - on an accelerator, 1 for a search of fewer than `AUTO_PACK_MIN_STEPS`
       training steps over all its trials (or of unknown length, as with
-      Hyperband): on an H200 the default search ran 2.6x faster one trial at
-      a time than 8 trials packed, and packing broke even only at about
+      Hyperband): on an H200 a search of 16 trials x 5 epochs ran 2.5-2.6x
+      faster one trial at a time than 8 trials packed, and packing broke even only at about
       34,000 trial-steps (see `AUTO_PACK_MIN_STEPS`);
     - for a longer search on an accelerator, as many trials as keep the
       pack's forward FLOPs per step within `AUTO_PACK_FLOPS`, at most
