@@ -187,16 +187,23 @@ class Blocks:
         y = self.conv_block(y, filters, 3, prefix, 2, batch_norm=True, activation=False)
         return self.residual_add(shortcut, y, prefix)
 
-    def bottleneck_block(self, x, filters, prefix, stage, strides=1, expansion=4):
-        """ResNet bottleneck (1x1, 3x3, 1x1), the stride on the 3x3 (v1.5)."""
+    def bottleneck_block(self, x, filters, prefix, stage, strides=1, expansion=4,
+                         stride_in_1x1=False):
+        """ResNet bottleneck (1x1, 3x3, 1x1).
+
+        The stride is on the 3x3 convolution (v1.5, torchvision's), or on the
+        first 1x1 with `stride_in_1x1=True` (v1: the paper's released
+        models and keras.applications).
+        """
         out = filters * expansion
         shortcut = x
         if strides != 1 or x.shape[-1] != out:
             shortcut = self.conv(x, out, 1, f"{prefix}_0_conv", strides=strides, use_bias=False)
             shortcut = self.bn(shortcut, f"{prefix}_0_bn")
-        y = self.conv_block(x, filters, 1, prefix, 1, batch_norm=True)
-        y = self.conv_block(y, filters, 3, prefix, 2, strides=strides,
-                            padding=self.strided_padding(3, strides), batch_norm=True,
+        stride_1x1, stride_3x3 = (strides, 1) if stride_in_1x1 else (1, strides)
+        y = self.conv_block(x, filters, 1, prefix, 1, strides=stride_1x1, batch_norm=True)
+        y = self.conv_block(y, filters, 3, prefix, 2, strides=stride_3x3,
+                            padding=self.strided_padding(3, stride_3x3), batch_norm=True,
                             dropout_rate=self.stage_rate(stage))
         y = self.conv_block(y, out, 1, prefix, 3, batch_norm=True, activation=False)
         return self.residual_add(shortcut, y, prefix)

@@ -416,6 +416,52 @@ def test_residual_include_top_false_and_logits():
     assert logits.shape == (2, 4) and not np.allclose(logits.sum(axis=1), 1.0)
 
 
+def _conv_signature(model):
+    """(kernel shape, strides) of every convolution, sorted: the architecture without names."""
+    return sorted((tuple(layer.kernel.shape), tuple(layer.strides)) for layer in model.layers
+                  if isinstance(layer, keras.layers.Conv2D))
+
+
+def test_resnet50_stride_in_1x1_is_keras_applications_architecture():
+    from cnnzoo import _flops
+
+    shape = (64, 64, 3)
+    v15 = cnnzoo.create_model("resnet50", input_shape=shape, num_classes=10)
+    v1 = cnnzoo.create_model("resnet50", input_shape=shape, num_classes=10, stride_in_1x1=True)
+    plain = keras.applications.ResNet50(weights=None, input_shape=shape, classes=10)
+    layers15, layers1 = ({layer.name: layer for layer in m.layers} for m in (v15, v1))
+    # Where the stride goes: the first 1x1 (v1) or the 3x3 (v1.5) of each
+    # stage's first block; the shortcut is strided in both.
+    for stage in (3, 4, 5):
+        prefix = f"conv{stage}_block1"
+        assert layers1[f"{prefix}_conv1"].strides == (2, 2)
+        assert layers1[f"{prefix}_conv2"].strides == (1, 1)
+        assert layers15[f"{prefix}_conv1"].strides == (1, 1)
+        assert layers15[f"{prefix}_conv2"].strides == (2, 2)
+        assert layers1[f"{prefix}_0_conv"].strides == layers15[f"{prefix}_0_conv"].strides
+    assert v1.count_params() == v15.count_params()
+    assert v1.output.shape == v15.output.shape == plain.output.shape
+    # The same convolutions as keras.applications' ResNet50 (which adds a
+    # bias to each: 26,560 parameters), hence the same FLOPs; v1.5 does more.
+    assert _conv_signature(v1) == _conv_signature(plain)
+    assert plain.count_params() - v1.count_params() == sum(
+        layer.filters for layer in plain.layers if isinstance(layer, keras.layers.Conv2D))
+    flops1, flops15 = (_flops.forward_flops(m)[0] for m in (v1, v15))
+    assert flops1 == _flops.forward_flops(plain)[0]
+    assert 1.05 < flops15 / flops1 < 1.07
+
+
+def test_stride_in_1x1_only_for_bottleneck_resnets():
+    for name in cnnzoo.list_models():
+        supported = "stride_in_1x1" in cnnzoo.model_info(name)["supported_kwargs"]
+        assert supported == (name in ("resnet50", "resnet101")), name
+    with pytest.raises(ValueError, match="True or False") as error:
+        cnnzoo.create_model("resnet50", stride_in_1x1="yes")
+    assert str(error.value).endswith("Received: stride_in_1x1='yes'")
+    with pytest.raises(ValueError, match="does not support the keyword `stride_in_1x1`"):
+        cnnzoo.create_model("resnet18", stride_in_1x1=True)
+
+
 _PRIMITIVE = all(importlib.util.find_spec(f"cnnzoo.layers.{m}") for m in ("relu", "dropout"))
 
 

@@ -20,7 +20,8 @@ DROPOUT_TYPES = ("standard", "spatial")
 POOLINGS = (None, "avg", "max")
 
 # The vocabulary every model accepts. Families add their own through
-# `register_model(extra_kwargs=...)` (`drop_path_rate` for residual models).
+# `register_model(extra_kwargs=...)` (`drop_path_rate` for residual models,
+# `stride_in_1x1` for the bottleneck ResNets).
 COMMON_KWARGS = (
     "input_shape",
     "num_classes",
@@ -247,6 +248,8 @@ def resolve_config(name, /, **kwargs):
         value = kwargs.get(key, default)
         if key == "drop_path_rate":
             drop_path_rate = v.check_rate("drop_path_rate", value)
+        elif isinstance(default, bool):
+            extra[key] = v.check_bool(key, value)
         else:
             extra[key] = value
     return ZooConfig(
@@ -278,7 +281,9 @@ def create_model(name, /, **kwargs):
         **kwargs: `input_shape`, `num_classes`, `include_top`, `pooling`,
             `classifier_activation`, `activation`, `dropout_rate`,
             `block_dropout_rate`, `dropout_type`, `implementation`,
-            `tunable_dropout`, `name`, and the family's own (`drop_path_rate` for residual families).
+            `tunable_dropout`, `name`, and the family's own (`drop_path_rate`
+            for residual families; `stride_in_1x1` for ResNet-50/101, v1
+            instead of v1.5).
 
     Returns:
         An uncompiled `keras.Model`.
