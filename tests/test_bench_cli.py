@@ -72,6 +72,36 @@ def test_plain_simple_cnn_matches_the_zoo_parameter_count():
     assert plain.count_params() == zoo.count_params() == 421_642
 
 
+def _weight_signature(model):
+    """(kernel shape, strides) of every layer with a kernel, sorted."""
+    return sorted((tuple(layer.kernel.shape), tuple(getattr(layer, "strides", ())))
+                  for layer in model.layers if hasattr(layer, "kernel"))
+
+
+@pytest.mark.parametrize("name", sorted(common.APPLICATIONS))
+def test_zoo_builds_the_plain_build_architecture(name):
+    # The float32 throughput ratio compares builds, not architectures: the
+    # cnnzoo contender has keras.applications' kernels, strides and FLOPs.
+    shape = (32, 32, 3)
+    plain = common.plain_model(name, shape, 10)
+    zoo = common.zoo_model(name, shape, 10)
+    assert _weight_signature(zoo) == _weight_signature(plain)
+    assert _flops.forward_flops(zoo) == _flops.forward_flops(plain)
+
+
+def test_throughput_run_rows():
+    from cnnzoo.bench import throughput
+
+    rows = throughput.run(models=["simple_cnn"], repeats=2, table={"simple_cnn": (16, 1, 4, 1)})
+    assert [r["name"] for r in rows] == ["simple_cnn: cnnzoo float32 vs plain Keras",
+                                         "simple_cnn: cnnzoo default vs plain Keras"]
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    assert rows[0]["target"] == ">= 0.98" and isinstance(rows[0]["met"], bool)
+    assert rows[0]["n"] == 2 and rows[0]["median"] > 0
+    assert "16x16x1, batch 4; per image: plain" in rows[0]["context"]
+    assert rows[0]["note"] == ""  # the same architecture, the same parameters
+
+
 def test_conv_stack_keeps_the_convolutions_and_drops_the_head():
     whole = common.zoo_model("vgg11", (32, 32, 3), 10)
     stack = flops.conv_stack("vgg11", (32, 32, 3), 10)
