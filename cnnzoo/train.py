@@ -46,6 +46,7 @@ import numpy as np
 
 from cnnzoo import _atomic
 from cnnzoo import _validation as v
+from cnnzoo import runtime
 
 DEFAULT_EPOCHS = 20
 DEFAULT_BATCH_SIZE = 32
@@ -228,8 +229,6 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
 def _train(model, dataset, run_dir, config, previous, knobs, *, input_size, epochs, batch_size,
            learning_rate, seed, precision, jit, patience, verbose):
     # Builds the model before anything is written, so a bad knob leaves nothing behind.
-    from cnnzoo import runtime
-
     rt = runtime.configure(precision, jit, model=model)
     keras.utils.set_random_seed(seed)
     _enable_determinism(rt["devices"])
@@ -274,6 +273,7 @@ def _train(model, dataset, run_dir, config, previous, knobs, *, input_size, epoc
         checkpoint = RunCheckpoint(run_dir, batches, early, state)
         callbacks = [early, checkpoint,
                      keras.callbacks.TensorBoard(log_dir=paths["logs"], write_graph=False)]
+        runtime.prepare_training(net, dataset.x_train, dataset.y_train)
         net.fit(batches, validation_data=(dataset.x_val, dataset.y_val), epochs=epochs,
                 initial_epoch=done, callbacks=callbacks, shuffle=False,
                 verbose=verbose)
@@ -303,11 +303,14 @@ def build_model(model_name, dataset, *, input_size=None, **zoo_kwargs):
 
 
 def compile_model(model, *, learning_rate=DEFAULT_LEARNING_RATE, jit=False):
-    """Compiles with Adam, sparse categorical cross-entropy and accuracy, as `train` does."""
+    """Compiles with Adam, sparse categorical cross-entropy and accuracy, as `train` does.
+
+    The optimizer's variables are created at once (`runtime.prepare_training`).
+    """
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"],
                   jit_compile=jit)
-    return model
+    return runtime.prepare_training(model)
 
 
 def _enable_determinism(devices):
@@ -449,8 +452,7 @@ def _all_variables(model):
     # Model variables include every dropout layer's seed-generator state.
     variables = list(model.variables)
     if model.optimizer is not None:
-        if not model.optimizer.built:
-            model.optimizer.build(model.trainable_variables)
+        runtime.prepare_training(model)
         variables += list(model.optimizer.variables)
     return variables
 

@@ -257,6 +257,24 @@ def test_later_trials_reuse_the_compiled_model_and_end_as_fresh_ones_do(digits, 
                                             abs=ATOL)
 
 
+@pytest.mark.parametrize("pack", [1, 2])
+def test_a_search_traces_its_training_step_once(digits, tmp_path, monkeypatch, pack):
+    # One compiled model for the whole search, whose optimizer, loss and
+    # metrics are built before its first step: TensorFlow traces that step
+    # once (twice when Keras creates them inside the first trace).
+    traces = []
+    step = keras.Model.train_step
+
+    def counted(self, *args):
+        traces.append(self.name)
+        return step(self, *args)
+
+    monkeypatch.setattr(keras.Model, "train_step", counted)
+    tuner = _search(digits, tmp_path, pack=pack, max_trials=4, epochs=1)
+    assert tuner.models_built == 1
+    assert len(traces) == 1, traces
+
+
 def test_other_settings_get_their_own_model_and_its_memory_is_freed(digits, tmp_path):
     # A searched learning rate changes the compiled optimizer: trials with
     # other rates cannot share a model. Each model gets one memory window,

@@ -119,6 +119,78 @@ def test_configure_sets_the_policy_and_says_why(machine):
     assert choice["jit"] is True and "(asked)" in choice["reason"]
 
 
+def _counting_steps(model):
+    traces = []
+    step = model.train_step
+
+    def counted(*args):  # (data) on TensorFlow, (state, data) on JAX
+        traces.append(1)  # runs only while the step is traced
+        return step(*args)
+
+    model.train_step = counted
+    return traces
+
+
+@pytest.mark.multibackend
+def test_prepare_training_traces_the_first_training_step_once():
+    from cnnzoo import train
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    # The runtime's XLA choice: compiled steps on every backend (JAX's
+    # `jit_compile=False` runs op by op, and each call would count).
+    assert train.compile_model(model, jit=runtime.resolve_jit("auto")) is model
+    assert model.optimizer.built  # compile_model builds the optimizer
+    slots = len(model.optimizer.variables)
+    x, y = np.ones((8, 4), "float32"), np.zeros((8,), "int32")
+    assert runtime.prepare_training(model, x, y) is model
+    assert len(model.optimizer.variables) == slots  # built once
+    traces = _counting_steps(model)
+    for _ in range(3):
+        model.train_on_batch(x, y)
+    # Without it, TensorFlow traces twice: the first trace creates the
+    # optimizer's and the metrics' variables, and a function that creates
+    # variables is traced again.
+    assert len(traces) == 1
+    # Uncompiled: nothing to build.
+    bare = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    assert runtime.prepare_training(bare, x, y) is bare
+
+
+def _two_steps(build, prepare, x, y):
+    keras.utils.set_random_seed(3)
+    model = build()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    if prepare:
+        runtime.prepare_training(model, x, y)
+    logs = [model.train_on_batch(x, y, return_dict=True) for _ in range(2)]
+    return [keras.ops.convert_to_numpy(w) for w in model.variables], logs
+
+
+@pytest.mark.multibackend
+@pytest.mark.parametrize("build", [
+    lambda: keras.Sequential([
+        keras.Input((6, 6, 1)), keras.layers.Conv2D(4, 3), keras.layers.BatchNormalization(),
+        keras.layers.ReLU(), keras.layers.Dropout(0.5), keras.layers.Flatten(),
+        keras.layers.Dense(3, activation="softmax")]),
+    lambda: __import__("cnnzoo").create_model(
+        "simple_cnn", input_shape=(6, 6, 1), num_classes=3, dropout_rate=0.5,
+        block_dropout_rate=0.3, implementation="primitive", tunable_dropout=True),
+], ids=["keras-bn-dropout", "cnnzoo-primitive-tunable"])
+def test_prepare_training_changes_no_number(build):
+    # The example goes through in inference mode: no dropout mask is drawn,
+    # no batch-norm statistic moves, and the metrics start from zero.
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (8, 6, 6, 1)).astype("float32")
+    y = rng.integers(0, 3, 8).astype("int32")
+    plain, plain_logs = _two_steps(build, False, x, y)
+    prepared, prepared_logs = _two_steps(build, True, x, y)
+    assert prepared_logs == plain_logs
+    assert len(prepared) == len(plain)
+    for a, b in zip(prepared, plain):
+        np.testing.assert_array_equal(a, b)
+
+
 # -- the input pipeline ---------------------------------------------------------
 
 

@@ -21,6 +21,7 @@ import numbers
 
 from cnnzoo import _validation as v
 from cnnzoo._lazy import keras
+from cnnzoo.runtime import prepare_training
 
 try:  # keras_tuner imports Keras (and TensorFlow on that backend): seconds.
     import keras_tuner as kt
@@ -252,6 +253,11 @@ class ZooHyperModel(_HyperModelBase):
         """`model.fit`, failing the trial (not the search) when the loss is not finite."""
         guard = NonFiniteLossGuard()
         kwargs["callbacks"] = list(kwargs.get("callbacks") or []) + [guard]
+        x = args[0] if args else kwargs.get("x")
+        y = args[1] if len(args) > 1 else kwargs.get("y")
+        if not (hasattr(x, "shape") and hasattr(y, "shape")):
+            x = y = None  # a dataset: the optimizer alone
+        prepare_training(model, x, y)  # the first step is then traced once, not twice
         history = model.fit(*args, **kwargs)
         if guard.reason:
             raise kt.errors.FailedTrialError(guard.reason)

@@ -80,6 +80,7 @@ from keras_tuner.src.engine import tuner_utils
 
 from cnnzoo import _atomic
 from cnnzoo import _validation as v
+from cnnzoo.runtime import prepare_training
 from tuning import tuners
 from tuning.driver import MAX_PACK
 
@@ -463,6 +464,10 @@ class PackedTunerMixin:
             # then runs that many steps (fewer Python round trips per epoch).
             warm.model.steps_per_execution = steps_per_execution(
                 train.get("steps_per_epoch") or len(train["x"]))
+            # Its optimizer, loss and metrics built first, the step is traced
+            # once, not twice.
+            prepare_training(warm.model, x, y if outputs is None
+                             else {name: y for name in outputs})
         if validation is not None:
             kwargs["validation_data"] = input_pipeline.eval_data(
                 *validation, batch_size=max(batch_size, 256), outputs=outputs)["x"]
