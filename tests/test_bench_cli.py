@@ -37,6 +37,18 @@ def test_bench_quick_only_serving_writes_valid_json(tmp_path, capsys):
     assert "| serving |" in capsys.readouterr().out
 
 
+def test_startup_first_step_scripts_run():
+    # Each is a fresh process: one that fails raises with its stderr.
+    import os
+    import sys
+
+    from cnnzoo.bench import startup
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    startup._process([sys.executable, "-c", startup._PLAIN_FIRST_STEP.format(path=here)])()
+    startup._process([sys.executable, "-c", startup._ZOO_FIRST_STEP])()
+
+
 def test_bench_rejects_an_unknown_benchmark(capsys):
     with pytest.raises(SystemExit):
         cli.main(["bench", "--only", "nope"])
@@ -87,6 +99,9 @@ def test_zoo_builds_the_plain_build_architecture(name):
     zoo = common.zoo_model(name, shape, 10)
     assert _weight_signature(zoo) == _weight_signature(plain)
     assert _flops.forward_flops(zoo) == _flops.forward_flops(plain)
+    dropouts = [[layer for layer in m.layers if "Dropout" in type(layer).__name__]
+                for m in (zoo, plain)]
+    assert dropouts == [[], []]
 
 
 def test_throughput_run_rows():

@@ -60,13 +60,17 @@ def plain_model(name, input_shape, num_classes):
 
 
 # zoo name -> the keyword arguments that make the cnnzoo build the plain
-# build's architecture. keras.applications' VGG16 has no dropout in its head
-# while the paper's (and cnnzoo's) has; its ResNet50 is v1 (the stride on the
-# bottleneck's first 1x1) where cnnzoo's default is v1.5 (on the 3x3, about
-# 6% more FLOPs). What is left differs by construction: keras.applications'
-# ResNet50 convolutions carry a bias before batch norm (26,560 parameters).
+# build's architecture. keras.applications' VGG16 and MobileNetV2 have no
+# dropout in their heads while the papers' (and cnnzoo's) have; its ResNet50
+# is v1 (the stride on the bottleneck's first 1x1) where cnnzoo's default is
+# v1.5 (on the 3x3, about 6% more FLOPs). What is left differs in cost only
+# by a few elementwise passes: keras.applications' ResNet50 convolutions carry
+# a bias before batch norm (26,560 parameters), and cnnzoo pads strided
+# convolutions on both sides as torchvision does (an explicit ZeroPadding2D
+# before MobileNetV2's stem).
 SAME_ARCHITECTURE = {
     "vgg16": {"dropout_rate": 0.0},
+    "mobilenet_v2": {"dropout_rate": 0.0},
     "resnet50": {"stride_in_1x1": True},
 }
 
