@@ -44,9 +44,8 @@ import tempfile
 import keras
 import numpy as np
 
-from cnnzoo import _atomic
+from cnnzoo import _atomic, runtime
 from cnnzoo import _validation as v
-from cnnzoo import runtime
 
 DEFAULT_EPOCHS = 20
 DEFAULT_BATCH_SIZE = 32
