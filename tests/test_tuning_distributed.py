@@ -6,6 +6,9 @@ import re
 import socket
 import subprocess
 import sys
+import time
+
+import pytest
 
 TRIALS = 6
 ARGS = ["--max-trials", str(TRIALS), "--epochs", "1", "--num-samples", "120", "--batch-size", "42",
@@ -18,8 +21,8 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _start(args, out):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+def _start(args, out, **env_vars):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1", **env_vars)
     return subprocess.Popen([sys.executable, "-m", "cnnzoo", "tune", "--out", str(out),
                              *ARGS, *args], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=env)
@@ -83,7 +86,8 @@ def test_a_killed_packed_worker_restarted_with_its_id_finishes_its_trials(tmp_pa
     """SIGKILL a worker mid-pack; the same `--worker 1 --pack 2` gets both trials back.
 
     The chief keeps each tuner ID's ongoing trial (`worker1`, `worker1_pack1`)
-    and hands it only to that ID: without the restart it would wait forever.
+    for that ID until `--worker-timeout` (default 300 s) passes without word
+    of it; a worker that restarts sooner gets it back first.
     """
     out = tmp_path / "shared"
     address = f"127.0.0.1:{_free_port()}"
@@ -117,9 +121,48 @@ def test_a_killed_packed_worker_restarted_with_its_id_finishes_its_trials(tmp_pa
     assert [t["status"] for t in saved["trials"]] == ["COMPLETED"] * TRIALS
 
 
-def test_a_worker_without_a_chief_ends_by_itself(tmp_path, monkeypatch):
-    import pytest
+def test_a_killed_workers_trials_go_to_another_worker_after_the_timeout(tmp_path):
+    """SIGKILL worker 1 mid-pack and never restart it: worker 2 runs everything.
 
+    Worker 2 beats every second; the chief gives a trial up after 8 s of
+    silence. Worker 2 runs the trials left, is told to wait (not to stop)
+    while worker 1's two trials are held, then gets them.
+    """
+    out = tmp_path / "shared"
+    address = f"127.0.0.1:{_free_port()}"
+    procs = {"chief": _start(["--chief", address, "--worker-timeout", "8"], out),
+             "killed": _start(["--worker", "1", "--chief", address, "--pack", "2"], out)}
+    logs = {"killed": ""}
+    try:
+        for line in procs["killed"].stdout:
+            logs["killed"] += line
+            if logs["killed"].count("worker1 runs trial") == 2:  # the whole pack began
+                procs["killed"].kill()
+                break
+        procs["killed"].wait(timeout=60)
+        procs["other"] = _start(["--worker", "2", "--chief", address], out,
+                                CNNZOO_HEARTBEAT_S="1")
+        for name in ("other", "chief"):
+            logs[name], _ = procs[name].communicate(timeout=300)
+    finally:
+        for proc in procs.values():
+            proc.kill()
+    every = "\n".join(f"== {k}\n{v}" for k, v in logs.items())
+    assert procs["killed"].returncode == -9, every
+    assert procs["chief"].returncode == 0 and procs["other"].returncode == 0, every
+    killed = {int(n) for n in re.findall(r"^worker1 runs trial (\d+)/", logs["killed"], re.MULTILINE)}
+    assert len(killed) == 2, every
+    for tuner_id in ("worker1", "worker1_pack1"):
+        assert re.search(rf"^Chief: nothing heard from {tuner_id} on trial \d+ for \d+ s; "
+                         r"handing it to the next worker that asks\.$", logs["chief"],
+                         re.MULTILINE), every
+    assert _ran(logs["other"], "worker2") == set(range(1, TRIALS + 1)), every
+    assert f"Chief: search complete ({TRIALS} trials)." in logs["chief"], every
+    saved = json.loads((out / "results.json").read_text())
+    assert [t["status"] for t in saved["trials"]] == ["COMPLETED"] * TRIALS
+
+
+def test_a_worker_without_a_chief_ends_by_itself(tmp_path, monkeypatch):
     import tuning
     from tuning import distributed
     from tuning.tuners import SearchFailedError
@@ -151,3 +194,124 @@ def test_a_worker_started_after_the_search_is_over_ends_at_once(tmp_path, monkey
     assert f"worker7: the search in {tmp_path} is over (all 2 trials ended)" in \
         stream.getvalue()
     assert "worker7: search over; ran trials none" in stream.getvalue()
+
+
+# -- a worker that dies and does not come back ------------------------------------
+
+
+def _oracle(folder, max_trials=3):
+    import keras_tuner as kt
+
+    from tuning import state
+
+    oracle = state.oracle_class(kt.oracles.RandomSearchOracle)(
+        objective="val_accuracy", max_trials=max_trials, seed=1,
+        max_consecutive_failed_trials=None)
+    oracle._set_project_dir(str(folder), "keras_tuner")
+    hp = kt.HyperParameters()
+    hp.Float("dropout_rate", 0.0, 0.7, step=0.1)
+    oracle.update_space(hp)
+    return oracle
+
+
+def _finish(oracle, trial):
+    oracle.update_trial(trial.trial_id, {"val_accuracy": 0.9})
+    trial.status = "COMPLETED"
+    oracle.end_trial(trial)
+
+
+def test_the_chief_hands_a_silent_workers_trial_to_another(tmp_path):
+    from tuning import distributed
+
+    oracle = _oracle(tmp_path)
+    now = [0.0]
+    liveness = distributed.Liveness(oracle, timeout=10, clock=lambda: now[0])
+    a1, b, a2 = (oracle.create_trial(t) for t in ("workerA", "workerB", "workerA_pack1"))
+    assert [t.status for t in (a1, b, a2)] == ["RUNNING"] * 3
+    now[0] = 6.0
+    _finish(oracle, b)
+    # Every trial is handed out, two still run: worker B is told to wait,
+    # not to stop, and the search is not over.
+    assert oracle.create_trial("workerB").status == "IDLE"
+    assert not distributed._search_over(oracle)
+    now[0] = 9.0
+    oracle.get_trial(a2.trial_id)  # workerA_pack1's heartbeat (its process lives)
+    now[0] = 10.5
+    assert liveness.check() == [("workerA", a1.trial_id, 10.5)]
+    assert a1.trial_id in oracle._retry_queue and "workerA" not in oracle.tuner_ids
+    assert liveness.check() == []  # once
+    # The silent worker's trial goes to the next worker that asks.
+    again = oracle.create_trial("workerB")
+    assert (again.trial_id, again.status) == (a1.trial_id, "RUNNING")
+    now[0] = 20.0
+    oracle.update_trial(again.trial_id, {"val_accuracy": 0.5}, step=0)  # B's first epoch
+    now[0] = 25.0
+    assert liveness.check() == [("workerA_pack1", a2.trial_id, 16.0)]
+    # The first worker was slow, not dead: it ends its trial after all, and
+    # it is not run again.
+    _finish(oracle, a2)
+    assert oracle._retry_queue == []
+    _finish(oracle, again)
+    assert oracle.create_trial("workerB").status == "STOPPED"
+    assert distributed._search_over(oracle)
+    assert sorted(t.status for t in oracle.trials.values()) == ["COMPLETED"] * 3
+
+
+def test_without_a_timeout_the_chief_waits(tmp_path):
+    from tuning import distributed
+
+    oracle = _oracle(tmp_path, max_trials=1)
+    now = [0.0]
+    liveness = distributed.Liveness(oracle, timeout=None, clock=lambda: now[0])
+    oracle.create_trial("workerA")
+    now[0] = 1e6
+    assert liveness.check() == []
+    assert oracle.create_trial("workerB").status == "IDLE"
+
+
+def test_bad_worker_timeouts():
+    from cnnzoo import cli
+    from tuning import distributed
+
+    for bad in (0, -1, float("nan"), float("inf"), "5", True):
+        with pytest.raises(ValueError, match="Received: worker_timeout="):
+            distributed.check_worker_timeout(bad)
+    assert distributed.check_worker_timeout(None) is None
+    assert distributed.check_worker_timeout(2) == 2.0
+    assert cli.main(["tune", "--worker-timeout", "-3", "--max-trials", "1"]) == 2
+
+
+def test_a_worker_heartbeat_names_its_trials_and_waits_when_told(monkeypatch):
+    import keras_tuner as kt
+
+    from tuning import distributed
+
+    class Chief:
+        def __init__(self):
+            self.named = []
+
+        def get_trial(self, trial_id):
+            self.named.append(trial_id)
+
+        def create_trial(self, tuner_id):
+            return kt.engine.trial.Trial(kt.HyperParameters(), trial_id="0", status="IDLE")
+
+    chief = Chief()
+    sleeps = []
+    monkeypatch.setattr(distributed.time, "sleep", sleeps.append)
+    monkeypatch.setenv(distributed.HEARTBEAT_ENV, "0.01")
+    with distributed.WorkerSide(chief) as side:
+        side.wait_if_idle()  # nothing asked yet: no wait
+        assert chief.create_trial("worker1").status == "IDLE"
+        assert sleeps == []
+        side.wait_if_idle()  # told to wait: waits before asking again
+        assert sleeps == [distributed.IDLE_WAIT_S]
+        side.trial_ids.append("3")
+        deadline = time.monotonic() + 10
+        while "3" not in chief.named and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert "3" in chief.named
+    assert "create_trial" not in vars(chief)  # the worker's own method again
+    monkeypatch.setenv(distributed.HEARTBEAT_ENV, "soon")
+    with pytest.raises(ValueError, match="CNNZOO_HEARTBEAT_S"):
+        distributed.heartbeat_interval()

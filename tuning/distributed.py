@@ -15,11 +15,22 @@ of waiting `WORKER_WAIT_S` for a chief that has gone. A worker that dies and
 starts again with the same ID gets its unfinished trial back (the oracle
 keeps each worker's ongoing trial by ID). A chief that restarts resumes from
 its state on disk; trials that were running are handed out again.
+
+A worker that dies and does not come back: Keras Tuner's oracle would keep
+its trial for its ID forever, and the chief would wait forever. Here a
+worker names each trial it trains to the chief every `HEARTBEAT_S` seconds
+(`WorkerSide`; `CNNZOO_HEARTBEAT_S` in the environment overrides it), and the
+chief (`Liveness`) hands a trial out again to the next worker that asks once
+it has heard nothing of it for `worker_timeout` seconds (`WORKER_TIMEOUT_S`
+by default). So that a worker is there to ask, a worker that asks while
+other trials still run is told to wait (Keras Tuner's IDLE) instead of to
+stop, and stops only when no trial runs.
 """
 
 import contextlib
 import os
 import sys
+import threading
 import time
 
 from cnnzoo import _validation as v
@@ -28,6 +39,12 @@ from cnnzoo import _validation as v
 # long enough for a chief that starts after its workers, short enough that a
 # worker whose chief is gone ends by itself.
 WORKER_WAIT_S = 600
+# A worker names its running trials to the chief this often (seconds); the
+# chief hands out again a trial it has heard nothing of for WORKER_TIMEOUT_S
+# (ten missed beats).
+HEARTBEAT_S = 30
+HEARTBEAT_ENV = "CNNZOO_HEARTBEAT_S"
+WORKER_TIMEOUT_S = 300
 ENV_KEYS = ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT")
 CHIEF_ID = "chief"
 
@@ -131,21 +148,235 @@ def chief_answers(oracle, seconds=3.0):
     return True
 
 
+def check_worker_timeout(value):
+    """`worker_timeout` as `serve` takes it: seconds > 0, or `None` (wait forever)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 \
+            or value == float("inf"):
+        v.fail("Expected `worker_timeout` to be a number of seconds > 0 (or None to wait "
+               "forever).", "worker_timeout", value)
+    return float(value)
+
+
+def heartbeat_interval():
+    """`HEARTBEAT_S`, or the seconds in `CNNZOO_HEARTBEAT_S`."""
+    text = os.environ.get(HEARTBEAT_ENV)
+    if text is None:
+        return HEARTBEAT_S
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < float("inf"):
+        v.fail("Expected the heartbeat interval in seconds > 0.", HEARTBEAT_ENV, text)
+    return seconds
+
+
+# How long a worker told to wait (other trials still run) waits before it
+# asks the chief again.
+IDLE_WAIT_S = 1.0
+
+
+class WorkerSide:
+    """A worker's side of a distributed search, for the length of its search.
+
+    A context manager that, while it is open:
+
+    - names the trials in `trial_ids` (the tuner keeps it to the trials it
+      trains) to the chief every `interval` seconds, from a thread: a
+      `get_trial` call each, read-only on the chief; a failed beat is
+      ignored (the search loop's own calls report a chief that has gone);
+    - makes the tuner wait `IDLE_WAIT_S` before it asks again when every
+      answer since it last asked said wait (`IDLE`; `wait_if_idle`, which
+      the tuner calls before asking): Keras Tuner's loop would ask again at
+      once.
+    """
+
+    def __init__(self, oracle, interval=None):
+        self.oracle = oracle
+        self.interval = heartbeat_interval() if interval is None else interval
+        self.trial_ids = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cnnzoo-heartbeat",
+                                        daemon=True)
+        self._got_trial = True
+
+    def __enter__(self):
+        import keras_tuner as kt
+
+        create = self.oracle.create_trial
+        running = kt.engine.trial.TrialStatus.RUNNING
+
+        def create_trial(tuner_id):
+            trial = create(tuner_id)
+            if trial.status == running:
+                self._got_trial = True
+            return trial
+
+        self.oracle.create_trial = create_trial
+        self._thread.start()
+        return self
+
+    def wait_if_idle(self):
+        """Waits `IDLE_WAIT_S` if no answer since the last call gave a trial."""
+        if not self._got_trial:
+            time.sleep(IDLE_WAIT_S)
+        self._got_trial = False
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        del self.oracle.create_trial  # the class's method again
+
+    def _run(self):
+        while not self._stop.wait(self.interval):
+            for trial_id in list(self.trial_ids):
+                try:
+                    self.oracle.get_trial(trial_id)
+                except Exception:  # noqa: BLE001 - a missed beat is not an error here
+                    pass
+
+
+def _trial_id(arg):
+    return getattr(arg, "trial_id", arg)
+
+
+class Liveness:
+    """The chief's side: when each running trial was last heard of, and what to do then.
+
+    Wraps the oracle's `create_trial`, `update_trial`, `end_trial` and
+    `get_trial` (what the workers call) on this oracle object:
+
+    - every call that names a trial records when it was heard of;
+    - a worker told to stop while trials still run elsewhere is told to
+      wait instead (`IDLE`), so that it can take one of them over;
+    - `check()` hands out again (Keras Tuner's retry queue) each running
+      trial not heard of for `timeout` seconds.
+    """
+
+    def __init__(self, oracle, timeout, clock=time.monotonic):
+        self.oracle = oracle
+        self.timeout = timeout
+        self.clock = clock
+        self.seen = {}
+        for name in ("create_trial", "update_trial", "end_trial", "get_trial"):
+            setattr(oracle, name, self._wrap(name, getattr(oracle, name)))
+
+    def _wrap(self, name, method):
+        def wrapped(*args, **kwargs):
+            result = method(*args, **kwargs)
+            if name == "create_trial":
+                self._created(args[0] if args else kwargs["tuner_id"], result)
+            elif args:
+                self.seen[_trial_id(args[0])] = self.clock()
+            if name == "end_trial" and args:
+                _forget_ended(self.oracle, _trial_id(args[0]))
+            return result
+
+        wrapped.__name__ = name
+        return wrapped
+
+    def _created(self, tuner_id, trial):
+        import keras_tuner as kt
+
+        status = kt.engine.trial.TrialStatus
+        if trial.status == status.RUNNING:
+            self.seen[trial.trial_id] = self.clock()
+        elif trial.status == status.STOPPED and (self.oracle.ongoing_trials
+                                                 or self.oracle._retry_queue):
+            # Keras Tuner stops a worker once every trial is handed out; it
+            # waits instead while one may still come back to be run.
+            _keep_waiting(self.oracle, tuner_id)
+            trial.status = status.IDLE
+
+    def check(self):
+        """Hands out again the running trials not heard of for `timeout` seconds.
+
+        Returns:
+            `[(tuner_id, trial_id, seconds silent)]` for each one.
+        """
+        if self.timeout is None:
+            return []
+        now = self.clock()
+        late = []
+        for tuner_id, trial in list(self.oracle.ongoing_trials.items()):
+            last = self.seen.setdefault(trial.trial_id, now)
+            if now - last > self.timeout and _requeue(self.oracle, tuner_id, trial.trial_id):
+                late.append((tuner_id, trial.trial_id, now - last))
+                self.seen.pop(trial.trial_id, None)
+        return late
+
+
+def _synchronized(fn):
+    # Under the oracle's lock, as Keras Tuner's own oracle methods (the gRPC
+    # thread calls them while the chief's loop checks).
+    import keras_tuner as kt
+
+    return kt.synchronized(fn)
+
+
+def _requeue(oracle, tuner_id, trial_id):
+    @_synchronized
+    def requeue(oracle):
+        trial = oracle.ongoing_trials.get(tuner_id)
+        if trial is None or trial.trial_id != trial_id:
+            return False  # it ended or moved meanwhile
+        oracle.ongoing_trials.pop(tuner_id)
+        oracle.tuner_ids.discard(tuner_id)
+        if trial_id not in oracle._retry_queue:
+            oracle._retry_queue.append(trial_id)
+        oracle.save()
+        return True
+
+    return requeue(oracle)
+
+
+def _keep_waiting(oracle, tuner_id):
+    @_synchronized
+    def keep(oracle):
+        oracle.tuner_ids.add(tuner_id)
+
+    keep(oracle)
+
+
+def _forget_ended(oracle, trial_id):
+    # A trial handed out again whose first worker ends it after all: it is
+    # not run a second time.
+    @_synchronized
+    def forget(oracle):
+        trial = oracle.trials.get(trial_id)
+        if trial is not None and trial.status in ("COMPLETED", "FAILED") \
+                and trial_id in oracle._retry_queue:
+            oracle._retry_queue.remove(trial_id)
+
+    forget(oracle)
+
+
 def _search_over(oracle):
     # Keras Tuner's condition: no trial running and every worker that asked
-    # for a trial has been told to stop.
-    return not oracle.ongoing_trials and not oracle.tuner_ids
+    # for a trial has been told to stop; and none waiting to be handed out
+    # again.
+    return not oracle.ongoing_trials and not oracle.tuner_ids and not oracle._retry_queue
 
 
-def serve(oracle, *, poll=0.5, stream=None):
+def serve(oracle, *, poll=0.5, stream=None, worker_timeout=WORKER_TIMEOUT_S):
     """Serves `oracle` to the workers until the search is over.
 
     The address comes from `KERASTUNER_ORACLE_IP` and `KERASTUNER_ORACLE_PORT`
     (see `environment`).
 
+    Args:
+        oracle: the search's oracle.
+        poll: seconds between checks of the search's state.
+        stream: where the chief's messages go (default `sys.stdout`).
+        worker_timeout: hand a running trial out again when nothing has
+            been heard of it for this many seconds (its worker has died);
+            `None`: wait for it forever.
+
     Raises:
         ValueError: the address cannot be listened on (a port in use, a host
-            that is not this machine's).
+            that is not this machine's), or a bad `worker_timeout`.
     """
     from concurrent import futures
 
@@ -154,6 +385,7 @@ def serve(oracle, *, poll=0.5, stream=None):
     from keras_tuner.src.distribute.oracle_chief import OracleServicer
 
     stream = stream or sys.stdout
+    worker_timeout = check_worker_timeout(worker_timeout)
     host = os.environ["KERASTUNER_ORACLE_IP"]
     port = os.environ["KERASTUNER_ORACLE_PORT"]
     address = f"{host}:{port}"
@@ -176,6 +408,7 @@ def serve(oracle, *, poll=0.5, stream=None):
     if not bound:
         v.fail(f"Cannot listen on {address}{detail}: is the port in use, or the host not "
                f"one of this machine's addresses?", "chief", address)
+    liveness = Liveness(oracle, worker_timeout)
     server.start()
     print(f"Chief listening on {address}: start workers with "
           f"`cnnzoo tune --worker ID --chief <this host>:{port}` (same options).",
@@ -184,6 +417,10 @@ def serve(oracle, *, poll=0.5, stream=None):
     try:
         while True:
             time.sleep(poll)
+            for tuner_id, trial_id, silent in liveness.check():
+                print(f"Chief: nothing heard from {tuner_id} on trial {_number(trial_id)} "
+                      f"for {silent:.0f} s; handing it to the next worker that asks.",
+                      file=stream, flush=True)
             if not servicer.stop_triggered:
                 continue
             if _search_over(oracle):
@@ -191,8 +428,12 @@ def serve(oracle, *, poll=0.5, stream=None):
             if last_note is None:
                 last_note = time.monotonic()
             elif time.monotonic() - last_note > 30:
-                waiting = ", ".join(f"{tid} (trial {int(t.trial_id) + 1})"
+                waiting = ", ".join(f"{tid} (trial {_number(t.trial_id)})"
                                     for tid, t in oracle.ongoing_trials.items())
+                if oracle._retry_queue:
+                    queued = ", ".join(_number(t) for t in oracle._retry_queue)
+                    waiting = (f"{waiting}; " if waiting else "") + \
+                        f"a worker to take trial {queued}"
                 print(f"Chief: all trials handed out; waiting for {waiting or 'workers'}",
                       file=stream, flush=True)
                 last_note = time.monotonic()
@@ -200,3 +441,8 @@ def serve(oracle, *, poll=0.5, stream=None):
         # A grace period lets the last worker's stop answer reach it.
         server.stop(grace=2).wait()
     print(f"Chief: search complete ({len(oracle.trials)} trials).", file=stream, flush=True)
+
+
+def _number(trial_id):
+    """A trial's number as the logs show it (IDs count from 0, numbers from 1)."""
+    return str(int(trial_id) + 1) if str(trial_id).isdigit() else str(trial_id)

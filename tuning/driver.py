@@ -76,7 +76,7 @@ def search(model=DEFAULT_MODEL, data=DEFAULT_DATA, *, tuner="random",
            batch_size=DEFAULT_BATCH_SIZE, image_size=None, num_samples=None, input_size=None,
            overwrite=False, export=True, chief=None, worker=None, hypermodel=None,
            hypermodel_kwargs=None, max_consecutive_failures=3, tuner_class=None, stream=None,
-           quiet=False, pack="auto"):
+           quiet=False, pack="auto", worker_timeout=300.0):
     """Searches the dropout rates of a zoo model on a dataset and exports the best model.
 
     Running it again with the same `out` resumes: finished trials are kept,
@@ -110,6 +110,11 @@ def search(model=DEFAULT_MODEL, data=DEFAULT_DATA, *, tuner="random",
         chief: `"HOST:PORT"`: be the chief of a distributed search (alone),
             or the chief's address (with `worker`).
         worker: this worker's ID in a distributed search.
+        worker_timeout: the chief's patience, in seconds: a running trial
+            that nothing has been heard of for this long (its worker has
+            died; a live worker names its trials every 30 s) goes to the
+            next worker that asks. `None`: wait for it forever. Defaults to
+            300 (`tuning.distributed.WORKER_TIMEOUT_S`).
         hypermodel: a ready `keras_tuner.HyperModel` to search instead of
             building a `ZooHyperModel` (its model must take the dataset's
             images).
@@ -151,6 +156,8 @@ def search(model=DEFAULT_MODEL, data=DEFAULT_DATA, *, tuner="random",
     # Imported here: `cnnzoo tune --help` must not pay for TensorFlow.
     from tuning import distributed
 
+    worker_timeout = distributed.check_worker_timeout(worker_timeout)
+
     with distributed.environment(chief, worker) as role:
         return _search(**locals())
 
@@ -168,7 +175,7 @@ def check_pack(pack):
 def _search(*, model, data, tuner, max_trials, epochs, objective, seed, out, precision, jit,
             distribution, batch_size, image_size, num_samples, input_size, overwrite, export,
             chief, worker, hypermodel, hypermodel_kwargs, max_consecutive_failures,
-            tuner_class, stream, quiet, role, distributed, pack):
+            tuner_class, stream, quiet, role, distributed, pack, worker_timeout):
     import cnnzoo.data
     from cnnzoo import runtime
     from tuning import report, tuners
@@ -230,6 +237,7 @@ def _search(*, model, data, tuner, max_trials, epochs, objective, seed, out, pre
         epochs=epochs, seed=seed, overwrite=overwrite, distribution_strategy=strategy,
         max_consecutive_failures=max_consecutive_failures, tuner_class=tuner_class,
         stream=stream, quiet=quiet)
+    the_tuner.worker_timeout = worker_timeout
     oracle = the_tuner.oracle
     total = tuners.expected_trials(oracle)
     say(f"Search space: {_space_description(hypermodel)}")

@@ -76,6 +76,10 @@ class ZooTunerMixin:
         # is remote, so its trials do not hold them).
         self.reported = {}
         self.memory = memory.TrialMemory()
+        # The chief's patience with a silent worker (`distributed.serve`), and
+        # a worker's heartbeat while it searches (`distributed.WorkerSide`).
+        self.worker_timeout = distributed.WORKER_TIMEOUT_S
+        self._worker_side = None
         directory = kwargs.get("directory") or "."
         project_dir = os.path.join(str(directory), kwargs.get("project_name") or PROJECT_NAME)
         tuner_id = os.environ.get("KERASTUNER_TUNER_ID", "tuner0")
@@ -127,8 +131,15 @@ class ZooTunerMixin:
         metrics["seconds"] = float(seconds)
         return metrics
 
+    def pre_create_trial(self):
+        if self._worker_side is not None:
+            self._worker_side.wait_if_idle()  # told to wait: not at once again
+        super().pre_create_trial()
+
     def on_trial_begin(self, trial):
         self.memory.begin()
+        if self._worker_side is not None:
+            self._worker_side.trial_ids.append(trial.trial_id)
         super().on_trial_begin(trial)
         if distributed.current_role() == "worker":
             total = expected_trials(self.oracle)
@@ -136,6 +147,8 @@ class ZooTunerMixin:
                   flush=True)
 
     def on_trial_end(self, trial):
+        if self._worker_side is not None and trial.trial_id in self._worker_side.trial_ids:
+            self._worker_side.trial_ids.remove(trial.trial_id)
         super().on_trial_end(trial)
         self.trials_run.append(trial.trial_id)
         # The trained model is garbage now; free it, and what TensorFlow keeps
@@ -185,7 +198,8 @@ class ZooTunerMixin:
         role = distributed.current_role()
         if role == "chief":
             self.save()
-            distributed.serve(self.oracle, stream=self.stream)
+            distributed.serve(self.oracle, stream=self.stream,
+                              worker_timeout=self.worker_timeout)
             return
         if role != "worker":
             self.search_trials(*fit_args, **fit_kwargs)
@@ -201,7 +215,8 @@ class ZooTunerMixin:
                   file=self.stream, flush=True)
             return
         try:
-            self.search_trials(*fit_args, **fit_kwargs)
+            with distributed.WorkerSide(self.oracle) as self._worker_side:
+                self.search_trials(*fit_args, **fit_kwargs)
         except grpc.RpcError as error:
             address = (f"{os.environ.get('KERASTUNER_ORACLE_IP')}:"
                        f"{os.environ.get('KERASTUNER_ORACLE_PORT')}")

@@ -72,6 +72,11 @@ def add_arguments(parser):
     parser.add_argument("--worker", metavar="ID", default=None,
                         help="Distributed search: be worker ID (needs --chief). Start a worker "
                              "again with the same ID to get its unfinished trial back.")
+    parser.add_argument("--worker-timeout", type=float, default=300.0, metavar="SECONDS",
+                        help="Distributed search, chief: hand a running trial to another "
+                             "worker when nothing has been heard of it for SECONDS (its "
+                             "worker has died; live workers report every 30 s). 0: wait for "
+                             "it forever. Default: 300.")
     parser.add_argument("--pack", type=_pack, default="auto", metavar="K",
                         help="Train K trials at once, packed side by side in one model (same "
                              "results as one at a time; on a GPU faster per epoch, slower to "
@@ -112,6 +117,7 @@ def run(args):
             num_samples=args.num_samples, overwrite=args.overwrite,
             export=not args.no_export, chief=args.chief, worker=args.worker,
             hypermodel_kwargs=kwargs, quiet=args.quiet, pack=args.pack,
+            worker_timeout=None if args.worker_timeout == 0 else args.worker_timeout,
         )
     except SearchFailedError as error:
         import sys
