@@ -295,17 +295,22 @@ def prepare_training(model, x=None, y=None):
         left as they were (the example goes through in inference mode), and
         the metrics are reset.
     """
+    import contextlib
+
     import keras
 
     if not model.compiled:
         return model
-    if model.optimizer is not None and not model.optimizer.built:
-        model.optimizer.build(model.trainable_variables)
-    if x is None or y is None or keras.backend.backend() != "tensorflow":
-        return model
-    x, y = keras.tree.map_structure(lambda a: a[:1], (x, y))
-    y_pred = model(x, training=False)
-    model.compute_loss(x, y, y_pred)
-    model.compute_metrics(x, y, y_pred, sample_weight=None)
+    # Under the model's distribution strategy (TensorFlow), as Keras builds.
+    strategy = getattr(model, "distribute_strategy", None)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        if x is None or y is None or keras.backend.backend() != "tensorflow":
+            return model
+        x, y = keras.tree.map_structure(lambda a: a[:1], (x, y))
+        y_pred = model(x, training=False)
+        model.compute_loss(x, y, y_pred)
+        model.compute_metrics(x, y, y_pred, sample_weight=None)
     model.reset_metrics()
     return model

@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+from tests.test_tuning_state import _finish, _oracle
+
 TRIALS = 6
 ARGS = ["--max-trials", str(TRIALS), "--epochs", "1", "--num-samples", "120", "--batch-size", "42",
         "--precision", "float32", "--no-export"]
@@ -82,17 +84,16 @@ def test_chief_and_two_workers_on_loopback(tmp_path):
     assert any(sizes[n] == 2 for n in one), sizes  # worker 1 packed
 
 
-def test_a_killed_packed_worker_restarted_with_its_id_finishes_its_trials(tmp_path):
-    """SIGKILL a worker mid-pack; the same `--worker 1 --pack 2` gets both trials back.
+def _kill_a_packing_worker_then(tmp_path, chief_args, name, worker_args, **env_vars):
+    """A chief and `--worker 1 --pack 2`, SIGKILLed once its pack began; then worker `name`.
 
-    The chief keeps each tuner ID's ongoing trial (`worker1`, `worker1_pack1`)
-    for that ID until `--worker-timeout` (default 300 s) passes without word
-    of it; a worker that restarts sooner gets it back first.
+    Returns `(procs, logs, out, every)` once the chief and worker `name`
+    (`worker_args`, with the chief's address and `env_vars`) have ended.
     """
     out = tmp_path / "shared"
     address = f"127.0.0.1:{_free_port()}"
-    worker = ["--worker", "1", "--chief", address, "--pack", "2"]
-    procs = {"chief": _start(["--chief", address], out), "killed": _start(worker, out)}
+    procs = {"chief": _start(["--chief", address, *chief_args], out),
+             "killed": _start(["--worker", "1", "--chief", address, "--pack", "2"], out)}
     logs = {"killed": ""}
     try:
         for line in procs["killed"].stdout:
@@ -101,13 +102,24 @@ def test_a_killed_packed_worker_restarted_with_its_id_finishes_its_trials(tmp_pa
                 procs["killed"].kill()
                 break
         procs["killed"].wait(timeout=60)
-        procs["restarted"] = _start(worker, out)
-        for name in ("restarted", "chief"):
-            logs[name], _ = procs[name].communicate(timeout=300)
+        procs[name] = _start([*worker_args, "--chief", address], out, **env_vars)
+        for key in (name, "chief"):
+            logs[key], _ = procs[key].communicate(timeout=300)
     finally:
         for proc in procs.values():
             proc.kill()
-    every = "\n".join(f"== {k}\n{v}" for k, v in logs.items())
+    return procs, logs, out, "\n".join(f"== {k}\n{v}" for k, v in logs.items())
+
+
+def test_a_killed_packed_worker_restarted_with_its_id_finishes_its_trials(tmp_path):
+    """SIGKILL a worker mid-pack; the same `--worker 1 --pack 2` gets both trials back.
+
+    The chief keeps each tuner ID's ongoing trial (`worker1`, `worker1_pack1`)
+    for that ID until `--worker-timeout` (default 300 s) passes without word
+    of it; a worker that restarts sooner gets it back first.
+    """
+    procs, logs, out, every = _kill_a_packing_worker_then(
+        tmp_path, [], "restarted", ["--worker", "1", "--pack", "2"])
     assert procs["killed"].returncode == -9, every
     assert procs["chief"].returncode == 0 and procs["restarted"].returncode == 0, every
     assert "worker1 finished" not in logs["killed"], every
@@ -128,26 +140,8 @@ def test_a_killed_workers_trials_go_to_another_worker_after_the_timeout(tmp_path
     silence. Worker 2 runs the trials left, is told to wait (not to stop)
     while worker 1's two trials are held, then gets them.
     """
-    out = tmp_path / "shared"
-    address = f"127.0.0.1:{_free_port()}"
-    procs = {"chief": _start(["--chief", address, "--worker-timeout", "8"], out),
-             "killed": _start(["--worker", "1", "--chief", address, "--pack", "2"], out)}
-    logs = {"killed": ""}
-    try:
-        for line in procs["killed"].stdout:
-            logs["killed"] += line
-            if logs["killed"].count("worker1 runs trial") == 2:  # the whole pack began
-                procs["killed"].kill()
-                break
-        procs["killed"].wait(timeout=60)
-        procs["other"] = _start(["--worker", "2", "--chief", address], out,
-                                CNNZOO_HEARTBEAT_S="1")
-        for name in ("other", "chief"):
-            logs[name], _ = procs[name].communicate(timeout=300)
-    finally:
-        for proc in procs.values():
-            proc.kill()
-    every = "\n".join(f"== {k}\n{v}" for k, v in logs.items())
+    procs, logs, out, every = _kill_a_packing_worker_then(
+        tmp_path, ["--worker-timeout", "8"], "other", ["--worker", "2"], CNNZOO_HEARTBEAT_S="1")
     assert procs["killed"].returncode == -9, every
     assert procs["chief"].returncode == 0 and procs["other"].returncode == 0, every
     killed = {int(n) for n in re.findall(r"^worker1 runs trial (\d+)/", logs["killed"], re.MULTILINE)}
@@ -197,27 +191,6 @@ def test_a_worker_started_after_the_search_is_over_ends_at_once(tmp_path, monkey
 
 
 # -- a worker that dies and does not come back ------------------------------------
-
-
-def _oracle(folder, max_trials=3):
-    import keras_tuner as kt
-
-    from tuning import state
-
-    oracle = state.oracle_class(kt.oracles.RandomSearchOracle)(
-        objective="val_accuracy", max_trials=max_trials, seed=1,
-        max_consecutive_failed_trials=None)
-    oracle._set_project_dir(str(folder), "keras_tuner")
-    hp = kt.HyperParameters()
-    hp.Float("dropout_rate", 0.0, 0.7, step=0.1)
-    oracle.update_space(hp)
-    return oracle
-
-
-def _finish(oracle, trial):
-    oracle.update_trial(trial.trial_id, {"val_accuracy": 0.9})
-    trial.status = "COMPLETED"
-    oracle.end_trial(trial)
 
 
 def test_the_chief_hands_a_silent_workers_trial_to_another(tmp_path):
