@@ -25,6 +25,7 @@ import pytest
 import cnnzoo
 from cnnzoo.layers.drop_path import DropPath
 from cnnzoo.models import _registry, densenet, mobilenet_v2, resnet, wide_resnet
+from tests.test_bench_cli import _weight_signature
 
 ALL = cnnzoo.list_models()
 JAX_MODELS = {"simple_cnn", "lenet5", "vgg11"}
@@ -416,12 +417,6 @@ def test_residual_include_top_false_and_logits():
     assert logits.shape == (2, 4) and not np.allclose(logits.sum(axis=1), 1.0)
 
 
-def _conv_signature(model):
-    """(kernel shape, strides) of every convolution, sorted: the architecture without names."""
-    return sorted((tuple(layer.kernel.shape), tuple(layer.strides)) for layer in model.layers
-                  if isinstance(layer, keras.layers.Conv2D))
-
-
 def test_resnet50_stride_in_1x1_is_keras_applications_architecture():
     from cnnzoo import _flops
 
@@ -441,9 +436,10 @@ def test_resnet50_stride_in_1x1_is_keras_applications_architecture():
         assert layers1[f"{prefix}_0_conv"].strides == layers15[f"{prefix}_0_conv"].strides
     assert v1.count_params() == v15.count_params()
     assert v1.output.shape == v15.output.shape == plain.output.shape
-    # The same convolutions as keras.applications' ResNet50 (which adds a
-    # bias to each: 26,560 parameters), hence the same FLOPs; v1.5 does more.
-    assert _conv_signature(v1) == _conv_signature(plain)
+    # The same convolutions (and classifier) as keras.applications' ResNet50
+    # (which adds a bias to each convolution: 26,560 parameters), hence the
+    # same FLOPs; v1.5 does more.
+    assert _weight_signature(v1) == _weight_signature(plain)
     assert plain.count_params() - v1.count_params() == sum(
         layer.filters for layer in plain.layers if isinstance(layer, keras.layers.Conv2D))
     flops1, flops15 = (_flops.forward_flops(m)[0] for m in (v1, v15))

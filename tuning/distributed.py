@@ -307,16 +307,17 @@ class Liveness:
         return late
 
 
-def _synchronized(fn):
-    # Under the oracle's lock, as Keras Tuner's own oracle methods (the gRPC
-    # thread calls them while the chief's loop checks).
+def _locked(oracle, fn):
+    """`fn(oracle)` under the oracle's lock, as Keras Tuner's own oracle methods run.
+
+    The gRPC thread calls those while the chief's loop checks.
+    """
     import keras_tuner as kt
 
-    return kt.synchronized(fn)
+    return kt.synchronized(fn)(oracle)
 
 
 def _requeue(oracle, tuner_id, trial_id):
-    @_synchronized
     def requeue(oracle):
         trial = oracle.ongoing_trials.get(tuner_id)
         if trial is None or trial.trial_id != trial_id:
@@ -328,28 +329,23 @@ def _requeue(oracle, tuner_id, trial_id):
         oracle.save()
         return True
 
-    return requeue(oracle)
+    return _locked(oracle, requeue)
 
 
 def _keep_waiting(oracle, tuner_id):
-    @_synchronized
-    def keep(oracle):
-        oracle.tuner_ids.add(tuner_id)
-
-    keep(oracle)
+    _locked(oracle, lambda oracle: oracle.tuner_ids.add(tuner_id))
 
 
 def _forget_ended(oracle, trial_id):
     # A trial handed out again whose first worker ends it after all: it is
     # not run a second time.
-    @_synchronized
     def forget(oracle):
         trial = oracle.trials.get(trial_id)
         if trial is not None and trial.status in ("COMPLETED", "FAILED") \
                 and trial_id in oracle._retry_queue:
             oracle._retry_queue.remove(trial_id)
 
-    forget(oracle)
+    _locked(oracle, forget)
 
 
 def _search_over(oracle):
