@@ -19,7 +19,7 @@ TINY = dict(num_samples=200, epochs=1, batch_size=35, precision="float32", quiet
 
 
 class RecordingTuner(zoo_tuner_class(kt.RandomSearch)):
-    """Counts the objects and Keras layers still alive after each trial."""
+    """Counts the objects and Keras layers still alive (and those frozen) after each trial."""
 
     counts = []
 
@@ -28,7 +28,7 @@ class RecordingTuner(zoo_tuner_class(kt.RandomSearch)):
         gc.collect()
         objects = gc.get_objects()
         layers = sum(isinstance(o, keras.layers.Layer) for o in objects)
-        RecordingTuner.counts.append((len(objects), layers))
+        RecordingTuner.counts.append((len(objects), layers, gc.get_freeze_count()))
 
 
 def test_small_search_end_to_end_then_resume(tmp_path):
@@ -55,9 +55,13 @@ def test_small_search_end_to_end_then_resume(tmp_path):
     # Memory: nothing of a trial outlives it. A trained simple_cnn left about
     # 12,000 objects (its TensorFlow graph, ~8 MB) behind before
     # tuning.memory; the oracle's own record of a trial is a few hundred.
-    (first, first_layers), _, (last, last_layers) = RecordingTuner.counts
+    (first, first_layers, _), _, (last, last_layers, _) = RecordingTuner.counts
     assert last - first < 2000, RecordingTuner.counts
     assert first_layers == last_layers == 0, RecordingTuner.counts
+    # Those collections walked only what the search made: what existed before
+    # (TensorFlow's modules, ~460,000 objects) was frozen, and is no longer.
+    assert min(frozen for *_, frozen in RecordingTuner.counts) > 100_000
+    assert gc.get_freeze_count() == 0
 
     # The same search again resumes: nothing re-runs, nothing is lost.
     trial_files = sorted((out / "keras_tuner").glob("trial_*/trial.json"))

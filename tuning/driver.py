@@ -25,6 +25,7 @@ import time
 
 from cnnzoo import _atomic, _flops
 from cnnzoo import _validation as v
+from tuning import memory
 
 TUNER_NAMES = ("random", "bayesian", "hyperband")
 OBJECTIVES = ("val_accuracy", "val_loss", "accuracy", "loss")
@@ -172,6 +173,7 @@ def check_pack(pack):
     return int(pack)
 
 
+@memory.existing_objects_frozen()  # collections walk only what the search makes
 def _search(*, model, data, tuner, max_trials, epochs, objective, seed, out, precision, jit,
             distribution, batch_size, image_size, num_samples, input_size, overwrite, export,
             chief, worker, hypermodel, hypermodel_kwargs, max_consecutive_failures,

@@ -148,6 +148,20 @@ def plot(rows, path, *, objective="val_accuracy", direction="max"):
     Failed trials are drawn as red crosses on the axis floor; the best trial
     is circled. Returns `path`, or `None` when no trial completed.
     """
+    fig = figure(rows, objective=objective, direction=direction)
+    if fig is None:
+        return None
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    _atomic.write_bytes(path, buffer.getvalue())
+    return path
+
+
+def figure(rows, *, objective="val_accuracy", direction="max"):
+    """The matplotlib figure `plot` saves (`None` when no trial completed)."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display on servers; set before pyplot loads
@@ -160,7 +174,9 @@ def plot(rows, path, *, objective="val_accuracy", direction="max"):
     best = rank(rows, direction)[0]
     scores = [r["score"] for r in done]
     floor = min(scores) - 0.05 * (max(scores) - min(scores) or 1.0)
-    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.4), squeeze=False)
+    # At least 6.5 inches wide: the title's width.
+    fig, axes = plt.subplots(1, len(names), figsize=(max(4 * len(names), 6.5), 3.4),
+                             squeeze=False)
     for ax, name in zip(axes[0], names):
         xs_all = [r["values"].get(name) for r in rows]
         categorical = any(isinstance(x, str) for x in xs_all if x is not None)
@@ -186,9 +202,12 @@ def plot(rows, path, *, objective="val_accuracy", direction="max"):
         ax.grid(alpha=0.3)
     fig.suptitle(f"{objective} against each searched hyperparameter "
                  f"({len(done)} trials; best circled)")
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    _atomic.write_bytes(path, buffer.getvalue())
-    return path
+    # Fixed margins in inches (tick labels, axis labels, the title): what
+    # `tight_layout` would find, without the extra full draw it costs (about
+    # 0.2 s, a twentieth of a short search).
+    width, height = fig.get_size_inches()
+    left, right, gap, bottom, top = 0.8, 0.4, 1.0, 0.6, 0.45
+    panel = (width - left - right - gap * (len(names) - 1)) / len(names)
+    fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height,
+                        top=1 - top / height, wspace=gap / panel)
+    return fig

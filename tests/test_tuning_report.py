@@ -1,0 +1,60 @@
+"""The search report's plot: every label inside the figure, nothing left half-written."""
+
+import itertools
+import os
+
+import pytest
+
+from tuning import report
+
+
+def _rows(names, n=6):
+    rows = []
+    for i in range(n):
+        values = {}
+        for j, name in enumerate(names):
+            if name == "dropout_type":
+                values[name] = ("standard", "spatial")[i % 2]
+            else:
+                values[name] = round(0.1 * ((i + j) % 6), 1)
+        rows.append({"trial": i + 1, "trial_id": str(i), "values": values,
+                     "status": "FAILED" if i == 0 else "COMPLETED",
+                     "score": None if i == 0 else 0.9 + 0.01 * i})
+    return rows
+
+
+@pytest.mark.parametrize("names", [
+    ["dropout_rate"],
+    ["dropout_rate", "block_dropout_rate"],
+    ["dropout_rate", "block_dropout_rate", "dropout_type"],
+])
+def test_every_label_is_inside_the_figure_and_panels_do_not_overlap(names):
+    import matplotlib.pyplot as plt
+
+    fig = report.figure(_rows(names), objective="val_accuracy")
+    try:
+        renderer = fig.canvas.get_renderer()
+        fig.draw(renderer)  # as savefig does: tick labels placed
+        page = fig.bbox
+        (title,) = [t.get_window_extent(renderer) for t in fig.texts]  # the suptitle
+        assert page.x0 <= title.x0 and title.x1 <= page.x1 and title.y1 <= page.y1
+        boxes = [ax.get_tightbbox(renderer) for ax in fig.axes]
+        assert len(boxes) == len(names)
+        for box in boxes:  # tick labels, axis labels and legend included
+            assert page.x0 <= box.x0 and box.x1 <= page.x1, (box, page)
+            assert page.y0 <= box.y0 and box.y1 <= title.y0, (box, title)
+        for left, right in itertools.pairwise(boxes):
+            assert left.x1 < right.x0, (left, right)
+    finally:
+        plt.close(fig)
+
+
+def test_plot_writes_a_png_or_nothing(tmp_path):
+    path = tmp_path / "plot.png"
+    assert report.plot(_rows(["dropout_rate"]), str(path)) == str(path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert os.listdir(tmp_path) == ["plot.png"]  # no temporary left
+
+    failed_only = [dict(r, status="FAILED", score=None) for r in _rows(["dropout_rate"])]
+    assert report.plot(failed_only, str(tmp_path / "none.png")) is None
+    assert os.listdir(tmp_path) == ["plot.png"]
