@@ -2,8 +2,9 @@
 
 Each sub-command lives in `cnnzoo/commands/<name>.py` with `add_arguments(parser)`
 and `run(args) -> int`, and is imported only when it runs, so `cnnzoo --help`,
-`list` and `info` never import TensorFlow. Bad input (a `ValueError`) prints
-one line and exits with code 2.
+`list` and `info` never import TensorFlow; the other commands start it
+without its start-up notices (`cnnzoo._native_log`). Bad input (a
+`ValueError`) prints one line and exits with code 2.
 """
 
 import argparse
@@ -24,6 +25,11 @@ COMMANDS = {
     "experiment": ("cnnzoo.commands.experiment", "Run a ReLU/Dropout experiment."),
     "bench": ("cnnzoo.commands.bench", "Run the benchmark suite."),
 }
+
+
+# The commands that never import Keras; the others start it first, without
+# TensorFlow's start-up notices (`cnnzoo._native_log`).
+LIGHT_COMMANDS = ("list", "info")
 
 
 def _parser(command=None):
@@ -62,6 +68,10 @@ def main(argv=None):
         return 0
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
+        if args.command not in LIGHT_COMMANDS:
+            from cnnzoo import _native_log
+
+            _native_log.start_backend()
         code = args._module.run(args)
     except ValueError as error:
         message = " ".join(str(error).split())
