@@ -137,6 +137,18 @@ def test_keras_and_tflite_formats(model, images, tmp_path):
                                atol=1e-5)
 
 
+def test_onnx_format(model, images, tmp_path):
+    expected = model.predict(images, verbose=0)
+    card = E.export_model(model, tmp_path / "o", format="onnx", verbose=False)
+    assert card["artifact"] == "model.onnx"
+    assert card["verification"]["reloaded_with"] == "onnxruntime"
+    assert card["verification"]["passed"]
+    assert sorted(os.listdir(tmp_path / "o")) == sorted([E.CARD_FILE, "model.onnx"])
+    loaded = E.load_export(tmp_path / "o")
+    assert loaded.format == "onnx"
+    np.testing.assert_allclose(loaded.predict(images), expected, atol=1e-5)
+
+
 def test_mixed_precision_model_exports(tmp_path):
     from cnnzoo.pipeline import build_classifier
 
@@ -150,6 +162,8 @@ def test_mixed_precision_model_exports(tmp_path):
     card = E.export_model(model, tmp_path / "t", format="tflite", verbose=False)
     assert card["verification"]["compute_dtype"] == "float32"
     assert card["verification"]["float32_copy_max_abs_diff_vs_trained"] < E.MIXED_TOLERANCE
+    card = E.export_model(model, tmp_path / "o", format="onnx", verbose=False)  # the same
+    assert card["verification"]["compute_dtype"] == "float32" and card["verification"]["passed"]
 
 
 def test_cli_export_from_run_dir(run_dir, tmp_path, capsys):
