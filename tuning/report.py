@@ -197,6 +197,7 @@ def figure(rows, *, objective="val_accuracy", direction="max"):
                        facecolors="none", edgecolors="black", linewidths=1.5)
         if categories:
             ax.set_xticks(range(len(categories)), categories)
+            ax.set_xlim(-0.5, len(categories) - 0.5)  # not on the frame
         ax.set_xlabel(name)
         ax.set_ylabel(objective)
         ax.grid(alpha=0.3)
