@@ -16,6 +16,9 @@ The defaults come from measurements (see `benchmarks/RESULTS.md`):
   slower than TensorFlow's oneDNN kernels (see `cnnzoo bench --only
   implementation`); on for accelerators; always on for JAX, whose only
   alternative to XLA is running op by op (several times slower).
+- Threads (`threads`, TensorFlow on a CPU): one intra-op thread for models
+  whose training step is tiny (`SMALL_STEP_FLOPS`), TensorFlow's default
+  (one per core) otherwise. Set before TensorFlow starts, or not at all.
 """
 
 import functools
@@ -252,11 +255,109 @@ def setup_devices():
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 
-def configure(precision="auto", jit="auto", model=None):
-    """Sets the global dtype policy and returns what the run will use.
+# Forward FLOPs of one training batch below which TensorFlow on a CPU trains
+# faster with one intra-op thread than with its default of one per core: a
+# step this small is mostly TensorFlow's per-op overhead, and splitting each
+# small op over the cores costs more than it saves. Measured on 2 cores
+# (`fit`, batch 32, ten steps per call): simple_cnn on digits' 8x8 images
+# (22 MFLOP a batch) 1.5-1.9 ms a step with one thread against 3.9-4.0 ms
+# with two, LeNet-5 at 32x32 (27 MFLOP) 3.3-4.0 against 4.7-8.0 ms; from
+# about 90 MFLOP neither wins clearly, and at 1 GFLOP (simple_cnn at 28x28,
+# batch 128) one thread is 1.4x slower.
+SMALL_STEP_FLOPS = 50e6
 
-    Takes the arguments of `resolve` and returns its dict, whose `precision`
-    is now the global dtype policy.
+
+def check_threads(threads):
+    """`threads` as `configure` takes it: `"auto"` or an int >= 1."""
+    if isinstance(threads, str) and threads.strip().lower() == "auto":
+        return "auto"
+    if isinstance(threads, str) and threads.strip().isdigit():
+        threads = int(threads)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        v.fail("Expected `threads` to be 'auto' or an integer >= 1.", "threads", threads)
+    return threads
+
+
+def resolve_threads(threads="auto", step_flops=None):
+    """TensorFlow's intra-op threads for a run: an int, or `None` for its default.
+
+    Args:
+        threads: `"auto"` or an int >= 1 (TensorFlow only). `"auto"` is 1
+            for TensorFlow on a CPU when one training batch's forward pass
+            costs under `SMALL_STEP_FLOPS`, and TensorFlow's default (one
+            thread per core) otherwise, on accelerators and on other
+            backends.
+        step_flops: forward FLOPs of one training batch, where known
+            (`count_step_flops`).
+    """
+    threads = check_threads(threads)
+    if threads != "auto":
+        if backend() != "tensorflow":
+            v.fail("Expected `threads` to be 'auto' on the " + backend() + " backend: it sets "
+                   "TensorFlow's intra-op threads.", "threads", threads)
+        return threads
+    if backend() != "tensorflow" or accelerators() or not step_flops:
+        return None
+    return 1 if step_flops < SMALL_STEP_FLOPS else None
+
+
+def count_step_flops(build, batch_size):
+    """Forward FLOPs of one batch of the model `build()` returns (`None`: unknown).
+
+    On TensorFlow the model is built in a throwaway graph, which does not
+    start TensorFlow's runtime: its threads can still be set afterwards.
+    Elsewhere, and once TensorFlow has started (no choice is left then),
+    nothing is built and the answer is `None`.
+    """
+    if backend() != "tensorflow" or tensorflow_started():
+        return None
+    import tensorflow as tf
+
+    from cnnzoo import _flops
+
+    try:
+        with tf.Graph().as_default():
+            flops = _flops.forward_flops(build())[0]
+    except Exception:  # noqa: BLE001  (a model the counter cannot read: no choice made)
+        return None
+    return flops * batch_size if flops else None
+
+
+def tensorflow_started():
+    """Whether TensorFlow's runtime has started in this process (its threads are fixed then)."""
+    import tensorflow as tf
+
+    current = tf.config.threading.get_intra_op_parallelism_threads()
+    try:  # a change is refused once it has started; put back at once otherwise
+        tf.config.threading.set_intra_op_parallelism_threads(2 if current == 1 else 1)
+    except RuntimeError:
+        return True
+    tf.config.threading.set_intra_op_parallelism_threads(current)
+    return False
+
+
+def _set_threads(threads):
+    """Sets TensorFlow's intra-op threads; `False` where it has started already."""
+    import tensorflow as tf
+
+    if tf.config.threading.get_intra_op_parallelism_threads() == threads:
+        return True
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+    except RuntimeError:  # TensorFlow has started: fixed for this process
+        return False
+    return True
+
+
+def configure(precision="auto", jit="auto", model=None, threads="auto", step_flops=None):
+    """Sets the global dtype policy (and threads) and returns what the run will use.
+
+    Takes the arguments of `resolve`, and `threads` and `step_flops` of
+    `resolve_threads`, and returns `resolve`'s dict, whose `precision` is
+    now the global dtype policy, with `threads`: the intra-op threads set
+    (`None`: TensorFlow's default). `"auto"` leaves the default where
+    TensorFlow has already started in this process; an asked number there
+    is a `ValueError`.
 
     Example:
 
@@ -265,9 +366,24 @@ def configure(precision="auto", jit="auto", model=None):
     """
     import keras
 
+    wanted = resolve_threads(threads, step_flops)
     setup_devices()
     choice = resolve(precision, jit, model)
     keras.config.set_dtype_policy(choice["precision"])
+    choice["threads"] = None
+    if wanted is not None:
+        if _set_threads(wanted):
+            choice["threads"] = wanted
+            why = "asked" if threads != "auto" else (
+                f"a training batch of {step_flops / 1e6:.0f} MFLOP: small ops run faster "
+                f"on one thread each")
+            choice["reason"] += f"; intra-op threads {wanted} ({why})"
+        elif threads != "auto":
+            v.fail("Expected `threads` to be set before TensorFlow starts; it has started in "
+                   "this process.", "threads", threads)
+        else:
+            choice["reason"] += ("; intra-op threads: TensorFlow's default (it had started "
+                                 "before they could be set to 1)")
     return choice
 
 

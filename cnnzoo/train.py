@@ -103,7 +103,7 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
           drop_path_rate=None, learning_rate=DEFAULT_LEARNING_RATE, seed=0,
           precision="auto", jit="auto", patience=DEFAULT_PATIENCE, image_size=None,
           num_samples=None, validation_split=0.15, test_split=0.15, color_mode=None,
-          verbose=1):
+          verbose=1, threads="auto"):
     """Trains a zoo model on a dataset into a run folder, resuming if it was cut short.
 
     Args:
@@ -128,6 +128,8 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
         precision: `"auto"`, `"float32"`, `"mixed_bfloat16"` or
             `"mixed_float16"` (see `cnnzoo.runtime.configure`).
         jit: `"auto"`, True or False: XLA compilation.
+        threads: `"auto"` or an int: TensorFlow's intra-op threads, set before
+            TensorFlow starts in this process (`cnnzoo.runtime.configure`).
         patience: epochs without a lower validation loss before stopping.
             Defaults to 5.
         image_size, num_samples, validation_split, test_split, color_mode:
@@ -152,6 +154,7 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
     seed = v.check_int("seed", seed, low=0)
     patience = v.check_int("patience", patience, low=0)
     verbose = v.check_choice("verbose", verbose, (0, 1, 2))
+    threads = runtime.check_threads(threads)
     if isinstance(out, os.PathLike):
         out = os.fspath(out)
     if not isinstance(out, str) or not out:
@@ -220,15 +223,20 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
         return _train(model, dataset, run_dir, config, previous, knobs, input_size=input_size,
                       epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                       seed=seed, precision=precision, jit=jit, patience=patience,
-                      verbose=verbose)
+                      verbose=verbose, threads=threads)
     finally:
         keras.config.set_dtype_policy(policy)
 
 
 def _train(model, dataset, run_dir, config, previous, knobs, *, input_size, epochs, batch_size,
-           learning_rate, seed, precision, jit, patience, verbose):
+           learning_rate, seed, precision, jit, patience, verbose, threads):
+    # Counted before TensorFlow starts, so that `threads` can still be set.
+    step_flops = (runtime.count_step_flops(
+        lambda: build_model(model, dataset, input_size=input_size, **knobs), batch_size)
+        if threads == "auto" else None)
     # Builds the model before anything is written, so a bad knob leaves nothing behind.
-    rt = runtime.configure(precision, jit, model=model)
+    rt = runtime.configure(precision, jit, model=model, threads=threads,
+                           step_flops=step_flops)
     keras.utils.set_random_seed(seed)
     _enable_determinism(rt["devices"])
     net = build_model(model, dataset, input_size=input_size, **knobs)
@@ -256,7 +264,9 @@ def _train(model, dataset, run_dir, config, previous, knobs, *, input_size, epoc
               f"{len(dataset.y_train)} train / {len(dataset.y_val)} validation / "
               f"{len(dataset.y_test)} test images, {h}x{w}x{c}, {dataset.num_classes} classes; "
               f"{rt['backend']} on {', '.join(rt['devices'])}, {rt['precision']}, "
-              f"XLA {'on' if rt['jit'] else 'off'}. Run folder: {run_dir}")
+              f"XLA {'on' if rt['jit'] else 'off'}"
+              + (f", {rt['threads']} intra-op thread{'s' if rt['threads'] > 1 else ''}"
+                 if rt["threads"] else "") + f". Run folder: {run_dir}")
     if done:
         run_record["resumed_at_epochs"].append(done)
         if verbose:

@@ -175,3 +175,21 @@ def test_packing_break_even_splits_fixed_and_per_epoch_costs():
                              epochs=(5, 10), steps_per_epoch=10)["trial_steps"] == math.inf
     with pytest.raises(ValueError, match=r"Received: epochs=\(10, 5\)"):
         search.break_even(short, long, max_trials=4, epochs=(10, 5), steps_per_epoch=10)
+
+
+@pytest.mark.parametrize("kind, threads", [("zoo", 1), ("plain", 0)])
+def test_search_contender_in_a_fresh_process(tmp_path, kind, threads):
+    """What `search.run` runs per contender on TensorFlow: cnnzoo sets 1 thread, plain none."""
+    import os
+    import subprocess
+    import sys
+
+    spec = {"kind": kind, "data": "digits", "max_trials": 1, "epochs": 1, "seed": 0,
+            "pack": None, "out": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-m", "cnnzoo.bench.search", json.dumps(spec)],
+                            capture_output=True, text=True, timeout=300, check=False,
+                            env={**os.environ, "KERAS_BACKEND": "tensorflow"})
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout.splitlines()[-1])
+    assert found["seconds"] > 0 and 0 <= found["best"] <= 1
+    assert found["threads"] == threads

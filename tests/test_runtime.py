@@ -1,5 +1,9 @@
 """Runtime defaults (precision, XLA), the seeded input pipeline, bfloat16's accuracy on digits."""
 
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -293,3 +297,94 @@ def test_mixed_bfloat16_keeps_digits_accuracy_within_noise():
     # Both learned the task: the comparison is about a trained model.
     assert min(result["acc_float32"]) > 0.9 and min(result["acc_bfloat16"]) > 0.9
     assert abs(gap) <= max(0.005, 3 * se), (gap, se, result)
+
+
+@pytest.mark.parametrize("step_flops, expected", [(22e6, 1), (49e6, 1), (50e6, None),
+                                                  (1e9, None), (None, None)])
+def test_auto_threads_one_for_tiny_steps_on_a_tensorflow_cpu(machine, step_flops, expected):
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("threads are TensorFlow's")
+    machine()
+    assert runtime.resolve_threads("auto", step_flops) == expected
+    assert runtime.resolve_threads(3, step_flops) == 3  # asked: whatever the size
+    machine(accelerators=[("gpu", "gpu0")])
+    assert runtime.resolve_threads("auto", step_flops) is None
+
+
+def test_threads_auto_elsewhere_and_bad_values(machine, monkeypatch):
+    machine()
+    for bad in (0, -1, 1.5, True, "two", None):
+        with pytest.raises(ValueError, match="Received: threads="):
+            runtime.check_threads(bad)
+    assert runtime.check_threads("2") == 2 and runtime.check_threads("AUTO") == "auto"
+    monkeypatch.setattr(runtime, "backend", lambda: "jax")
+    assert runtime.resolve_threads("auto", 1e6) is None
+    with pytest.raises(ValueError, match="on the jax backend.*Received: threads=2"):
+        runtime.resolve_threads(2)
+
+
+def test_step_flops_counted_as_the_built_model_has_them():
+    if keras.backend.backend() != "tensorflow":
+        assert runtime.count_step_flops(lambda: None, 32) is None
+        return
+
+    # TensorFlow started in conftest: no choice is left, nothing is built.
+    assert runtime.tensorflow_started()
+    assert runtime.count_step_flops(lambda: 1 / 0, 32) is None
+    script = ("from cnnzoo import _flops, runtime\n"
+              "from cnnzoo.pipeline import build_classifier\n"
+              "def build():\n"
+              "    return build_classifier('simple_cnn', (8, 8, 1), 10)\n"
+              "assert not runtime.tensorflow_started()\n"
+              "counted = runtime.count_step_flops(build, 32)\n"
+              "assert runtime.count_step_flops(lambda: 1 / 0, 32) is None\n"
+              "assert not runtime.tensorflow_started()  # counting did not start it\n"
+              "print(counted, 32 * _flops.forward_flops(build())[0])\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=300, check=False,
+                            env={**os.environ, "KERAS_BACKEND": "tensorflow"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(32 * 694_784)] * 2
+
+
+def test_threads_once_tensorflow_has_started(machine):
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("threads are TensorFlow's")
+    machine()  # TensorFlow started in conftest, with its default threads
+    choice = runtime.configure("float32", threads="auto", step_flops=22e6)
+    assert choice["threads"] is None and "it had started" in choice["reason"]
+    with pytest.raises(ValueError, match="before TensorFlow starts.*Received: threads=2"):
+        runtime.configure("float32", threads=2)
+
+
+def test_a_fresh_process_sets_threads_before_tensorflow_starts(tmp_path):
+    import json
+
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+    out = tmp_path / "search"
+    result = subprocess.run(
+        [sys.executable, "-m", "cnnzoo", "tune", "--max-trials", "1", "--epochs", "1",
+         "--num-samples", "200", "--no-export", "--precision", "float32", "--out", str(out)],
+        capture_output=True, text=True, timeout=300, env=env, check=False)
+    assert result.returncode == 0, result.stderr
+    # simple_cnn on digits: 694,784 FLOPs an image, 22 MFLOP a batch of 32.
+    assert "| intra-op threads: 1" in result.stdout.splitlines()[0]
+    assert json.loads((out / "results.json").read_text())["search"]["threads"] == 1
+
+    script = ("from cnnzoo import runtime\n"
+              "import tensorflow as tf\n"
+              "choice = runtime.configure('float32', threads=2)\n"
+              "print(choice['threads'], tf.config.threading.get_intra_op_parallelism_threads())\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=300, env=env, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["2", "2"]
+
+    # `cnnzoo train` chooses as `cnnzoo tune` does, and records it.
+    run = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "cnnzoo", "train", "--epochs", "1", "--num-samples", "200",
+         "--precision", "float32", "--verbose", "0", "--out", str(run)],
+        capture_output=True, text=True, timeout=300, env=env, check=False)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((run / "run.json").read_text())["runtime"]["threads"] == 1

@@ -16,8 +16,14 @@ Contenders, interleaved, on the same data splits, search space and budget
 - `cnnzoo --pack K` (at the full budget, or when asked): the same with
   `pack=K` packed trials.
 
-Trials per hour is `max_trials / wall time` of the whole search (set-up
-and report included). The ratio is computed per interleaved repeat; each
+On TensorFlow each contender's search runs in a fresh process of its own,
+after an untimed one-trial warm-up there, as a user's run would: cnnzoo
+sets TensorFlow's threads before TensorFlow starts (`cnnzoo.runtime`,
+`threads="auto"`), which a process that has already trained something can
+no longer do, and no contender's tracing is slowed by what the ones before
+it left in the process. Trials per hour is `max_trials / wall time` of the
+whole search (set-up and report included; the process's start and
+warm-up are not). The ratio is computed per interleaved repeat; each
 repeat uses its own seed (the same for every contender), so the best
 validation accuracies form a sample too. The best objective counts as
 reached when cnnzoo's is no worse than plain Keras Tuner's by more than two
@@ -30,10 +36,14 @@ epoch).
 
 import contextlib
 import io
+import json
 import math
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
+import time
 
 from cnnzoo import _validation as v
 from cnnzoo.bench import harness
@@ -136,6 +146,79 @@ class _Searches:
         keras.backend.clear_session()
 
 
+class _FreshSearches:
+    """Runs each contender in a fresh process (`child`), recording its time and best.
+
+    `clock` is the harness's clock: it advances by the searches' own wall
+    times, as the children measure them.
+    """
+
+    def __init__(self, data, max_trials, epochs, workdir):
+        self.data = data
+        self.max_trials = max_trials
+        self.epochs = epochs
+        self.workdir = workdir
+        self.seed = 0
+        self.best = {}
+        self.elapsed = 0.0
+        self.threads = {}
+
+    def clock(self):
+        return self.elapsed
+
+    def run(self, name, pack=None):
+        kind = "plain" if name == "plain Keras Tuner" else "zoo"
+        spec = {"kind": kind, "data": self.data, "max_trials": self.max_trials,
+                "epochs": self.epochs, "seed": self.seed, "pack": pack,
+                "out": os.path.join(self.workdir, f"{kind}-{len(self.best.get(name, []))}")}
+        result = subprocess.run([sys.executable, "-m", "cnnzoo.bench.search", json.dumps(spec)],
+                                capture_output=True, text=True, check=False)
+        lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+        if result.returncode != 0 or not lines:
+            raise RuntimeError(f"the {name} search failed in its process: "
+                               f"{result.stderr.strip()[-2000:]}")
+        found = json.loads(lines[-1])
+        self.elapsed += found["seconds"]
+        self.best.setdefault(name, []).append(found["best"])
+        self.threads[name] = found["threads"]
+
+
+def child(spec):
+    """One contender's search in this (fresh) process: an untimed warm-up, then the search.
+
+    Returns:
+        A dict: `seconds` (the timed search's wall time), `best` (its best
+        validation accuracy) and `threads` (TensorFlow's intra-op threads,
+        0 for its default).
+    """
+    import cnnzoo.data
+
+    ds = cnnzoo.data.load_dataset(spec["data"], seed=0)
+    searches = _Searches(ds, spec["data"], spec["max_trials"], spec["epochs"], spec["out"])
+    searches.seed = spec["seed"]
+    if spec["kind"] == "plain":
+        search = searches.plain
+    else:
+        def search():
+            searches.zoo(spec["pack"])
+    budget = (searches.max_trials, searches.epochs)
+    searches.max_trials, searches.epochs = 1, 1
+    search()  # the warm-up: what a process pays once
+    (searches.max_trials, searches.epochs), searches.best = budget, {}
+    start = time.perf_counter()
+    search()
+    seconds = time.perf_counter() - start
+    threads = 0
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        threads = tf.config.threading.get_intra_op_parallelism_threads()
+    (best,) = searches.best.values()
+    return {"seconds": seconds, "best": best[0], "threads": threads}
+
+
 def best_reached(best, base, n_val, name="cnnzoo"):
     """Whether contender `name`'s best validation accuracy reaches the plain search's.
 
@@ -154,7 +237,7 @@ def best_reached(best, base, n_val, name="cnnzoo"):
 
 
 def run(quick=True, repeats=None, max_trials=None, epochs=None, pack=None, data="digits",
-        target=2.0, where="2 CPU cores"):
+        target=2.0, where="2 CPU cores", fresh=None):
     """Returns the result rows.
 
     Args:
@@ -168,6 +251,9 @@ def run(quick=True, repeats=None, max_trials=None, epochs=None, pack=None, data=
             `"shapes"` is drawn with numpy).
         target, where: the trials-per-hour target and the hardware it is
             for (the issue: 2x on 2 CPU cores, 5x on a GPU).
+        fresh: run each search in a fresh process (`child`). Defaults to
+            `True` on TensorFlow (whose threads cnnzoo sets before it
+            starts) and `False` elsewhere.
     """
     try:
         import tuning
@@ -182,14 +268,28 @@ def run(quick=True, repeats=None, max_trials=None, epochs=None, pack=None, data=
     settings["epochs"] = epochs or settings["epochs"]
     if pack is None and not quick:
         pack = PACK
+    import keras
+
+    if fresh is None:
+        fresh = keras.backend.backend() == "tensorflow"
     workdir = tempfile.mkdtemp(prefix="cnnzoo-bench-search-")
     try:
         ds = cnnzoo.data.load_dataset(data, seed=0)
-        searches = _Searches(ds, data, settings["max_trials"], settings["epochs"], workdir)
-        searches.warm_up()
-        fns = {"plain Keras Tuner": searches.plain, "cnnzoo default": searches.zoo}
-        if pack is not None:
-            fns[f"cnnzoo --pack {pack}"] = lambda: searches.zoo(pack)
+        if fresh:
+            searches = _FreshSearches(data, settings["max_trials"], settings["epochs"], workdir)
+            fns = {"plain Keras Tuner": lambda: searches.run("plain Keras Tuner"),
+                   "cnnzoo default": lambda: searches.run("cnnzoo default")}
+            if pack is not None:
+                fns[f"cnnzoo --pack {pack}"] = lambda: searches.run(f"cnnzoo --pack {pack}",
+                                                                    pack)
+            clock = searches.clock
+        else:
+            searches = _Searches(ds, data, settings["max_trials"], settings["epochs"], workdir)
+            searches.warm_up()
+            fns = {"plain Keras Tuner": searches.plain, "cnnzoo default": searches.zoo}
+            if pack is not None:
+                fns[f"cnnzoo --pack {pack}"] = lambda: searches.zoo(pack)
+            clock = time.perf_counter
         # Each repeat gets its own seed: contenders of one repeat share it.
         order = list(fns)
         timed = {}
@@ -199,7 +299,7 @@ def run(quick=True, repeats=None, max_trials=None, epochs=None, pack=None, data=
                 if name == order[-1]:
                     searches.seed += 1
             timed[name] = call
-        times = harness.interleave(timed, repeats=settings["repeats"], warmup=0)
+        times = harness.interleave(timed, repeats=settings["repeats"], warmup=0, clock=clock)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     n_val = len(ds.x_val)
@@ -218,7 +318,10 @@ def run(quick=True, repeats=None, max_trials=None, epochs=None, pack=None, data=
             target=f">= {target:g} ({where}), best objective reached within noise",
             met=harness.at_least(ratio, target) and reached,
             context=(f"{budget}; trials/hour: plain {per_hour['plain Keras Tuner']:.0f}, "
-                     f"{name} {per_hour[name]:.0f}"),
+                     f"{name} {per_hour[name]:.0f}" + (
+                         f"; each search in a fresh process (TensorFlow intra-op threads: "
+                         f"plain {searches.threads['plain Keras Tuner'] or 'default'}, "
+                         f"{name} {searches.threads[name] or 'default'})" if fresh else "")),
             note=f"best val_accuracy (median over repeats): {note}"))
     return rows
 
@@ -324,3 +427,8 @@ def packing(max_trials=16, epochs=(5, 20), pack=8, repeats=1, data="digits"):
                              f"{packed.AUTO_PACK_MIN_STEPS:,} trial-steps "
                              f"(`tuning.packed.AUTO_PACK_MIN_STEPS`)")),
     ]
+
+
+if __name__ == "__main__":
+    # `python -m cnnzoo.bench.search SPEC`: one search of `_FreshSearches`.
+    print(json.dumps(child(json.loads(sys.argv[1]))), flush=True)

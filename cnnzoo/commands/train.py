@@ -64,6 +64,9 @@ def add_arguments(parser):
     parser.add_argument("--precision", default="auto",
                         choices=["auto", "float32", "mixed_bfloat16", "mixed_float16"])
     parser.add_argument("--jit", type=parse_jit, default="auto", help="auto, on or off (XLA).")
+    parser.add_argument("--threads", default="auto",
+                        help="TensorFlow's intra-op threads: auto (1 on a CPU for tiny "
+                             "models, one per core otherwise) or a number.")
     parser.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2],
                         help="0 silent, 1 progress bars (default), 2 one line per epoch.")
 
@@ -80,6 +83,6 @@ def run(args):
         seed=args.seed, precision=args.precision, jit=args.jit, patience=args.patience,
         image_size=args.image_size, num_samples=args.num_samples,
         validation_split=args.validation_split, test_split=args.test_split,
-        color_mode=args.color_mode, verbose=args.verbose,
+        color_mode=args.color_mode, verbose=args.verbose, threads=args.threads,
     )
     return 0

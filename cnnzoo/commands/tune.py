@@ -48,6 +48,10 @@ def add_arguments(parser):
                         help="Default: auto (bfloat16 where the hardware runs it fast).")
     parser.add_argument("--jit", default="auto", choices=["auto", "on", "off"],
                         help="XLA compilation. Default: auto (on for GPUs, off on CPUs).")
+    parser.add_argument("--threads", default="auto",
+                        help="TensorFlow's intra-op threads. Default: auto (1 on a CPU for "
+                             "models whose training batch is tiny, as the default search's; "
+                             "one per core otherwise).")
     parser.add_argument("--distribution", default="none", choices=["none", "mirrored"],
                         help="mirrored: each trial on every local GPU (TensorFlow "
                              "MirroredStrategy; Keras DataParallel on JAX).")
@@ -118,6 +122,7 @@ def run(args):
             export=not args.no_export, chief=args.chief, worker=args.worker,
             hypermodel_kwargs=kwargs, quiet=args.quiet, pack=args.pack,
             worker_timeout=None if args.worker_timeout == 0 else args.worker_timeout,
+            threads=args.threads,
         )
     except SearchFailedError as error:
         import sys
