@@ -193,3 +193,39 @@ def test_search_contender_in_a_fresh_process(tmp_path, kind, threads):
     found = json.loads(result.stdout.splitlines()[-1])
     assert found["seconds"] > 0 and 0 <= found["best"] <= 1
     assert found["threads"] == threads
+
+
+def test_fresh_searches_give_every_search_its_own_folder_and_clock(monkeypatch, tmp_path):
+    import subprocess
+
+    from cnnzoo.bench import search
+
+    specs = []
+
+    def fake_run(argv, **kwargs):
+        spec = json.loads(argv[-1])
+        specs.append(spec)
+        if spec["seed"] == 9:
+            return subprocess.CompletedProcess(argv, 1, "", (
+                "I0000 00:00:1.0 1 port.cc:153] oneDNN custom operations are on.\n"
+                "Traceback (most recent call last):\nValueError: bad folder\n"))
+        return subprocess.CompletedProcess(argv, 0, json.dumps(
+            {"seconds": 1.5 + len(specs), "best": 0.5, "threads": 1}) + "\n", "")
+
+    monkeypatch.setattr(search.subprocess, "run", fake_run)
+    runs = search._FreshSearches("digits", 3, 1, str(tmp_path))
+    for name, pack in [("plain Keras Tuner", None), ("cnnzoo default", None),
+                       ("cnnzoo --pack 3", 3), ("cnnzoo default", None)]:
+        before = runs.clock()
+        runs.run(name, pack)
+        assert runs.clock() - before == 1.5 + len(specs)  # the child's own time
+    outs = [s["out"] for s in specs]
+    assert len(set(outs)) == len(outs)  # a used folder would make the next search resume
+    assert [s["kind"] for s in specs] == ["plain", "zoo", "zoo", "zoo"]
+    assert [s["pack"] for s in specs] == [None, None, 3, None]
+    assert runs.best["cnnzoo default"] == [0.5, 0.5]
+    runs.seed = 9
+    with pytest.raises(RuntimeError, match=r"cnnzoo default search failed.*ValueError: bad "
+                                           r"folder$") as error:
+        runs.run("cnnzoo default")
+    assert "oneDNN" not in str(error.value)

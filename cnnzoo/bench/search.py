@@ -162,21 +162,27 @@ class _FreshSearches:
         self.best = {}
         self.elapsed = 0.0
         self.threads = {}
+        self.count = 0
 
     def clock(self):
         return self.elapsed
 
     def run(self, name, pack=None):
+        from cnnzoo import _native_log
+
         kind = "plain" if name == "plain Keras Tuner" else "zoo"
+        self.count += 1  # a folder of its own: a search in a used one would resume
         spec = {"kind": kind, "data": self.data, "max_trials": self.max_trials,
                 "epochs": self.epochs, "seed": self.seed, "pack": pack,
-                "out": os.path.join(self.workdir, f"{kind}-{len(self.best.get(name, []))}")}
+                "out": os.path.join(self.workdir, f"{kind}-{self.count}")}
         result = subprocess.run([sys.executable, "-m", "cnnzoo.bench.search", json.dumps(spec)],
                                 capture_output=True, text=True, check=False)
         lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
         if result.returncode != 0 or not lines:
+            said = [line for line in result.stderr.splitlines()
+                    if line.strip() and not any(n in line for n in _native_log.NOTICES)]
             raise RuntimeError(f"the {name} search failed in its process: "
-                               f"{result.stderr.strip()[-2000:]}")
+                               f"{' | '.join(said[-3:])}")
         found = json.loads(lines[-1])
         self.elapsed += found["seconds"]
         self.best.setdefault(name, []).append(found["best"])
