@@ -146,7 +146,7 @@ class _Searches:
         keras.backend.clear_session()
 
 
-class _FreshSearches:
+class _FreshSearches(_Searches):
     """Runs each contender in a fresh process (`child`), recording its time and best.
 
     `clock` is the harness's clock: it advances by the searches' own wall
@@ -154,15 +154,9 @@ class _FreshSearches:
     """
 
     def __init__(self, data, max_trials, epochs, workdir):
-        self.data = data
-        self.max_trials = max_trials
-        self.epochs = epochs
-        self.workdir = workdir
-        self.seed = 0
-        self.best = {}
+        super().__init__(None, data, max_trials, epochs, workdir)
         self.elapsed = 0.0
         self.threads = {}
-        self.count = 0
 
     def clock(self):
         return self.elapsed
@@ -171,10 +165,10 @@ class _FreshSearches:
         from cnnzoo import _native_log
 
         kind = "plain" if name == "plain Keras Tuner" else "zoo"
-        self.count += 1  # a folder of its own: a search in a used one would resume
+        # A folder of its own: a search in a used one would resume.
         spec = {"kind": kind, "data": self.data, "max_trials": self.max_trials,
                 "epochs": self.epochs, "seed": self.seed, "pack": pack,
-                "out": os.path.join(self.workdir, f"{kind}-{self.count}")}
+                "out": self._folder(kind)}
         result = subprocess.run([sys.executable, "-m", "cnnzoo.bench.search", json.dumps(spec)],
                                 capture_output=True, text=True, check=False)
         lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
