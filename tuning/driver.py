@@ -197,11 +197,15 @@ def _search(*, model, data, tuner, max_trials, epochs, objective, seed, out, pre
     ds = cnnzoo.data.load_dataset(data, image_size=image_size, num_samples=num_samples,
                                   seed=seed)
     _check_data(ds, objective)
-    counting = hypermodel or ZooHyperModel(
-        model, input_shape=ds.input_shape, num_classes=ds.num_classes, input_size=input_size,
-        jit_compile=False, **(hypermodel_kwargs or {}))
+
+    def build_default():
+        counted = hypermodel or ZooHyperModel(
+            model, input_shape=ds.input_shape, num_classes=ds.num_classes,
+            input_size=input_size, jit_compile=False, **(hypermodel_kwargs or {}))
+        return counted.build(_default_hp())
+
     # Counted before TensorFlow starts, so that `threads` can still be set.
-    step_flops = (runtime.count_step_flops(lambda: counting.build(_default_hp()), batch_size)
+    step_flops = (runtime.count_step_flops(build_default, batch_size)
                   if threads == "auto" else None)
     setup = runtime.configure(precision, jit, model=model if hypermodel is None else None,
                               threads=threads, step_flops=step_flops)
