@@ -95,8 +95,8 @@ class _Searches:
         self.best = {}
         self.count = 0
 
-    def warm_up(self):
-        """One untimed one-trial, one-epoch search per contender.
+    def warm_up(self, *searches):
+        """One untimed one-trial, one-epoch search per contender (default: both).
 
         What a process pays once (imports such as matplotlib for the report,
         TensorFlow's first tracing and tf.data set-up, Keras Tuner's) is not
@@ -105,8 +105,8 @@ class _Searches:
         budget, self.max_trials, self.epochs = (self.max_trials, self.epochs), 1, 1
         best, self.best = self.best, {}  # not recorded
         try:
-            self.plain()
-            self.zoo()
+            for search in searches or (self.plain, self.zoo):
+                search()
         finally:
             (self.max_trials, self.epochs), self.best = budget, best
 
@@ -201,10 +201,7 @@ def child(spec):
     else:
         def search():
             searches.zoo(spec["pack"])
-    budget = (searches.max_trials, searches.epochs)
-    searches.max_trials, searches.epochs = 1, 1
-    search()  # the warm-up: what a process pays once
-    (searches.max_trials, searches.epochs), searches.best = budget, {}
+    searches.warm_up(search)
     start = time.perf_counter()
     search()
     seconds = time.perf_counter() - start
