@@ -193,6 +193,8 @@ def test_search_contender_in_a_fresh_process(tmp_path, kind, threads):
     found = json.loads(result.stdout.splitlines()[-1])
     assert found["seconds"] > 0 and 0 <= found["best"] <= 1
     assert found["threads"] == threads
+    # cnnzoo says how many trials trained per model (one trial here: one).
+    assert found.get("pack") == (1 if kind == "zoo" else None)
 
 
 def test_fresh_searches_give_every_search_its_own_folder_and_clock(monkeypatch, tmp_path):
@@ -209,8 +211,10 @@ def test_fresh_searches_give_every_search_its_own_folder_and_clock(monkeypatch, 
             return subprocess.CompletedProcess(argv, 1, "", (
                 "I0000 00:00:1.0 1 port.cc:153] oneDNN custom operations are on.\n"
                 "Traceback (most recent call last):\nValueError: bad folder\n"))
-        return subprocess.CompletedProcess(argv, 0, json.dumps(
-            {"seconds": 1.5 + len(specs), "best": 0.5, "threads": 1}) + "\n", "")
+        found = {"seconds": 1.5 + len(specs), "best": 0.5, "threads": 1}
+        if spec["kind"] == "zoo":
+            found["pack"] = spec["pack"] or 2
+        return subprocess.CompletedProcess(argv, 0, json.dumps(found) + "\n", "")
 
     monkeypatch.setattr(search.subprocess, "run", fake_run)
     runs = search._FreshSearches("digits", 3, 1, str(tmp_path))
@@ -224,6 +228,9 @@ def test_fresh_searches_give_every_search_its_own_folder_and_clock(monkeypatch, 
     assert [s["kind"] for s in specs] == ["plain", "zoo", "zoo", "zoo"]
     assert [s["pack"] for s in specs] == [None, None, 3, None]
     assert runs.best["cnnzoo default"] == [0.5, 0.5]
+    assert runs.packs == {"cnnzoo default": 2, "cnnzoo --pack 3": 3}
+    assert search._packing("cnnzoo default", 2) == "; cnnzoo default: 2 trials packed per model"
+    assert search._packing("cnnzoo --pack 1", 1) == "; cnnzoo --pack 1: one trial at a time"
     runs.seed = 9
     with pytest.raises(RuntimeError, match=r"cnnzoo default search failed.*ValueError: bad "
                                            r"folder$") as error:

@@ -160,7 +160,7 @@ LONG = packed.AUTO_PACK_MIN_STEPS  # a search just long enough to pack on a GPU
 
 
 @pytest.mark.parametrize("kwargs, k", [
-    ({"accelerator": False}, 1),
+    ({"accelerator": False}, 1),  # a CPU with TensorFlow's default threads
     ({"accelerator": False, "search_steps": 100 * LONG}, 1),
     ({}, packed.AUTO_PACK),  # trials unknown
     ({"max_trials": 16}, 8),
@@ -177,12 +177,87 @@ LONG = packed.AUTO_PACK_MIN_STEPS  # a search just long enough to pack on a GPU
     ({"step_flops": packed.AUTO_PACK_FLOPS}, 1),
     ({"step_flops": None}, 1),
 ])
-def test_auto_pack_packs_small_steps_of_long_searches_on_accelerators_only(kwargs, k):
+def test_auto_pack_packs_small_steps_of_long_searches_on_accelerators(kwargs, k):
     args = {"accelerator": True, "tuner": "random", "step_flops": SMALL_STEP,
             "search_steps": LONG, **kwargs}
     chosen, reason = packed.auto_pack(**args)
     assert chosen == k, reason
     assert reason
+
+
+CPU_LONG = packed.AUTO_PACK_CPU_MIN_STEPS
+
+
+@pytest.mark.parametrize("kwargs, k", [
+    # The default search (10 trials x 10 epochs x 40 steps of digits) on 2 cores.
+    ({"max_trials": 10, "search_steps": 4_000}, 2),
+    ({}, 2),
+    ({"cores": 16, "max_trials": 10}, 5),  # at most AUTO_PACK, evened out: 5 and 5
+    ({"cores": 16}, packed.AUTO_PACK),
+    ({"cores": 3, "max_trials": 9}, 3),
+    ({"max_trials": 1}, 1),
+    ({"cores": 1}, 1),
+    ({"threads": None}, 1),  # TensorFlow's default: each op on every core
+    ({"threads": 2}, 1),
+    ({"search_steps": CPU_LONG - 1}, 1),
+    ({"search_steps": None}, 1),  # Hyperband
+    ({"tuner": "bayesian"}, 1),
+    ({"distribution": "mirrored"}, 1),
+    ({"step_flops": None}, 2),  # not needed on a CPU: threads=1 says the step is small
+])
+def test_auto_pack_packs_one_trial_per_core_on_a_cpu_with_one_thread_per_op(kwargs, k):
+    args = {"accelerator": False, "tuner": "random", "step_flops": SMALL_STEP,
+            "search_steps": CPU_LONG, "threads": 1, "cores": 2, **kwargs}
+    chosen, reason = packed.auto_pack(**args)
+    assert chosen == k, reason
+    if k > 1:
+        assert reason.startswith(f"CPU, one thread per op: {k} trials side by side on "
+                                 f"{args['cores']} cores")
+
+
+def test_auto_pack_counts_the_cores_this_process_may_use(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 3, 5}, raising=False)
+    assert packed.cpu_cores() == 3
+    chosen, _ = packed.auto_pack(accelerator=False, tuner="random", step_flops=SMALL_STEP,
+                                 search_steps=CPU_LONG, threads=1)
+    assert chosen == 3
+
+
+def test_auto_pack_on_a_cpu_packs_when_the_search_runs_ops_on_one_thread(digits, tmp_path,
+                                                                         monkeypatch):
+    """The search hands the threads it set to `auto_pack`.
+
+    This process's TensorFlow has started with its default threads, so
+    `configure` is made to report the one thread a fresh `cnnzoo tune`
+    sets for this model; the length threshold is lowered to this search's.
+    """
+    import io
+
+    import tuning
+    from cnnzoo import runtime
+
+    configure = runtime.configure
+
+    def one_thread(*args, **kwargs):
+        return dict(configure(*args, **kwargs), threads=1)
+
+    monkeypatch.setattr(runtime, "configure", one_thread)
+    monkeypatch.setattr(packed, "cpu_cores", lambda: 2)
+    monkeypatch.setattr(packed, "AUTO_PACK_CPU_MIN_STEPS", 12)
+    stream = io.StringIO()
+    result = tuning.search(out=tmp_path, stream=stream, max_trials=4, epochs=1,
+                           num_samples=120, precision="float32", export=False)
+    said = stream.getvalue()
+    assert "intra-op threads: 1" in said
+    assert ("Packing 2 trials side by side per model (CPU, one thread per op: 2 trials side "
+            "by side on 2 cores, over 12 training steps)") in said
+    assert [t["pack_size"] for t in result.trials] == [2.0] * 4
+    assert json.loads((tmp_path / "results.json").read_text())["search"]["pack"] == 2
+
+    monkeypatch.setattr(runtime, "configure", configure)  # the default threads: one at a time
+    result = tuning.search(out=tmp_path / "default", max_trials=4, epochs=1, num_samples=120,
+                           precision="float32", export=False, quiet=True)
+    assert [t["pack_size"] for t in result.trials] == [1.0] * 4
 
 
 @pytest.mark.multibackend

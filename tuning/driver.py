@@ -133,9 +133,10 @@ def search(model=DEFAULT_MODEL, data=DEFAULT_DATA, *, tuner="random",
         quiet: print nothing but errors.
         pack: train this many trials at once, packed into one model
             (`tuning.packed`; same results as one at a time), or `"auto"`
-            (the default): 1 on a CPU and for a search too short to repay
-            compiling a packed model, several small trials per step on a GPU
-            otherwise (`tuning.packed.auto_pack`).
+            (the default): one trial per core on a CPU where each op runs
+            on one thread (`threads`), several small trials per step on a
+            GPU, and 1 otherwise or for a search too short to repay
+            compiling a packed model (`tuning.packed.auto_pack`).
 
     Returns:
         A `SearchResult`.
@@ -243,7 +244,7 @@ def _search(*, model, data, tuner, max_trials, epochs, objective, seed, out, pre
             max_trials=None if tuner == "hyperband" else max_trials,
             search_steps=None if tuner == "hyperband" else
             max_trials * epochs * math.ceil(len(ds.x_train) / batch_size),
-            distribution=distribution)
+            distribution=distribution, threads=setup["threads"])
         if pack > 1 and tuner_class is None and role != "chief":
             say(f"Packing {pack} trials side by side per model ({why})")
     if tuner_class is None and (pack > 1 or distribution == "none"):

@@ -71,6 +71,7 @@ convolutions on this CPU, so towers stay separate subgraphs.
 
 import functools
 import math
+import os
 import time
 import traceback
 
@@ -596,7 +597,8 @@ class PackedTunerMixin:
 # `pack="auto"` (`auto_pack`): on an accelerator, and only for a search long
 # enough to repay compiling the packed model (AUTO_PACK_MIN_STEPS trial-steps),
 # up to AUTO_PACK trials side by side while the pack's forward work per step
-# stays within AUTO_PACK_FLOPS; one at a time on a CPU.
+# stays within AUTO_PACK_FLOPS; on a CPU, one trial per core where each op
+# runs on one thread (AUTO_PACK_CPU_MIN_STEPS), else one at a time.
 AUTO_PACK = 8
 AUTO_PACK_FLOPS = 16e9
 # Measured on one H200 with JAX (2026-11-30; `benchmarks/RESULTS.md`), the
@@ -607,10 +609,27 @@ AUTO_PACK_FLOPS = 16e9
 # so it breaks even at about 34,000 trial-steps (16 trials x 53 epochs of
 # digits). The default search is 4,000.
 AUTO_PACK_MIN_STEPS = 50_000
+# Measured on 2 cores of an AMD EPYC with TensorFlow (2026-11-30), the same
+# model with one intra-op thread (`cnnzoo.runtime.resolve_threads`), 12 trials
+# at 2 and at 10 epochs: 2 trials packed cut the time per trial-epoch from 92
+# to 63 ms at no higher fixed cost (the towers' ops run side by side, one per
+# core), and 3 packed from 118 to 72 ms at 2.1 s more, breaking even at about
+# 1,800 trial-steps. Whole default searches (10 trials x 10 epochs, fresh
+# processes, alternating) ran 1.04x-1.35x faster with 2 packed (median 1.10,
+# faster in 8 of 8 pairs) and reached the same best objective in each.
+AUTO_PACK_CPU_MIN_STEPS = 2_000
+
+
+def cpu_cores():
+    """The CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def auto_pack(*, accelerator, tuner, step_flops, max_trials=None, search_steps=None,
-              distribution="none"):
+              distribution="none", threads=None, cores=None):
     """The pack size that `pack="auto"` picks, and why.
 
     Packing trains K trials in one model with the same results as one at a
@@ -618,22 +637,28 @@ def auto_pack(*, accelerator, tuner, step_flops, max_trials=None, search_steps=N
     leaves the hardware idle, and costs a larger fixed cost per search
     (compiling the K-tower model, most likely). So:
 
-    - on a CPU, 1: on 2 cores packed trials measured no faster than the
-      default one-at-a-time search (`benchmarks/RESULTS_search_full.md`),
-      since the towers' kernels run one after another;
-    - on an accelerator, 1 for a search of fewer than `AUTO_PACK_MIN_STEPS`
-      training steps over all its trials (or of unknown length, as with
-      Hyperband): on an H200 a search of 16 trials x 5 epochs ran 2.5-2.6x
-      faster one trial at a time than 8 trials packed, and packing broke even only at about
-      34,000 trial-steps (see `AUTO_PACK_MIN_STEPS`);
-    - for a longer search on an accelerator, as many trials as keep the
-      pack's forward FLOPs per step within `AUTO_PACK_FLOPS`, at most
-      `AUTO_PACK`: a small model's step is microseconds of work there,
-      mostly launch overhead, which the towers share;
     - 1 for Bayesian optimization, which proposes each trial from the
       results of all earlier ones (trials taken K at a time would be
       proposed knowing fewer), and 1 with `distribution="mirrored"`, where
-      each trial already spans every device.
+      each trial already spans every device;
+    - on a CPU where each op runs on one thread (`threads=1`, which
+      `cnnzoo.runtime` picks for tiny models on TensorFlow), one trial per
+      core for a search of at least `AUTO_PACK_CPU_MIN_STEPS` training steps
+      over all its trials: the towers' ops run side by side on the cores
+      that one trial leaves idle. On 2 cores the default search ran a
+      median 1.10x faster with 2 trials packed (see
+      `AUTO_PACK_CPU_MIN_STEPS`);
+    - on a CPU where ops use every core (TensorFlow's default threads, or
+      another backend), 1: the towers' kernels would run one after another;
+    - on an accelerator, 1 for a search of fewer than `AUTO_PACK_MIN_STEPS`
+      training steps over all its trials (or of unknown length, as with
+      Hyperband): on an H200 a search of 16 trials x 5 epochs ran 2.5-2.6x
+      faster one trial at a time than 8 trials packed, and packing broke even
+      only at about 34,000 trial-steps (see `AUTO_PACK_MIN_STEPS`);
+    - for a longer search on an accelerator, as many trials as keep the
+      pack's forward FLOPs per step within `AUTO_PACK_FLOPS`, at most
+      `AUTO_PACK`: a small model's step is microseconds of work there,
+      mostly launch overhead, which the towers share.
 
     With `max_trials` known, K is evened out over the packs (10 trials: two
     packs of 5, not 8 and 2, which would compile a second model).
@@ -649,30 +674,46 @@ def auto_pack(*, accelerator, tuner, step_flops, max_trials=None, search_steps=N
             trials (trials x epochs x steps per epoch), or `None` where
             unknown.
         distribution: `"none"` or `"mirrored"`.
+        threads: TensorFlow's intra-op threads as `cnnzoo.runtime.configure`
+            set them (`None`: the default, one per core).
+        cores: the CPU cores to count on. Defaults to `cpu_cores()`.
 
     Returns:
         `(k, reason)`.
     """
-    if not accelerator:
-        return 1, "CPU: packing measured no faster than one trial at a time"
     if distribution != "none":
         return 1, "each trial already spans every device"
     if tuner == "bayesian":
         return 1, "Bayesian optimization proposes each trial from every earlier result"
-    if step_flops is None:
-        return 1, "the model's size could not be read"
-    if search_steps is None or search_steps < AUTO_PACK_MIN_STEPS:
+    if not accelerator:
+        if threads != 1:
+            return 1, "CPU: each op already runs on every core"
+        cores = cpu_cores() if cores is None else cores
+        if cores < 2:
+            return 1, "CPU: one core"
+        minimum, k = AUTO_PACK_CPU_MIN_STEPS, min(AUTO_PACK, cores)
+    else:
+        if step_flops is None:
+            return 1, "the model's size could not be read"
+        minimum = AUTO_PACK_MIN_STEPS
+        k = int(min(AUTO_PACK, AUTO_PACK_FLOPS // max(float(step_flops), 1.0)))
+    if search_steps is None or search_steps < minimum:
         steps = "of unknown length" if search_steps is None else f"of {search_steps:,} steps"
         return 1, (f"a search {steps} is too short to repay compiling a packed model "
-                   f"(at least {AUTO_PACK_MIN_STEPS:,})")
-    k = int(min(AUTO_PACK, AUTO_PACK_FLOPS // max(float(step_flops), 1.0)))
+                   f"(at least {minimum:,})")
     if k <= 1:
         return 1, f"one trial's step ({step_flops / 1e9:.1f} GFLOP forward) is large enough"
     if max_trials:
         packs = math.ceil(max_trials / k)
         k = math.ceil(max_trials / packs)
-    return k, (f"accelerator: {k} trials of {step_flops / 1e6:.0f} MFLOP forward per step "
-               f"share each step, over {search_steps:,} training steps")
+        if k <= 1:
+            return 1, "one trial"
+    if accelerator:
+        where = (f"accelerator: {k} trials of {step_flops / 1e6:.0f} MFLOP forward per step "
+                 f"share each step")
+    else:
+        where = f"CPU, one thread per op: {k} trials side by side on {cores} cores"
+    return k, f"{where}, over {search_steps:,} training steps"
 
 
 def packed_tuner_class(base, pack=4):

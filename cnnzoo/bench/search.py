@@ -11,10 +11,13 @@ Contenders, interleaved, on the same data splits, search space and budget
 - `cnnzoo default`: `tuning.search` with its defaults (what `cnnzoo tune`
   runs), without the export of the best model: one compiled model serves
   every trial (`tuning.packed`), so only the first trial traces, and
-  `pack="auto"` trains one trial at a time (on a GPU it packs only searches
-  longer than these, `tuning.packed.AUTO_PACK_MIN_STEPS`);
+  `pack="auto"` picks how many trials train side by side in it
+  (`tuning.packed.auto_pack`: on 2 CPU cores, with one intra-op thread, 2
+  for the full budget and 1 for the quick one; on a GPU, 1 for searches
+  shorter than `tuning.packed.AUTO_PACK_MIN_STEPS`);
 - `cnnzoo --pack K` (at the full budget, or when asked): the same with
-  `pack=K` packed trials.
+  `pack=K`; at the full budget K is 1, one trial at a time, which shows
+  what the default's packing adds.
 
 On TensorFlow each contender's search runs in a fresh process of its own,
 after an untimed one-trial warm-up there, as a user's run would: cnnzoo
@@ -51,7 +54,7 @@ from cnnzoo.bench import harness
 NAME = "search"
 QUICK = {"max_trials": 3, "epochs": 1, "repeats": 2}
 FULL = {"max_trials": 10, "epochs": 10, "repeats": 3}
-PACK = 3
+PACK = 1
 
 
 def plain_build(input_shape, num_classes):
@@ -93,6 +96,7 @@ class _Searches:
         self.workdir = workdir
         self.seed = 0
         self.best = {}
+        self.packs = {}
         self.count = 0
 
     def warm_up(self, *searches):
@@ -142,6 +146,7 @@ class _Searches:
                                epochs=self.epochs, seed=self.seed, out=self._folder("zoo"),
                                export=False, quiet=True, **kwargs)
         self.best.setdefault(name, []).append(float(result.best["score"]))
+        self.packs[name] = int(max(t.get("pack_size") or 1 for t in result.trials))
         keras.config.set_dtype_policy("float32")
         keras.backend.clear_session()
 
@@ -181,6 +186,8 @@ class _FreshSearches(_Searches):
         self.elapsed += found["seconds"]
         self.best.setdefault(name, []).append(found["best"])
         self.threads[name] = found["threads"]
+        if found.get("pack"):
+            self.packs[name] = found["pack"]
 
 
 def child(spec):
@@ -188,8 +195,8 @@ def child(spec):
 
     Returns:
         A dict: `seconds` (the timed search's wall time), `best` (its best
-        validation accuracy) and `threads` (TensorFlow's intra-op threads,
-        0 for its default).
+        validation accuracy), `threads` (TensorFlow's intra-op threads, 0 for
+        its default) and, for cnnzoo, `pack` (the trials trained per model).
     """
     import cnnzoo.data
 
@@ -213,7 +220,16 @@ def child(spec):
 
         threads = tf.config.threading.get_intra_op_parallelism_threads()
     (best,) = searches.best.values()
-    return {"seconds": seconds, "best": best[0], "threads": threads}
+    found = {"seconds": seconds, "best": best[0], "threads": threads}
+    if searches.packs:
+        (found["pack"],) = searches.packs.values()
+    return found
+
+
+def _packing(name, k):
+    if not k:
+        return ""
+    return f"; {name}: " + ("one trial at a time" if k == 1 else f"{k} trials packed per model")
 
 
 def best_reached(best, base, n_val, name="cnnzoo"):
@@ -240,9 +256,10 @@ def run(quick=True, repeats=None, max_trials=None, epochs=None, pack=None, data=
     Args:
         quick: the `QUICK` budget, else `FULL`.
         repeats, max_trials, epochs: override the budget.
-        pack: K of the packed contender. Defaults to `PACK` at the full
-            budget and to none at the quick one (on a CPU packing is no
-            faster; leaving it out keeps `cnnzoo bench --quick` within five
+        pack: K of the `cnnzoo --pack K` contender. Defaults to `PACK` (one
+            trial at a time, against the default's choice) at the full
+            budget and to none at the quick one (whose search is too short
+            to pack; leaving it out keeps `cnnzoo bench --quick` within five
             minutes).
         data: the dataset both searches use (`"digits"` needs scikit-learn;
             `"shapes"` is drawn with numpy).
@@ -318,7 +335,8 @@ def run(quick=True, repeats=None, max_trials=None, epochs=None, pack=None, data=
                      f"{name} {per_hour[name]:.0f}" + (
                          f"; each search in a fresh process (TensorFlow intra-op threads: "
                          f"plain {searches.threads['plain Keras Tuner'] or 'default'}, "
-                         f"{name} {searches.threads[name] or 'default'})" if fresh else "")),
+                         f"{name} {searches.threads[name] or 'default'})" if fresh else "")
+                     + _packing(name, searches.packs.get(name))),
             note=f"best val_accuracy (median over repeats): {note}"))
     return rows
 
