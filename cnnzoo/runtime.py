@@ -349,15 +349,24 @@ def _set_threads(threads):
     return True
 
 
+def _threads_in_force():
+    """TensorFlow's intra-op threads as set in this process (`None`: its default)."""
+    if backend() != "tensorflow":
+        return None
+    import tensorflow as tf
+
+    return tf.config.threading.get_intra_op_parallelism_threads() or None
+
+
 def configure(precision="auto", jit="auto", model=None, threads="auto", step_flops=None):
     """Sets the global dtype policy (and threads) and returns what the run will use.
 
     Takes the arguments of `resolve`, and `threads` and `step_flops` of
     `resolve_threads`, and returns `resolve`'s dict, whose `precision` is
-    now the global dtype policy, with `threads`: the intra-op threads set
-    (`None`: TensorFlow's default). `"auto"` leaves the default where
-    TensorFlow has already started in this process; an asked number there
-    is a `ValueError`.
+    now the global dtype policy, with `threads`: the intra-op threads in
+    force (`None`: TensorFlow's default). `"auto"` leaves them as they are
+    where TensorFlow has already started in this process (an earlier run may
+    have set them); an asked number there is a `ValueError`.
 
     Example:
 
@@ -370,10 +379,8 @@ def configure(precision="auto", jit="auto", model=None, threads="auto", step_flo
     setup_devices()
     choice = resolve(precision, jit, model)
     keras.config.set_dtype_policy(choice["precision"])
-    choice["threads"] = None
     if wanted is not None:
         if _set_threads(wanted):
-            choice["threads"] = wanted
             why = "asked" if threads != "auto" else (
                 f"a training batch of {step_flops / 1e6:.0f} MFLOP: small ops run faster "
                 f"on one thread each")
@@ -384,6 +391,10 @@ def configure(precision="auto", jit="auto", model=None, threads="auto", step_flo
         else:
             choice["reason"] += ("; intra-op threads: TensorFlow's default (it had started "
                                  "before they could be set to 1)")
+    # What is in force: as set here, by an earlier run in this process, or the default.
+    choice["threads"] = _threads_in_force()
+    if wanted is None and choice["threads"] is not None:
+        choice["reason"] += f"; intra-op threads {choice['threads']} (set earlier in this process)"
     return choice
 
 

@@ -374,11 +374,14 @@ def test_a_fresh_process_sets_threads_before_tensorflow_starts(tmp_path):
     script = ("from cnnzoo import runtime\n"
               "import tensorflow as tf\n"
               "choice = runtime.configure('float32', threads=2)\n"
-              "print(choice['threads'], tf.config.threading.get_intra_op_parallelism_threads())\n")
+              "print(choice['threads'], tf.config.threading.get_intra_op_parallelism_threads())\n"
+              "tf.zeros(1) + 1  # started\n"
+              "again = runtime.configure('float32')  # a later run: nothing to set, 2 in force\n"
+              "print(again['threads'], 'set earlier in this process' in again['reason'])\n")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=300, env=env, check=False)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["2", "2"]
+    assert result.stdout.split() == ["2", "2", "2", "True"]
 
     # `cnnzoo train` chooses as `cnnzoo tune` does, and records it.
     run = tmp_path / "run"

@@ -77,12 +77,12 @@ def run(quick=True, models=None, repeats=None, table=None):
     Args:
         quick: the `QUICK` sizes, else `FULL`.
         models: the zoo names to measure (default: every name of the table).
-        repeats: interleaved repeats (default: 7 quick, 9 full).
+        repeats: interleaved repeats (default: 5 quick, 9 full).
         table: `{name: (input size, channels, batch size, steps)}` replacing
             the built-in sizes (`benchmarks/gpu.py` uses GPU-sized batches).
     """
     table = table or (QUICK if quick else FULL)
-    repeats = repeats or (7 if quick else 9)
+    repeats = repeats or (5 if quick else 9)
     wanted = list(models or table)
     rows = []
     present = common.available_models(wanted)

@@ -83,10 +83,10 @@ def add_arguments(parser):
                              "it forever. Default: 300.")
     parser.add_argument("--pack", type=_pack, default="auto", metavar="K",
                         help="Train K trials at once, packed side by side in one model (same "
-                             "results as one at a time; on a GPU faster per epoch, slower to "
-                             "compile). Default: auto (1 on a CPU and for short searches; on a "
-                             "GPU, for 50,000 training steps or more over all trials, up to 8 "
-                             "small trials per step).")
+                             "results as one at a time; faster per epoch, slower to compile). "
+                             "Default: auto (on a CPU running each op on one thread, one trial "
+                             "per core for 2,000 training steps or more over all trials; on a "
+                             "GPU, for 50,000 or more, up to 8 small trials per step; else 1).")
     parser.add_argument("--quiet", action="store_true", help="Print only errors.")
 
 
