@@ -39,8 +39,8 @@ per search instead of once per trial. Trials whose other settings differ
 (learning rate, activation, the pack's size, compile settings) get a model
 of their own, and the previous one is freed (`tuning.memory`). The default
 search (`tuning.search`, `cnnzoo tune`) runs through this tuner, with the
-pack size `auto_pack` picks: 1 on a CPU and for short searches, several
-small trials on a GPU for long ones.
+pack size `auto_pack` picks: one trial per core on a CPU running each op on
+one thread, several small trials on a GPU for long searches, 1 otherwise.
 
 Equivalence (tested in `tests/test_packed.py`): tower k of a packed run
 ends with the same weights and metrics as trial k trained alone with the
