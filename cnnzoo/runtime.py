@@ -21,6 +21,7 @@ The defaults come from measurements (see `benchmarks/RESULTS.md`):
   (one per core) otherwise. Set before TensorFlow starts, or not at all.
 """
 
+import contextlib
 import functools
 import os
 
@@ -396,6 +397,39 @@ def configure(precision="auto", jit="auto", model=None, threads="auto", step_flo
     if wanted is None and choice["threads"] is not None:
         choice["reason"] += f"; intra-op threads {choice['threads']} (set earlier in this process)"
     return choice
+
+
+@contextlib.contextmanager
+def dtype_policy(policy):
+    """Within the block, `policy` is Keras's global dtype policy; the previous one after."""
+    import keras
+
+    old = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(old)
+
+
+def clear_session(free_memory=True):
+    """`keras.backend.clear_session()`, keeping the global dtype policy.
+
+    Keras's resets the policy to float32 along with the rest of its global
+    state, which would quietly undo `configure`'s precision for every model
+    built after it.
+
+    Args:
+        free_memory: also run Python's garbage collection (Keras's own
+            argument; where a Keras always collects, it does).
+    """
+    import keras
+
+    with dtype_policy(keras.config.dtype_policy()):
+        try:
+            keras.backend.clear_session(free_memory=free_memory)
+        except TypeError:  # a Keras whose clear_session takes no argument
+            keras.backend.clear_session()
 
 
 def prepare_training(model, x=None, y=None):

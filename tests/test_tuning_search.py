@@ -76,6 +76,50 @@ def test_small_search_end_to_end_then_resume(tmp_path):
         tuning.search(out=out, max_trials=3, seed=1, export=False, **TINY)
 
 
+def test_every_trial_and_the_export_are_built_at_the_search_precision(tmp_path, monkeypatch):
+    # Keras's clear_session (Keras Tuner's before each build, the search's
+    # memory window after each trial) resets the global policy to float32;
+    # the search must build every model at the precision it reports.
+    built = []
+    build_model = ZooHyperModel.build_model
+
+    def recording(self, **values):
+        model = build_model(self, **values)
+        layers = list(model.layers)
+        while not any(isinstance(layer, keras.layers.Conv2D) for layer in layers):
+            layers = [inner for layer in layers for inner in getattr(layer, "layers", [])]
+        conv = next(layer for layer in layers if isinstance(layer, keras.layers.Conv2D))
+        built.append((values.get("tunable_dropout"), conv.dtype_policy.name))
+        return model
+
+    monkeypatch.setattr(ZooHyperModel, "build_model", recording)
+    keras.config.set_dtype_policy("float32")
+    result = tuning.search(out=tmp_path, max_trials=2,
+                           **dict(TINY, precision="mixed_bfloat16"))
+    assert json.loads((tmp_path / "results.json").read_text())["search"]["precision"] == \
+        "mixed_bfloat16"
+    # The preflight build, two trials (and the model reloaded for export),
+    # then the export's plain-dropout copy.
+    assert len(built) >= 4 and built[-1][0] is False, built
+    assert {policy for _, policy in built} == {"mixed_bfloat16"}, built
+    assert keras.config.dtype_policy().name == "mixed_bfloat16"  # as `configure` left it
+    assert os.path.isdir(result.files["model"])
+    keras.config.set_dtype_policy("float32")
+
+
+def test_clear_session_keeps_the_precision():
+    from cnnzoo import runtime
+
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        runtime.clear_session()
+        assert keras.config.dtype_policy().name == "mixed_bfloat16"
+        keras.backend.clear_session()  # what it guards against
+        assert keras.config.dtype_policy().name == "float32"
+    finally:
+        keras.config.set_dtype_policy("float32")
+
+
 class DivergesAtHalf(ZooHyperModel):
     """Trials with a head rate of 0.5 get a learning rate that overflows the weights."""
 

@@ -255,7 +255,7 @@ def _search(*, model, data, tuner, max_trials, epochs, objective, seed, out, pre
         tuner, hypermodel, directory=out, objective=objective, max_trials=max_trials,
         epochs=epochs, seed=seed, overwrite=overwrite, distribution_strategy=strategy,
         max_consecutive_failures=max_consecutive_failures, tuner_class=tuner_class,
-        stream=stream, quiet=quiet)
+        stream=stream, quiet=quiet, dtype_policy=setup["precision"])
     the_tuner.worker_timeout = worker_timeout
     oracle = the_tuner.oracle
     total = tuners.expected_trials(oracle)
@@ -393,7 +393,7 @@ def _preflight(hypermodel, ds, model_name, strategy):
     except (AttributeError, ValueError, TypeError):
         flops = None
     del model
-    keras.backend.clear_session()
+    runtime.clear_session()  # keeping the precision `configure` set
     return flops
 
 
@@ -471,6 +471,7 @@ def _export_best(the_tuner, hypermodel, oracle, best, ds, out, meta, say, epochs
     import keras
 
     trial = oracle.get_trial(best["trial_id"])
+    keras.config.set_dtype_policy(the_tuner.dtype_policy)  # as the trials were built
     try:
         model = the_tuner.load_model(trial)
     except (OSError, ValueError, FileNotFoundError) as error:

@@ -208,8 +208,11 @@ class ZooHyperModel(_HyperModelBase):
 
         if not self.tunable_dropout:
             return model
+        from cnnzoo import runtime
+
         values = self.declare(hp.copy())
-        plain = self.build_model(**values, tunable_dropout=False)
+        with runtime.dtype_policy(model.dtype_policy):  # the trained model's precision
+            plain = self.build_model(**values, tunable_dropout=False)
         skip = set()
         for layer in _all_layers(model):
             if isinstance(layer, VariableDropout):

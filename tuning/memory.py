@@ -98,13 +98,13 @@ def existing_objects_frozen():
 
 
 def _clear_session():
-    """`keras.backend.clear_session()` without its own garbage collection."""
-    import keras
+    """`keras.backend.clear_session()` without its own garbage collection.
 
-    try:
-        keras.backend.clear_session(free_memory=False)
-    except TypeError:  # a Keras whose clear_session always collects
-        keras.backend.clear_session()
+    The global dtype policy (the search's precision) is kept.
+    """
+    from cnnzoo import runtime
+
+    runtime.clear_session(free_memory=False)
 
 
 def live_objects():

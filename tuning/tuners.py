@@ -61,13 +61,20 @@ class ZooTunerMixin:
         max_consecutive_failures: stop (resumably) after this many failed
             trials in a row. `None` never stops.
         stream: where progress is printed. Defaults to `sys.stdout`.
+        dtype_policy: the Keras dtype policy every trial's model is built
+            under (`"float32"`, `"mixed_bfloat16"`, ...). Defaults to the
+            global policy when the tuner is made. Keras's `clear_session`,
+            which Keras Tuner calls before each build, resets the global
+            policy to float32: the tuner sets it again before each build.
         **kwargs: passed to `keras_tuner.Tuner` (`directory`,
             `project_name`, `overwrite`, `distribution_strategy`, ...).
     """
 
     def __init__(self, oracle, hypermodel=None, *, seed=0, max_consecutive_failures=3,
-                 stream=None, **kwargs):
+                 stream=None, dtype_policy=None, **kwargs):
         self.seed = seed
+        self.dtype_policy = (keras.config.dtype_policy().name if dtype_policy is None
+                             else keras.dtype_policies.get(dtype_policy).name)
         self.max_consecutive_failures = max_consecutive_failures
         self.stream = stream or sys.stdout
         self.consecutive_failures = 0
@@ -176,6 +183,7 @@ class ZooTunerMixin:
         return "?" if value is None else f"{value:.4f}"
 
     def _build_hypermodel(self, hp):
+        keras.config.set_dtype_policy(self.dtype_policy)
         # Hyperband continues a trial from another's checkpoint, which holds
         # Adam's slots that a fresh model does not have yet: Keras warns.
         with warnings.catch_warnings():
@@ -271,7 +279,8 @@ def make_oracle(kind, *, objective="val_accuracy", max_trials=10, epochs=10, see
 
 def make_tuner(kind, hypermodel, *, directory, objective="val_accuracy", max_trials=10,
                epochs=10, seed=0, overwrite=False, distribution_strategy=None,
-               max_consecutive_failures=3, tuner_class=None, stream=None, quiet=False):
+               max_consecutive_failures=3, tuner_class=None, stream=None, quiet=False,
+               dtype_policy=None):
     """Builds the tuner of a search (resuming from `directory` when it holds one).
 
     Args:
@@ -291,6 +300,8 @@ def make_tuner(kind, hypermodel, *, directory, objective="val_accuracy", max_tri
             same arguments (subclass `ZooTunerMixin`).
         stream: where progress goes. Defaults to `sys.stdout`.
         quiet: print no per-trial progress.
+        dtype_policy: the policy every trial is built under (see
+            `ZooTunerMixin`). Defaults to the global policy now.
     """
     oracle = make_oracle(kind, objective=objective, max_trials=max_trials, epochs=epochs,
                          seed=seed)
@@ -301,4 +312,5 @@ def make_tuner(kind, hypermodel, *, directory, objective="val_accuracy", max_tri
     return cls(oracle, hypermodel, seed=seed, directory=os.fspath(directory),
                project_name=PROJECT_NAME, overwrite=overwrite,
                distribution_strategy=distribution_strategy,
-               max_consecutive_failures=max_consecutive_failures, stream=stream)
+               max_consecutive_failures=max_consecutive_failures, stream=stream,
+               dtype_policy=dtype_policy)

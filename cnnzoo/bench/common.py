@@ -6,9 +6,9 @@ downloaded) or a hand-written `keras.Sequential`, compiled with Keras
 defaults (float32, `jit_compile="auto"`, Adam).
 """
 
-import contextlib
-
 import numpy as np
+
+from cnnzoo import runtime
 
 # zoo name -> the keras.applications constructor of the same architecture.
 APPLICATIONS = {
@@ -18,17 +18,8 @@ APPLICATIONS = {
 }
 
 
-@contextlib.contextmanager
-def dtype_policy(policy):
-    """Builds under `policy`, then restores the previous global policy."""
-    import keras
-
-    old = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(policy)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(old)
+# Builds under a policy, then restores the previous global policy.
+dtype_policy = runtime.dtype_policy
 
 
 def plain_simple_cnn(input_shape, num_classes):
