@@ -616,7 +616,11 @@ AUTO_PACK_MIN_STEPS = 50_000
 # core), and 3 packed from 118 to 72 ms at 2.1 s more, breaking even at about
 # 1,800 trial-steps. Whole default searches (10 trials x 10 epochs, fresh
 # processes, alternating) ran 1.04x-1.35x faster with 2 packed (median 1.10,
-# faster in 8 of 8 pairs) and reached the same best objective in each.
+# faster in 8 of 8 pairs) and reached the same best objective in each. Those
+# searches ran in float32 (a bug since fixed: Keras's clear_session reset the
+# precision); in mixed bfloat16 the benchmark's default search ran at 3.0x
+# plain Keras Tuner with 2 packed and 2.69x one at a time
+# (`benchmarks/RESULTS_search_full.md`).
 AUTO_PACK_CPU_MIN_STEPS = 2_000
 
 
