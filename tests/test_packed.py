@@ -204,6 +204,8 @@ CPU_LONG = packed.AUTO_PACK_CPU_MIN_STEPS
     ({"tuner": "bayesian"}, 1),
     ({"distribution": "mirrored"}, 1),
     ({"step_flops": None}, 2),  # not needed on a CPU: threads=1 says the step is small
+    ({"cores": 16, "step_flops": packed.AUTO_PACK_FLOPS / 3}, 3),  # threads=1 asked
+    ({"step_flops": packed.AUTO_PACK_FLOPS}, 1),
 ])
 def test_auto_pack_packs_one_trial_per_core_on_a_cpu_with_one_thread_per_op(kwargs, k):
     args = {"accelerator": False, "tuner": "random", "step_flops": SMALL_STEP,

@@ -651,7 +651,9 @@ def auto_pack(*, accelerator, tuner, step_flops, max_trials=None, search_steps=N
       over all its trials: the towers' ops run side by side on the cores
       that one trial leaves idle. On 2 cores the default search ran a
       median 1.10x faster with 2 trials packed (see
-      `AUTO_PACK_CPU_MIN_STEPS`);
+      `AUTO_PACK_CPU_MIN_STEPS`). The pack's forward FLOPs per step stay
+      within `AUTO_PACK_FLOPS` here too (one thread asked for a large
+      model would otherwise hold a copy of it per core);
     - on a CPU where ops use every core (TensorFlow's default threads, or
       another backend), 1: the towers' kernels would run one after another;
     - on an accelerator, 1 for a search of fewer than `AUTO_PACK_MIN_STEPS`
@@ -696,6 +698,8 @@ def auto_pack(*, accelerator, tuner, step_flops, max_trials=None, search_steps=N
         if cores < 2:
             return 1, "CPU: one core"
         minimum, k = AUTO_PACK_CPU_MIN_STEPS, min(AUTO_PACK, cores)
+        if step_flops is not None:  # threads asked for a large model: its memory
+            k = int(min(k, AUTO_PACK_FLOPS // max(float(step_flops), 1.0)))
     else:
         if step_flops is None:
             return 1, "the model's size could not be read"
