@@ -213,8 +213,8 @@ def test_auto_pack_packs_one_trial_per_core_on_a_cpu_with_one_thread_per_op(kwar
     chosen, reason = packed.auto_pack(**args)
     assert chosen == k, reason
     if k > 1:
-        assert reason.startswith(f"CPU, one thread per op: {k} trials side by side on "
-                                 f"{args['cores']} cores")
+        assert reason.startswith(f"CPU with one thread per op and {args['cores']} cores, "
+                                 f"over {args['search_steps']:,} training steps")
 
 
 def test_auto_pack_counts_the_cores_this_process_may_use(monkeypatch):
@@ -251,8 +251,8 @@ def test_auto_pack_on_a_cpu_packs_when_the_search_runs_ops_on_one_thread(digits,
                            num_samples=120, precision="float32", export=False)
     said = stream.getvalue()
     assert "intra-op threads: 1" in said
-    assert ("Packing 2 trials side by side per model (CPU, one thread per op: 2 trials side "
-            "by side on 2 cores, over 12 training steps)") in said
+    assert ("Packing 2 trials side by side per model (CPU with one thread per op and 2 "
+            "cores, over 12 training steps)") in said
     assert [t["pack_size"] for t in result.trials] == [2.0] * 4
     assert json.loads((tmp_path / "results.json").read_text())["search"]["pack"] == 2
 

@@ -720,7 +720,7 @@ def auto_pack(*, accelerator, tuner, step_flops, max_trials=None, search_steps=N
         where = (f"accelerator: {k} trials of {step_flops / 1e6:.0f} MFLOP forward per step "
                  f"share each step")
     else:
-        where = f"CPU, one thread per op: {k} trials side by side on {cores} cores"
+        where = f"CPU with one thread per op and {cores} cores"
     return k, f"{where}, over {search_steps:,} training steps"
 
 
