@@ -8,18 +8,12 @@ defaults (float32, `jit_compile="auto"`, Adam).
 
 import numpy as np
 
-from cnnzoo import runtime
-
 # zoo name -> the keras.applications constructor of the same architecture.
 APPLICATIONS = {
     "vgg16": "VGG16",
     "resnet50": "ResNet50",
     "mobilenet_v2": "MobileNetV2",
 }
-
-
-# Builds under a policy, then restores the previous global policy.
-dtype_policy = runtime.dtype_policy
 
 
 def plain_simple_cnn(input_shape, num_classes):

@@ -19,6 +19,7 @@ parameter, one kernel per `keras.ops` call, since Keras 3's optimizers are not
 fused on TensorFlow. The convolutional stack alone runs close to the ceiling.
 """
 
+from cnnzoo import runtime
 from cnnzoo._flops import training_flops, weight_layers
 from cnnzoo.bench import common, harness
 
@@ -66,8 +67,6 @@ def conv_stack(model_name, input_shape, num_classes):
 
 
 def _contender(fns, flops, key, model, shape, batch_size, steps):
-    from cnnzoo import runtime
-
     # XLA as cnnzoo's default has it: off on a CPU with TensorFlow, on with JAX
     # (which otherwise runs op by op) and on accelerators.
     common.compile_default(model, jit_compile=runtime.resolve_jit("auto"))
@@ -101,12 +100,12 @@ def run(quick=True, repeats=None, config=None, matmul_n=MATMUL_N, small_batch=SM
     shape = (size, size, 3)
     fns, flops = {}, {}
     for policy, dtype in (("float32", "float32"), ("mixed_bfloat16", "bfloat16")):
-        with common.dtype_policy(policy):
+        with runtime.dtype_policy(policy):
             model = common.zoo_model(model_name, shape, 10)
         _contender(fns, flops, f"step {dtype}", model, shape, batch_size, steps)
         fns[f"matmul {dtype}"], flops[f"matmul {dtype}"] = matmul_fn(matmul_n, dtype)
     if small_batch:
-        with common.dtype_policy("float32"):
+        with runtime.dtype_policy("float32"):
             whole = common.zoo_model(model_name, shape, 10)
             stack = conv_stack(model_name, shape, 10)
         _contender(fns, flops, "small whole", whole, shape, small_batch, steps)

@@ -43,7 +43,7 @@ def measure(name, size, channels, batch_size, steps, repeats, runtime_choice):
     """Interleaved training throughput of one model's three builds."""
     shape = (size, size, channels)
     plain = common.compile_default(common.plain_model(name, shape, NUM_CLASSES))
-    with common.dtype_policy("float32"):
+    with runtime.dtype_policy("float32"):
         zoo32 = common.zoo_model(name, shape, NUM_CLASSES)
     common.compile_default(zoo32, jit_compile=runtime_choice["jit"])
     x, y = common.batch(shape, NUM_CLASSES, batch_size)
@@ -59,7 +59,7 @@ def measure(name, size, channels, batch_size, steps, repeats, runtime_choice):
     # it is built, traced and timed once.
     same = runtime_choice["precision"] == "float32"
     if not same:
-        with common.dtype_policy(runtime_choice["precision"]):
+        with runtime.dtype_policy(runtime_choice["precision"]):
             zoo_default = common.zoo_model(name, shape, NUM_CLASSES)
         common.compile_default(zoo_default, jit_compile=runtime_choice["jit"])
         runtime.prepare_training(zoo_default, x, y)
