@@ -94,17 +94,20 @@ def test_every_trial_and_the_export_are_built_at_the_search_precision(tmp_path, 
 
     monkeypatch.setattr(ZooHyperModel, "build_model", recording)
     keras.config.set_dtype_policy("float32")
-    result = tuning.search(out=tmp_path, max_trials=2,
-                           **dict(TINY, precision="mixed_bfloat16"))
+    try:
+        result = tuning.search(out=tmp_path, max_trials=2,
+                               **dict(TINY, precision="mixed_bfloat16"))
+        after = keras.config.dtype_policy().name
+    finally:
+        keras.config.set_dtype_policy("float32")  # for the tests after this one
     assert json.loads((tmp_path / "results.json").read_text())["search"]["precision"] == \
         "mixed_bfloat16"
     # The preflight build, two trials (and the model reloaded for export),
     # then the export's plain-dropout copy.
     assert len(built) >= 4 and built[-1][0] is False, built
     assert {policy for _, policy in built} == {"mixed_bfloat16"}, built
-    assert keras.config.dtype_policy().name == "mixed_bfloat16"  # as `configure` left it
+    assert after == "mixed_bfloat16"  # as `configure` left it
     assert os.path.isdir(result.files["model"])
-    keras.config.set_dtype_policy("float32")
 
 
 def test_clear_session_keeps_the_precision():
