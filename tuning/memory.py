@@ -26,6 +26,8 @@ what the search itself made, and a trial's garbage is still freed at once.
 import contextlib
 import gc
 
+from cnnzoo import runtime
+
 _PREFIX = "CustomGradient-"
 
 
@@ -65,7 +67,9 @@ class TrialMemory:
         self._before = custom_gradient_names()
 
     def end(self):
-        _clear_session()
+        # Keras's clear_session without its own collection (one follows),
+        # keeping the search's precision.
+        runtime.clear_session(free_memory=False)
         registry = _gradient_registry()
         if registry is not None and self._before is not None:
             for name in custom_gradient_names() - self._before:
@@ -95,16 +99,6 @@ def existing_objects_frozen():
         yield
     finally:
         gc.unfreeze()
-
-
-def _clear_session():
-    """`keras.backend.clear_session()` without its own garbage collection.
-
-    The global dtype policy (the search's precision) is kept.
-    """
-    from cnnzoo import runtime
-
-    runtime.clear_session(free_memory=False)
 
 
 def live_objects():
