@@ -339,7 +339,9 @@ def test_a_search_traces_its_training_step_once(digits, tmp_path, monkeypatch, p
     # One compiled model for the whole search, whose optimizer, loss and
     # metrics are built before its first step: TensorFlow traces that step
     # once (twice when Keras creates them inside the first trace).
-    traces = []
+    import tensorflow as tf
+
+    traces, tf_seeds = [], []
     step = keras.Model.train_step
 
     def counted(self, *args):
@@ -347,9 +349,13 @@ def test_a_search_traces_its_training_step_once(digits, tmp_path, monkeypatch, p
         return step(self, *args)
 
     monkeypatch.setattr(keras.Model, "train_step", counted)
+    # Nor is it instantiated again for each trial: setting TensorFlow's seed
+    # would clear its compiled functions (`runtime.seed_trial`).
+    monkeypatch.setattr(tf.random, "set_seed", tf_seeds.append)
     tuner = _search(digits, tmp_path, pack=pack, max_trials=4, epochs=1)
     assert tuner.models_built == 1
     assert len(traces) == 1, traces
+    assert tf_seeds == []
 
 
 def test_other_settings_get_their_own_model_and_its_memory_is_freed(digits, tmp_path):

@@ -160,8 +160,14 @@ def test_prepare_training_traces_the_first_training_step_once():
     assert runtime.prepare_training(bare, x, y) is bare
 
 
-def _two_steps(build, prepare, x, y):
-    keras.utils.set_random_seed(3)
+_PRIMITIVE_SIMPLE_CNN = (
+    lambda: __import__("cnnzoo").create_model(
+        "simple_cnn", input_shape=(6, 6, 1), num_classes=3, dropout_rate=0.5,
+        block_dropout_rate=0.3, implementation="primitive", tunable_dropout=True))
+
+
+def _two_steps(build, prepare, x, y, seed=keras.utils.set_random_seed, seed_value=3):
+    seed(seed_value)
     model = build()
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
@@ -177,9 +183,7 @@ def _two_steps(build, prepare, x, y):
         keras.Input((6, 6, 1)), keras.layers.Conv2D(4, 3), keras.layers.BatchNormalization(),
         keras.layers.ReLU(), keras.layers.Dropout(0.5), keras.layers.Flatten(),
         keras.layers.Dense(3, activation="softmax")]),
-    lambda: __import__("cnnzoo").create_model(
-        "simple_cnn", input_shape=(6, 6, 1), num_classes=3, dropout_rate=0.5,
-        block_dropout_rate=0.3, implementation="primitive", tunable_dropout=True),
+    _PRIMITIVE_SIMPLE_CNN,
 ], ids=["keras-bn-dropout", "cnnzoo-primitive-tunable"])
 def test_prepare_training_changes_no_number(build):
     # The example goes through in inference mode: no dropout mask is drawn,
@@ -193,6 +197,45 @@ def test_prepare_training_changes_no_number(build):
     assert len(prepared) == len(plain)
     for a, b in zip(prepared, plain):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.multibackend
+@pytest.mark.parametrize("build", [
+    lambda: __import__("cnnzoo").create_model(
+        "simple_cnn", input_shape=(6, 6, 1), num_classes=3, dropout_rate=0.5,
+        block_dropout_rate=0.3, dropout_type="spatial"),
+    _PRIMITIVE_SIMPLE_CNN,
+], ids=["cnnzoo-keras-spatial", "cnnzoo-primitive-tunable"])
+def test_seed_trial_seeds_as_keras_does(build):
+    # The same initial weights and dropout masks as after Keras's own
+    # set_random_seed, so the same weights and logs after two steps.
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (8, 6, 6, 1)).astype("float32")
+    y = rng.integers(0, 3, 8).astype("int32")
+    ours, our_logs = _two_steps(build, True, x, y, seed=runtime.seed_trial)
+    theirs, their_logs = _two_steps(build, True, x, y)
+    assert our_logs == their_logs
+    for a, b in zip(ours, theirs):
+        np.testing.assert_array_equal(a, b)
+    other, _ = _two_steps(build, True, x, y, seed=runtime.seed_trial, seed_value=4)
+    assert any(not np.array_equal(a, b) for a, b in zip(ours, other))
+    with pytest.raises(ValueError, match="Received: seed=-1"):
+        runtime.seed_trial(-1)
+
+
+def test_seed_trial_leaves_tensorflows_seed_and_caches_alone(monkeypatch):
+    # `tf.random.set_seed` clears TensorFlow's compiled-function caches.
+    import tensorflow as tf
+
+    def set_seed(seed):
+        raise AssertionError("tf.random.set_seed was called")
+
+    monkeypatch.setattr(tf.random, "set_seed", set_seed)
+    runtime.seed_trial(5)
+    first = keras.ops.convert_to_numpy(_PRIMITIVE_SIMPLE_CNN().weights[0])
+    runtime.seed_trial(5)
+    again = keras.ops.convert_to_numpy(_PRIMITIVE_SIMPLE_CNN().weights[0])
+    np.testing.assert_array_equal(first, again)
 
 
 # -- the input pipeline ---------------------------------------------------------

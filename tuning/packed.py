@@ -81,7 +81,7 @@ from keras_tuner.src.engine import tuner_utils
 
 from cnnzoo import _atomic
 from cnnzoo import _validation as v
-from cnnzoo.runtime import prepare_training
+from cnnzoo.runtime import prepare_training, seed_trial
 from tuning import tuners
 from tuning.driver import MAX_PACK
 
@@ -510,7 +510,7 @@ class PackedTunerMixin:
 
     def _build_tower(self, trial):
         # Seeded as the unpacked trial is, so weights and dropout seeds match.
-        keras.utils.set_random_seed(self.trial_seed(trial))
+        seed_trial(self.trial_seed(trial))
         # Keras Tuner's `_try_build` without its `clear_session` (which the
         # memory window does once per compiled model, not per tower).
         model = self._build_hypermodel(trial.hyperparameters)

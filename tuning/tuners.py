@@ -36,6 +36,7 @@ import keras
 import keras_tuner as kt
 
 from cnnzoo import _validation as v
+from cnnzoo import runtime
 from tuning import distributed, memory, progress, state
 
 TUNERS = {
@@ -106,7 +107,7 @@ class ZooTunerMixin:
         return int(self.seed) * 1000 + number
 
     def run_trial(self, trial, *args, **kwargs):
-        keras.utils.set_random_seed(self.trial_seed(trial))
+        runtime.seed_trial(self.trial_seed(trial))
         start = time.perf_counter()
         histories = super().run_trial(trial, *args, **kwargs)
         metrics = self.summarize(histories, time.perf_counter() - start)
