@@ -236,6 +236,14 @@ def test_seed_trial_leaves_tensorflows_seed_and_caches_alone(monkeypatch):
     runtime.seed_trial(5)
     again = keras.ops.convert_to_numpy(_PRIMITIVE_SIMPLE_CNN().weights[0])
     np.testing.assert_array_equal(first, again)
+    # On another backend it does not import TensorFlow (Keras's own does).
+    script = ("import sys\nfrom cnnzoo import runtime\nruntime.seed_trial(5)\n"
+              "print('tensorflow' in sys.modules)\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "KERAS_BACKEND": "jax"},
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False"]
 
 
 # -- the input pipeline ---------------------------------------------------------
