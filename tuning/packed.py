@@ -618,9 +618,11 @@ AUTO_PACK_MIN_STEPS = 50_000
 # processes, alternating) ran 1.04x-1.35x faster with 2 packed (median 1.10,
 # faster in 8 of 8 pairs) and reached the same best objective in each. Those
 # searches ran in float32 (a bug since fixed: Keras's clear_session reset the
-# precision); in mixed bfloat16 the benchmark's default search ran at 3.0x
-# plain Keras Tuner with 2 packed and 2.69x one at a time
-# (`benchmarks/RESULTS_search_full.md`).
+# precision). In mixed bfloat16, once a trial's seed no longer cleared
+# TensorFlow's compiled functions (`cnnzoo.runtime.seed_trial`), 2 packed was
+# still faster in 7 pairs of 7 (1.05x-1.48x, median 1.12, the same best in
+# each), and the benchmark's default search ran at 4.5x plain Keras Tuner
+# with 2 packed and 4.1x one at a time (`benchmarks/RESULTS_search_full.md`).
 AUTO_PACK_CPU_MIN_STEPS = 2_000
 
 
