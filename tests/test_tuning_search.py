@@ -110,6 +110,28 @@ def test_every_trial_and_the_export_are_built_at_the_search_precision(tmp_path, 
     assert os.path.isdir(result.files["model"])
 
 
+def test_an_unreadable_best_checkpoint_is_trained_again_the_same_way(tmp_path, monkeypatch,
+                                                                    capsys):
+    # A distributed search without a shared folder: the chief cannot read the
+    # worker's checkpoint, so it trains the best configuration again with the
+    # trial's seed, and two such exports agree.
+    from tuning.tuners import ZooTunerMixin
+
+    def unreadable(self, trial):
+        raise FileNotFoundError("the worker kept it")
+
+    monkeypatch.setattr(ZooTunerMixin, "load_model", unreadable)
+    settings = dict(TINY, quiet=False)
+    first = tuning.search(out=tmp_path / "a", max_trials=2, **settings)
+    keras.utils.set_random_seed(123)  # whatever else the process did in between
+    second = tuning.search(out=tmp_path / "b", max_trials=2, **settings)
+    assert capsys.readouterr().out.count("training its configuration again") == 2
+    assert first.best["trial_id"] == second.best["trial_id"]
+    assert first.test_metrics == second.test_metrics
+    assert 0.0 <= first.test_metrics["accuracy"] <= 1.0
+    assert os.path.isdir(first.files["model"])
+
+
 def test_clear_session_keeps_the_precision():
     from cnnzoo import runtime
 

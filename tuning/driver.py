@@ -479,7 +479,8 @@ def _export_best(the_tuner, hypermodel, oracle, best, ds, out, meta, say, epochs
         # checkpoint. Train the best configuration again here, same seed.
         say(f"The best trial's checkpoint is not readable here ({type(error).__name__}); "
             f"training its configuration again to export it.")
-        runtime.seed_trial(the_tuner.trial_seed(trial))
+        # Keras's own seeding: `fit` on arrays shuffles with TensorFlow's seed.
+        keras.utils.set_random_seed(the_tuner.trial_seed(trial))
         model = hypermodel.build(trial.hyperparameters.copy())
         model.fit(ds.x_train, ds.y_train, epochs=int(best.get("best_epoch") or epochs),
                   batch_size=batch_size, verbose=0)
