@@ -452,8 +452,10 @@ def seed_trial(seed):
     explicit seeds. So the same seed builds and trains a cnnzoo model
     exactly as after `keras.utils.set_random_seed` (tested). Left as they
     are: TensorFlow ops called without a seed, and `keras.random` calls
-    without one (Keras's global generator goes on from where it was). On
-    the torch backend, torch's global seed is set too.
+    without one (Keras's global generator goes on from where it was), and
+    `fit`'s own shuffling of arrays on TensorFlow (`tf.random.shuffle`):
+    where `fit` gets arrays, seed with Keras's own. On the torch backend,
+    torch's global seed is set too.
 
     Args:
         seed: a non-negative integer.

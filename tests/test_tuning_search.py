@@ -132,6 +132,18 @@ def test_an_unreadable_best_checkpoint_is_trained_again_the_same_way(tmp_path, m
     assert os.path.isdir(first.files["model"])
 
 
+def test_an_unpacked_tuner_seeds_each_trial_whatever_ran_before(tmp_path):
+    # Keras Tuner's own run_trial (the mirrored strategy, or a tuner class of
+    # one's own) fits on the arrays, which Keras shuffles with TensorFlow's
+    # seed: each trial must set it.
+    settings = dict(TINY, tuner_class=zoo_tuner_class(kt.RandomSearch), export=False)
+    first = tuning.search(out=tmp_path / "a", max_trials=2, **settings)
+    keras.utils.set_random_seed(123)  # whatever else the process did in between
+    second = tuning.search(out=tmp_path / "b", max_trials=2, **settings)
+    assert [(t["trial_id"], t["score"]) for t in first.trials] == \
+        [(t["trial_id"], t["score"]) for t in second.trials]
+
+
 def test_clear_session_keeps_the_precision():
     from cnnzoo import runtime
 

@@ -36,7 +36,6 @@ import keras
 import keras_tuner as kt
 
 from cnnzoo import _validation as v
-from cnnzoo import runtime
 from tuning import distributed, memory, progress, state
 
 TUNERS = {
@@ -107,7 +106,10 @@ class ZooTunerMixin:
         return int(self.seed) * 1000 + number
 
     def run_trial(self, trial, *args, **kwargs):
-        runtime.seed_trial(self.trial_seed(trial))
+        # Keras's own seeding: here `fit` gets the arrays, and shuffles them
+        # with TensorFlow's seed. (Keras Tuner clears the session before each
+        # build anyway; the packed tuner seeds with `runtime.seed_trial`.)
+        keras.utils.set_random_seed(self.trial_seed(trial))
         start = time.perf_counter()
         histories = super().run_trial(trial, *args, **kwargs)
         metrics = self.summarize(histories, time.perf_counter() - start)
