@@ -451,9 +451,9 @@ def seed_trial(seed):
     `keras.random.SeedGenerator`s; `cnnzoo.input_pipeline` shuffles with
     explicit seeds. So the same seed builds and trains a cnnzoo model
     exactly as after `keras.utils.set_random_seed` (tested). Left as they
-    are: TensorFlow ops called without a seed, and `keras.random` calls
-    without one (Keras's global generator goes on from where it was), and
-    `fit`'s own shuffling of arrays on TensorFlow (`tf.random.shuffle`):
+    are: TensorFlow ops called without a seed; `keras.random` calls without
+    one (Keras's global generator goes on from where it was); and, on
+    TensorFlow, `fit`'s own shuffling of arrays (`tf.random.shuffle`), so
     where `fit` gets arrays, seed with Keras's own. On the torch backend,
     torch's global seed is set too.
 
