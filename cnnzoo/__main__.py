@@ -1,5 +1,3 @@
-import sys
+from cnnzoo.cli import run
 
-from cnnzoo.cli import main
-
-sys.exit(main())
+run()

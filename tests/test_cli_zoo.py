@@ -42,6 +42,23 @@ def test_module_entry_point_runs():
         ["vgg11", "vgg13", "vgg16", "vgg19"]
 
 
+@pytest.mark.parametrize("argv, code", [(["list", "vgg1?"], 0), (["info", "nosuchnet"], 2)])
+def test_the_program_exits_with_the_code_frozen_and_runs_exit_handlers(argv, code):
+    # `cli.run` ends the process: with main's exit code, its objects frozen
+    # (the interpreter's last collection skips them), and atexit handlers run.
+    script = textwrap.dedent(f"""
+        import atexit, gc
+        from cnnzoo import cli
+        atexit.register(lambda: print("exit handler, frozen:", gc.get_freeze_count() > 0))
+        cli.run({argv!r})
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.returncode == code, result.stderr
+    assert result.stdout.splitlines()[-1] == "exit handler, frozen: True"
+    assert ("vgg11" in result.stdout) == (code == 0)
+
+
 def test_help_names_the_zoo_commands(capsys):
     with pytest.raises(SystemExit) as exit:
         main(["--help"])
