@@ -111,14 +111,18 @@ def test_every_trial_and_the_export_are_built_at_the_search_precision(tmp_path, 
     assert os.path.isdir(result.files["model"])
 
 
+@pytest.mark.parametrize("unpacked", [False, True], ids=["packed", "keras-tuner-run-trial"])
 def test_an_unreadable_best_checkpoint_is_trained_again_the_same_way(tmp_path, monkeypatch,
-                                                                    capsys):
+                                                                    capsys, unpacked):
     # A distributed search without a shared folder: the chief cannot read the
     # worker's checkpoint, so it trains the best configuration again as the
-    # search trained it, and exports the same model as from the checkpoint.
+    # search trained it (`train_again`), and exports the same model as from
+    # the checkpoint.
     from tuning.tuners import ZooTunerMixin
 
     settings = dict(TINY, quiet=False, epochs=2)
+    if unpacked:
+        settings["tuner_class"] = zoo_tuner_class(kt.RandomSearch)
     from_checkpoint = tuning.search(out=tmp_path / "a", max_trials=2, **settings)
 
     def unreadable(self, trial):

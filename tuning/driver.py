@@ -476,20 +476,13 @@ def _export_best(the_tuner, hypermodel, oracle, best, ds, out, meta, say, epochs
         model = the_tuner.load_model(trial)
     except (OSError, ValueError, FileNotFoundError) as error:
         # A distributed search without a shared folder: the worker kept the
-        # checkpoint. Train the best configuration again here as the search
-        # trained it (`tuning.packed`: the trial's seed, the search's seeded
-        # batches) up to its best epoch: the same weights, where the trial
-        # started from scratch (Hyperband's continued trials do not).
+        # checkpoint. Train the best trial again here, as the search trained
+        # it, up to its best epoch.
         say(f"The best trial's checkpoint is not readable here ({type(error).__name__}); "
             f"training its configuration again to export it.")
-        from cnnzoo import input_pipeline
-
-        runtime.seed_trial(the_tuner.trial_seed(trial))
-        model = hypermodel.build(trial.hyperparameters.copy())
-        runtime.prepare_training(model, ds.x_train, ds.y_train)
-        model.fit(**input_pipeline.train_data(ds.x_train, ds.y_train, batch_size=batch_size,
-                                              seed=the_tuner.seed),
-                  epochs=int(best.get("best_epoch") or epochs), verbose=0)
+        model = the_tuner.train_again(trial, ds.x_train, ds.y_train,
+                                      epochs=int(best.get("best_epoch") or epochs),
+                                      batch_size=batch_size)
     if hasattr(hypermodel, "exportable"):
         model = hypermodel.exportable(model, trial.hyperparameters)
     test_metrics = {}

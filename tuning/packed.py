@@ -523,6 +523,22 @@ class PackedTunerMixin:
                 f"Oversized model: {model.count_params()} parameters. Skip model.")
         return model
 
+    def train_again(self, trial, x, y, *, epochs, batch_size):
+        """A model of `trial` trained from scratch as the search trained it, for `epochs`.
+
+        The trial's seed and the search's seeded batches: up to the same
+        epoch, the same weights as the trial's (`tests/test_packed.py` shows
+        a tower trains as its trial alone would), where the trial started
+        from scratch (Hyperband's continued trials do not).
+        """
+        from cnnzoo import input_pipeline
+
+        model = self._build_tower(trial)
+        prepare_training(model, x, y)
+        model.fit(**input_pipeline.train_data(x, y, batch_size=batch_size, seed=self.seed),
+                  epochs=epochs, verbose=0)
+        return model
+
     def _warm_model(self, group):
         """The compiled model for a group, started as its trials' fresh models would be.
 

@@ -116,6 +116,16 @@ class ZooTunerMixin:
         self.reported[trial.trial_id] = metrics
         return metrics
 
+    def train_again(self, trial, x, y, *, epochs, batch_size):
+        """A model of `trial` trained from scratch as this tuner trained it, for `epochs`.
+
+        For exporting a trial whose checkpoint is not readable here.
+        """
+        keras.utils.set_random_seed(self.trial_seed(trial))
+        model = self._build_hypermodel(trial.hyperparameters.copy())  # as run_trial's build
+        model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0)
+        return model
+
     def summarize(self, histories, seconds):
         """The metrics of each execution's best epoch, averaged, plus time and epochs."""
         objective = self.oracle.objective
