@@ -242,9 +242,7 @@ def _write_keras(model, folder, raw_shape):
 
 
 def _reload_keras(folder, batch):
-    import keras
-
-    loaded = keras.saving.load_model(os.path.join(folder, ARTIFACTS["keras"]), safe_mode=True)
+    loaded = load_keras_model(os.path.join(folder, ARTIFACTS["keras"]))
     return loaded.predict(batch, verbose=0), "keras.saving.load_model(..., safe_mode=True)"
 
 
@@ -482,14 +480,21 @@ def _json_default(obj):
 
 
 def load_keras_model(path):
-    """Loads a `.keras` file with `safe_mode=True`; a clear ValueError when it is not a model."""
+    """Loads a `.keras` file with `safe_mode=True`; a clear ValueError when it is not a model.
+
+    cnnzoo's layers are registered first, so a fresh process loads models
+    that hold them (`implementation="primitive"`, stochastic depth, ...).
+    """
     import keras
+
+    from cnnzoo import layers
 
     path = os.path.abspath(os.fspath(path))
     if not os.path.isfile(path):
         v.fail(f"The model file does not exist: {path}.", "path", path)
     try:
-        return keras.saving.load_model(path, safe_mode=True)
+        return keras.saving.load_model(path, custom_objects=layers.custom_objects(),
+                                       safe_mode=True)
     except Exception as error:  # noqa: BLE001 - Keras raises many kinds for a bad file
         detail = " ".join(str(error).split())[:300] or type(error).__name__
         v.fail(f"Could not load {path} as a Keras model (not a .keras model file?): {detail}.",

@@ -44,7 +44,7 @@ import tempfile
 import keras
 import numpy as np
 
-from cnnzoo import _atomic, runtime
+from cnnzoo import _atomic, layers, runtime
 from cnnzoo import _validation as v
 
 DEFAULT_EPOCHS = 20
@@ -672,7 +672,8 @@ def _result_from_record(run_dir, model, record, resumed_from=0):
 
 
 def _load_result(run_dir, record):
-    model = keras.saving.load_model(record["paths"]["model"], safe_mode=True)
+    model = keras.saving.load_model(record["paths"]["model"],
+                                    custom_objects=layers.custom_objects(), safe_mode=True)
     return _result_from_record(run_dir, model, record, resumed_from=record["epochs_run"])
 
 

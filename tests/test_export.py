@@ -272,3 +272,62 @@ def test_sigkill_during_export_keeps_old_export(run_dir, model, tmp_path):
     assert leftovers  # the killed write's temporary sibling, never at the target
     E.export_saved_model(model, path, overwrite=True, verbose=False)
     assert sorted(os.listdir(tmp_path)) == ["kill.py", "sm"]  # and the next export tidies up
+
+
+_FRESH_LOAD_SCRIPT = """
+import sys
+
+import keras
+import numpy as np
+
+from cnnzoo import layers
+from cnnzoo.export import load_keras_model
+
+batch = np.load(sys.argv[1])
+for path in sys.argv[2:]:
+    a = load_keras_model(path).predict(batch, verbose=0)
+    b = keras.saving.load_model(path, custom_objects=layers.custom_objects(),
+                                safe_mode=True).predict(batch, verbose=0)
+    print(float(np.max(np.abs(a - b))), path)
+    np.save(path + ".out.npy", a)
+"""
+
+
+def test_fresh_process_loads_models_with_cnnzoo_layers(tmp_path):
+    # cnnzoo's layers register with Keras on import, and they import lazily:
+    # a process that has built no model must still load them.
+    import subprocess
+    import sys
+
+    import cnnzoo
+
+    models = {
+        "primitive": cnnzoo.create_model("simple_cnn", input_shape=(8, 8, 1), num_classes=3,
+                                         implementation="primitive"),
+        "drop_path": cnnzoo.create_model("resnet18", input_shape=(32, 32, 3), num_classes=3,
+                                         drop_path_rate=0.1, dropout_rate=0.2,
+                                         tunable_dropout=True),
+    }
+    found = {type(layer).__name__ for m in models.values() for layer in m.layers
+             if type(layer).__module__.startswith("cnnzoo.")}
+    assert found == {"ReLU", "Dropout", "VariableDropout", "DropPath"}
+    paths = []
+    for name, m in models.items():
+        path = tmp_path / f"{name}.keras"
+        m.save(path)
+        paths.append(str(path))
+    rng = np.random.default_rng(0)
+    batches = {"primitive": rng.random((2, 8, 8, 1), "float32"),
+               "drop_path": rng.random((2, 32, 32, 3), "float32")}
+    for name, path in zip(models, paths):
+        np.save(tmp_path / f"{name}.npy", batches[name])
+        script = tmp_path / "load.py"
+        script.write_text(_FRESH_LOAD_SCRIPT)
+        proc = subprocess.run([sys.executable, str(script), str(tmp_path / f"{name}.npy"), path],
+                              capture_output=True, text=True, timeout=240,
+                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert float(proc.stdout.split()[0]) == 0.0
+        np.testing.assert_allclose(np.load(path + ".out.npy"),
+                                   models[name].predict(batches[name], verbose=0),
+                                   rtol=1e-5, atol=1e-6)

@@ -77,6 +77,21 @@ _SCRIPT = textwrap.dedent("""
 """)
 
 
+def test_fresh_process_reruns_a_finished_run_of_cnnzoo_layers(tmp_path):
+    # The model file holds cnnzoo's own layers, which a fresh process has not
+    # imported (registered) when it reads the finished run back.
+    out = tmp_path / "run"
+    result = T.train("simple_cnn", out=out, epochs=1, implementation="primitive", **KW)
+    script = (f"from cnnzoo import train as T; "
+              f"r = T.train('simple_cnn', out={str(out)!r}, epochs=1, "
+              f"implementation='primitive', **{KW!r}); print(r.resumed_from, r.test_metrics)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=240, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[0] == "1"
+    assert done.stdout.strip().endswith(str(result.test_metrics))
+
+
 def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
     """Killed after epoch 1, resumed in a new process, equal to a run in this process.
 

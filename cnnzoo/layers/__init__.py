@@ -14,7 +14,24 @@ _LAZY = {
     "VariableDropout": "cnnzoo.layers.variable_dropout",
 }
 
-__all__ = sorted(_LAZY) + ["factory"]
+__all__ = sorted(_LAZY) + ["custom_objects", "factory"]
+
+
+def custom_objects():
+    """cnnzoo's serializable layers, by their registered names (`"cnnzoo>ReLU"`, ...).
+
+    Importing a layer's module registers it with Keras, and a `.keras` file
+    holding cnnzoo layers loads only once they are registered. The layers
+    load lazily, so a fresh process that has not built a model has not
+    registered them: pass this to Keras (it imports them all),
+
+        keras.saving.load_model(path, custom_objects=cnnzoo.layers.custom_objects())
+
+    cnnzoo's own loaders (`cnnzoo export`, `load_export`, resuming a run) do.
+    """
+    classes = {getattr(importlib.import_module(module), name)
+               for name, module in _LAZY.items()}
+    return {f"cnnzoo>{cls.__name__}": cls for cls in classes}
 
 
 def __getattr__(name):
