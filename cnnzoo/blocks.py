@@ -12,8 +12,10 @@ Layer names follow one scheme: `{prefix}_conv{i}`, `{prefix}_bn{i}`,
 from cnnzoo._lazy import keras
 from cnnzoo.layers import factory
 
-# Keras and torchvision defaults differ; the papers' batch-norm settings are
-# torchvision's (momentum 0.1 in PyTorch's convention = 0.9 in Keras's).
+# Every zoo model uses torchvision's batch-norm settings: epsilon 1e-5 and
+# momentum 0.1 in PyTorch's convention (= 0.9 in Keras's). Keras's defaults
+# differ (1e-3, 0.99), and so do keras.applications' (ResNet and DenseNet:
+# 1.001e-5, 0.99; MobileNetV2, as the paper's TensorFlow code: 1e-3, 0.999).
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9
 
@@ -92,6 +94,20 @@ class Blocks:
                                                name=name)(x)
 
     def pool(self, x, name, kind="max", pool_size=2, strides=None, padding="valid"):
+        """A named pooling layer; an int `padding` pads both sides first (PyTorch style).
+
+        PyTorch pads a max pool with `-inf` (`MaxPoolPadding2D`; zeros would
+        win the max after an activation with negative outputs) and an
+        average pool with zeros (counted in the mean).
+        """
+        if isinstance(padding, int) and not isinstance(padding, bool):
+            if padding and kind == "max":
+                from cnnzoo.layers.padding import MaxPoolPadding2D
+
+                x = MaxPoolPadding2D(padding, name=f"{name}_pad")(x)
+            elif padding:
+                x = keras.layers.ZeroPadding2D(padding, name=f"{name}_pad")(x)
+            padding = "valid"
         cls = keras.layers.MaxPooling2D if kind == "max" else keras.layers.AveragePooling2D
         return cls(pool_size, strides=strides, padding=padding, name=name)(x)
 

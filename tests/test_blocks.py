@@ -74,6 +74,67 @@ def test_strided_padding_is_pytorchs():
     assert Blocks.strided_padding(1, 2) == 0
 
 
+def _max_pool_reference(x, size, stride, pad):
+    """PyTorch's MaxPool2d: -inf padding on both sides, "valid" windows (NHWC)."""
+    x = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), constant_values=-np.inf)
+    rows = (x.shape[1] - size) // stride + 1
+    cols = (x.shape[2] - size) // stride + 1
+    return np.array([[[x[:, i * stride:i * stride + size, j * stride:j * stride + size].max(
+        axis=(1, 2))[n] for j in range(cols)] for i in range(rows)] for n in range(len(x))])
+
+
+@pytest.mark.parametrize("size", [7, 6])
+def test_padded_max_pool_pads_with_minus_inf(size):
+    from cnnzoo.layers.padding import MaxPoolPadding2D
+
+    blocks, inputs = make(input_shape=(size, size, 3))
+    model = blocks.model(inputs, blocks.pool(inputs, "stem_pool", kind="max", pool_size=3,
+                                             strides=2, padding=1))
+    assert names(model) == ["stem_pool_pad", "stem_pool"]
+    assert isinstance(model.get_layer("stem_pool_pad"), MaxPoolPadding2D)
+    x = -np.abs(images((size, size, 3)))  # all negative: a zero border would win
+    want = _max_pool_reference(x, 3, 2, 1)
+    np.testing.assert_array_equal(run(model, x), want)
+    assert (want < 0).all()
+    zero_padded = keras.layers.MaxPooling2D(3, 2)(keras.layers.ZeroPadding2D(1)(x))
+    assert not np.array_equal(keras.ops.convert_to_numpy(zero_padded), want)
+    # The gradient reaches each window's max and nothing else, and is finite.
+    x_var = keras.Variable(x)
+    if keras.backend.backend() == "jax":
+        import jax
+
+        grad = jax.grad(lambda t: model(t).sum())(x)
+    else:
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            total = keras.ops.sum(model(x_var))
+        grad = tape.gradient(total, x_var)
+    grad = keras.ops.convert_to_numpy(grad)
+    assert np.isfinite(grad).all() and grad.sum() == want.size
+    # An average pool pads with zeros, counted in the mean (PyTorch's default).
+    blocks, inputs = make(input_shape=(size, size, 3))
+    avg = blocks.model(inputs, blocks.pool(inputs, "p", kind="avg", pool_size=3, strides=2,
+                                           padding=1))
+    assert type(avg.get_layer("p_pad")) is keras.layers.ZeroPadding2D
+
+
+def test_max_pool_padding_config_shapes_and_bad_input():
+    from cnnzoo.layers.padding import MaxPoolPadding2D
+
+    layer = MaxPoolPadding2D(((1, 2), (0, 3)), name="p")
+    again = MaxPoolPadding2D.from_config(layer.get_config())
+    assert again.padding == layer.padding == ((1, 2), (0, 3))
+    assert layer.compute_output_shape((None, 4, 5, 2)) == (None, 7, 8, 2)
+    assert MaxPoolPadding2D((1, 2)).padding == ((1, 1), (2, 2))
+    first = MaxPoolPadding2D(1, data_format="channels_first")
+    out = keras.ops.convert_to_numpy(first(np.zeros((1, 2, 3, 4), "float32")))
+    assert out.shape == (1, 2, 5, 6) and np.isneginf(out[0, :, 0]).all()
+    for bad in (-1, 1.5, True, (1, 2, 3), ((1, 2), (3,))):
+        with pytest.raises(ValueError, match=r"Expected `padding`.*Received: padding="):
+            MaxPoolPadding2D(bad)
+
+
 @pytest.mark.parametrize("size", [8, 7])
 def test_basic_block_downsampling_pads_both_sides(size):
     blocks, inputs = make(input_shape=(size, size, 4))

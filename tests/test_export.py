@@ -310,7 +310,7 @@ def test_fresh_process_loads_models_with_cnnzoo_layers(tmp_path):
     }
     found = {type(layer).__name__ for m in models.values() for layer in m.layers
              if type(layer).__module__.startswith("cnnzoo.")}
-    assert found == {"ReLU", "Dropout", "VariableDropout", "DropPath"}
+    assert found == {"ReLU", "Dropout", "VariableDropout", "DropPath", "MaxPoolPadding2D"}
     paths = []
     for name, m in models.items():
         path = tmp_path / f"{name}.keras"

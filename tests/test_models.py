@@ -447,6 +447,22 @@ def test_resnet50_stride_in_1x1_is_keras_applications_architecture():
     assert 1.05 < flops15 / flops1 < 1.07
 
 
+@pytest.mark.parametrize("name", ["resnet18", "densenet121"])
+def test_stem_max_pool_pads_with_minus_inf_after_any_activation(name):
+    # After tanh half the stem's outputs are negative: a zero-padded pool
+    # would put zeros on the border windows where PyTorch's keeps their max.
+    from tests.test_blocks import _max_pool_reference
+
+    model = cnnzoo.create_model(name, input_shape=(32, 32, 3), num_classes=3,
+                                activation="tanh")
+    probe = keras.Model(model.input, [model.get_layer("stem_act").output,
+                                      model.get_layer("stem_pool").output])
+    x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
+    act, pooled = (keras.ops.convert_to_numpy(t) for t in probe(x))
+    assert (act < 0).mean() > 0.2
+    np.testing.assert_array_equal(pooled, _max_pool_reference(act, 3, 2, 1))
+
+
 def test_stride_in_1x1_only_for_bottleneck_resnets():
     for name in cnnzoo.list_models():
         supported = "stride_in_1x1" in cnnzoo.model_info(name)["supported_kwargs"]

@@ -12,6 +12,7 @@ _LAZY = {
     "SpatialDropout2D": "cnnzoo.layers.dropout",
     "DropPath": "cnnzoo.layers.drop_path",
     "VariableDropout": "cnnzoo.layers.variable_dropout",
+    "MaxPoolPadding2D": "cnnzoo.layers.padding",
 }
 
 __all__ = sorted(_LAZY) + ["custom_objects", "factory"]

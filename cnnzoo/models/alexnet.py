@@ -5,8 +5,10 @@ Reference:
       https://papers.nips.cc/paper/4824-imagenet-classification-with-deep-convolutional-neural-networks)
       (Krizhevsky et al., NeurIPS 2012)
     - [One weird trick for parallelizing convolutional neural networks](
-      https://arxiv.org/abs/1404.5997) (Krizhevsky, 2014): the 64-192-384-256-256
-      single-tower widths torchvision uses.
+      https://arxiv.org/abs/1404.5997) (Krizhevsky, 2014): the single-tower
+      model. Its widths are 64-192-384-384-256; torchvision's (and these),
+      64-192-384-256-256, are those of Krizhevsky's cuda-convnet2
+      single-GPU configuration.
 """
 
 from cnnzoo.blocks import Blocks

@@ -5,7 +5,6 @@ Reference:
       (Huang et al., CVPR 2017)
 """
 
-from cnnzoo._lazy import keras
 from cnnzoo.blocks import Blocks
 from cnnzoo.models._registry import min_input_size, register_model, total_stride
 
@@ -42,8 +41,7 @@ def _densenet(cfg, growth_rate, stem_filters, depths):
     inputs = blocks.inputs()
     x = blocks.conv_block(inputs, stem_filters, 7, "stem", strides=2, padding=3,
                           batch_norm=True)
-    x = keras.layers.ZeroPadding2D(1, name="stem_pool_pad")(x)
-    x = blocks.pool(x, "stem_pool", kind="max", pool_size=3, strides=2)
+    x = blocks.pool(x, "stem_pool", kind="max", pool_size=3, strides=2, padding=1)
     for stage, depth in enumerate(depths):
         for b in range(depth):
             x = blocks.dense_layer(x, growth_rate, f"conv{stage + 2}_block{b + 1}", stage,

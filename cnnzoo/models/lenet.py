@@ -37,9 +37,9 @@ def lenet5(cfg):
     to all six S2 maps (the paper's sparse connection table gives 1,516
     weights instead of 2,416), and S2/S4 are plain average pools (the paper's
     have a trainable coefficient and bias per map). The paper's hidden
-    activation is a scaled tanh and its output layer RBF units; like every
-    zoo model the hidden activation defaults to `relu`; pass
-    `activation="tanh"` for the paper's choice.
+    activation is a scaled tanh, 1.7159 * tanh(2a / 3), and its output layer
+    RBF units; like every zoo model the hidden activation defaults to
+    `relu`; pass `activation="tanh"` for the closest named activation.
 
     The three stages of `block_dropout_rate` are C1, C3 and C5 (dropout after
     the activation). At inputs larger than 32x32, C5's map is larger than

@@ -11,7 +11,6 @@ Reference:
       (He et al., CVPR 2016)
 """
 
-from cnnzoo._lazy import keras
 from cnnzoo.blocks import Blocks
 from cnnzoo.models._registry import min_input_size, register_model, total_stride
 
@@ -37,19 +36,20 @@ CONV_INIT = {"class_name": "VarianceScaling",
 def stem(blocks, x):
     """7x7/2 convolution, batch norm, activation, 3x3/2 max pool (torchvision's padding).
 
-    The pool's zero padding equals PyTorch's -inf padding after a ReLU (all
-    inputs are >= 0), as in keras.applications.
+    The pool pads with -inf, as PyTorch does. keras.applications pads with
+    zeros, the same after a ReLU (all inputs are >= 0), but not after an
+    activation with negative outputs.
     """
     x = blocks.conv_block(x, 64, 7, "stem", strides=2, padding=3, batch_norm=True)
-    x = keras.layers.ZeroPadding2D(1, name="stem_pool_pad")(x)
-    return blocks.pool(x, "stem_pool", kind="max", pool_size=3, strides=2)
+    return blocks.pool(x, "stem_pool", kind="max", pool_size=3, strides=2, padding=1)
 
 
 def _resnet(cfg, kind, depths):
     """The stem, four stages of residual blocks, global average pool, classifier.
 
     `block_dropout_rate` (one value per stage) goes after the activation of
-    the block's stride-carrying 3x3 convolution; `drop_path_rate` is the
+    the block's 3x3 convolution (the one that carries a stage's stride,
+    unless `stride_in_1x1`); `drop_path_rate` is the
     stochastic-depth rate of the last block, growing linearly from 0 over the
     blocks (Huang et al., 2016).
     """

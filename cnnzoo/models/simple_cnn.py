@@ -26,7 +26,7 @@ DENSE_UNITS = 128
     dropout_placement="0.5 after the hidden dense layer's ReLU",
 )
 def simple_cnn(cfg):
-    """Two conv-ReLU-pool stages and a dense-ReLU-dropout head; for 8x8 to 64x64 inputs."""
+    """Two conv-ReLU-pool stages and a dense-ReLU-dropout head; for 8x8 to 64x64 inputs (4x4 at least)."""
     blocks = Blocks(cfg, kernel_initializer="he_uniform")
     inputs = blocks.inputs()
     x = inputs
