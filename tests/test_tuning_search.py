@@ -32,10 +32,11 @@ class RecordingTuner(zoo_tuner_class(kt.RandomSearch)):
         RecordingTuner.counts.append((len(objects), layers, gc.get_freeze_count()))
 
 
-def test_small_search_end_to_end_then_resume(tmp_path):
+def test_small_search_end_to_end_then_resume(tmp_path, capsys):
     out = tmp_path / "search"
     RecordingTuner.counts = []
     result = tuning.search(out=out, max_trials=3, tuner_class=RecordingTuner, **TINY)
+    assert capsys.readouterr().out == ""  # quiet: the export says nothing either
 
     assert result.role == "local" and not result.resumed
     assert [r["status"] for r in result.trials] == ["COMPLETED"] * 3
@@ -52,6 +53,17 @@ def test_small_search_end_to_end_then_resume(tmp_path):
     assert (out / "objective_vs_rates.png").stat().st_size > 0
     assert os.path.isdir(result.files["model"])
     assert (out / "keras_tuner" / "oracle.json").exists()
+    # The export's card keeps its own sections and adds the search's.
+    card = json.loads((out / "best_model" / "model_card.json").read_text())
+    assert card["model"]["name"] == "simple_cnn" and card["model"]["parameters"] > 0
+    fixed = card["best_trial"]["fixed"]
+    assert set(fixed) == {"activation", "learning_rate"}
+    assert card["model"]["config"] == {"model": "simple_cnn", **fixed, **result.best["values"]}
+    assert card["model"]["dropout_layers"]
+    assert card["input"]["name"] == "images" and card["input"]["range"] == [0, 255]
+    assert card["training"]["metrics"]["test"] == result.test_metrics
+    assert card["training"]["metrics"]["val"]["val_accuracy"] == result.best["val_accuracy"]
+    assert card["best_trial"]["hyperparameters"] == result.best["values"]
 
     # Memory: nothing of a trial outlives it. A trained simple_cnn left about
     # 12,000 objects (its TensorFlow graph, ~8 MB) behind before

@@ -490,11 +490,19 @@ def _export_best(the_tuner, hypermodel, oracle, best, ds, out, meta, say, epochs
         test_metrics = {k: float(val) for k, val in
                         model.evaluate(ds.x_test, ds.y_test, verbose=0,
                                        return_dict=True).items()}
+    validation = {k: best[k] for k in ("val_accuracy", "val_loss")}
+    # The export merges these into its own card's `model` and `training`
+    # sections (name, parameters, dropout layers, input spec stay its own).
     card = {
-        "model": meta["model"],
-        "data": meta["data"],
+        "model": {"config": {"model": meta["model"], **meta.get("fixed", {}),
+                             **best["values"]}},
+        "training": {
+            "data": meta["data"],
+            "metrics": {"val": validation, "test": test_metrics},
+            "best_epoch": best.get("best_epoch"),
+            "by": "cnnzoo tune",
+        },
         "task": "image classification",
-        "input": f"raw images {list(ds.input_shape)}, pixels 0-255",
         "classes": list(ds.class_names),
         "search": {k: meta[k] for k in ("tuner", "objective", "seed", "epochs", "max_trials",
                                         "space", "backend", "precision")},
@@ -502,7 +510,7 @@ def _export_best(the_tuner, hypermodel, oracle, best, ds, out, meta, say, epochs
             "trial": best["trial"],
             "hyperparameters": best["values"],
             "fixed": meta.get("fixed", {}),
-            "validation": {k: best[k] for k in ("val_accuracy", "val_loss")},
+            "validation": validation,
             "best_epoch": best.get("best_epoch"),
         },
         "test": test_metrics,
@@ -515,8 +523,12 @@ def _export_best(the_tuner, hypermodel, oracle, best, ds, out, meta, say, epochs
     try:
         if export_saved_model is None:
             raise ImportError("cnnzoo.export is not available")
-        export_saved_model(model, path, overwrite=True, class_names=list(ds.class_names),
-                           model_card=card)
+        exported = export_saved_model(model, path, overwrite=True,
+                                      class_names=list(ds.class_names), model_card=card,
+                                      verbose=False)
+        check = exported["verification"]
+        say(f"Exported the best model to {path} as a SavedModel (reload max |difference| "
+            f"{check['max_abs_diff']:.3g}, tolerance {check['tolerance']:g}).")
     except ImportError as error:
         # A SavedModel needs TensorFlow; JAX-only machines get a .keras file.
         path = os.path.join(out, "best_model.keras")
