@@ -666,9 +666,10 @@ def auto_pack(*, accelerator, tuner, step_flops, max_trials=None, search_steps=N
     - on a CPU where each op runs on one thread (`threads=1`, which
       `cnnzoo.runtime` picks for tiny models on TensorFlow), one trial per
       core for a search of at least `AUTO_PACK_CPU_MIN_STEPS` training steps
-      over all its trials: the towers' ops run side by side on the cores
+      over all its trials (a search of unknown length, as Hyperband's, is
+      not packed): the towers' ops run side by side on the cores
       that one trial leaves idle. On 2 cores the default search ran a
-      median 1.10x faster with 2 trials packed (see
+      median 1.12x faster with 2 trials packed (see
       `AUTO_PACK_CPU_MIN_STEPS`). The pack's forward FLOPs per step stay
       within `AUTO_PACK_FLOPS` here too (one thread asked for a large
       model would otherwise hold a copy of it per core);

@@ -47,7 +47,8 @@ def add_arguments(parser):
                         choices=["auto", "float32", "mixed_bfloat16", "mixed_float16"],
                         help="Default: auto (bfloat16 where the hardware runs it fast).")
     parser.add_argument("--jit", default="auto", choices=["auto", "on", "off"],
-                        help="XLA compilation. Default: auto (on for GPUs, off on CPUs).")
+                        help="XLA compilation. Default: auto (on for GPUs and with JAX, off for "
+                             "TensorFlow on CPUs).")
     parser.add_argument("--threads", default="auto",
                         help="TensorFlow's intra-op threads. Default: auto (1 on a CPU for "
                              "models whose training batch is tiny, as the default search's; "
