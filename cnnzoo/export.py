@@ -67,7 +67,10 @@ def export_saved_model(model, path, *, overwrite=False, class_names=None, model_
             `cnnzoo.pipeline.build_classifier` or a finished `cnnzoo train` run.
         path: the export folder (the model base folder with `serving_version`).
         overwrite: replace an existing export at the target. Defaults to False:
-            an existing target is an error.
+            an existing target is an error. Only an earlier export (a folder
+            with a `model_card.json`) or an empty folder is replaced: any
+            other folder, a file, and the current folder (or one above it)
+            are refused.
         class_names: one name per output class, stored in the model card.
         model_card: a dict of extra card fields (the training config, data,
             metrics, tuning results, ...), merged into the card; a nested dict
@@ -147,6 +150,7 @@ def export_model(model, path, *, format="saved_model", overwrite=False, class_na
     batch = _verify_batch(verify_batch, raw_shape)
 
     _remove_stale_temporaries(target)
+    _check_target(target, path, overwrite)
     exported = _float32_copy(model) if format in ("tflite", "onnx") else model
     reference = np.asarray(exported.predict(batch, verbose=0), np.float64)
     mixed = _is_mixed(exported)
@@ -190,21 +194,51 @@ def export_model(model, path, *, format="saved_model", overwrite=False, class_na
     return card
 
 
-def _remove_stale_temporaries(target):
-    """Removes the temporary siblings a killed export of `target` left behind.
+def _check_target(target, path, overwrite):
+    """Refuses a target that is not a folder, or that `overwrite` must not replace."""
+    if not os.path.lexists(target):
+        return
+    if not os.path.isdir(target) or os.path.islink(target):
+        v.fail(f"Expected `path` to be a folder for the export; {target} is a file.",
+               "path", path)
+    if not overwrite:
+        return  # `atomic_dir` says that it exists
+    cwd = os.path.realpath(os.getcwd())
+    real = os.path.realpath(target)
+    if cwd == real or cwd.startswith(real + os.sep):
+        v.fail(f"The export would replace the current folder {target} (or one above it). "
+               f"Choose another --out.", "path", path)
+    if os.listdir(target) and not os.path.isfile(os.path.join(target, CARD_FILE)):
+        v.fail(f"The folder {target} holds no cnnzoo export (no {CARD_FILE}); --overwrite "
+               f"(overwrite=True) replaces only an earlier export. Choose another --out.",
+               "path", path)
 
-    They are `atomic_dir`'s `.NAME.*.tmp` folders: never a complete export
-    (a complete one is renamed into place), so nothing is lost. Two exports
-    to the same target at the same moment are not supported anyway.
+
+def _remove_stale_temporaries(target):
+    """Tidies up after an export of `target` that was killed.
+
+    `atomic_dir` writes into `.NAME.*.tmp` folders, never a complete export
+    (a complete one is renamed into place): they are removed. A replaced
+    export is renamed aside to `.NAME.old-*` just before the new one takes
+    its place: without a target, a kill came between the two renames, and
+    the old export is put back; with one, the old export is removed. Two
+    exports to the same target at the same moment are not supported anyway.
     """
     import glob
     import shutil
 
-    pattern = os.path.join(glob.escape(os.path.dirname(target)),
-                           f".{glob.escape(os.path.basename(target))}.*.tmp")
-    for stale in glob.glob(pattern):
-        if os.path.isdir(stale):
-            shutil.rmtree(stale, ignore_errors=True)
+    def siblings(suffix):
+        pattern = os.path.join(glob.escape(os.path.dirname(target)),
+                               f".{glob.escape(os.path.basename(target))}.{suffix}")
+        return [p for p in glob.glob(pattern) if os.path.isdir(p) and not os.path.islink(p)]
+
+    for stale in siblings("*.tmp"):
+        shutil.rmtree(stale, ignore_errors=True)
+    for old in sorted(siblings("old-*"), key=os.path.getmtime, reverse=True):
+        if not os.path.lexists(target):
+            os.replace(old, target)
+        else:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 # -- writers and reloaders ------------------------------------------------------

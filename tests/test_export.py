@@ -222,6 +222,58 @@ def test_cli_bad_input(run_dir, tmp_path, capsys):
     assert sorted(os.listdir(tmp_path)) == ["empty", "fake.keras"]
 
 
+def test_overwrite_replaces_only_an_earlier_export(run_dir, model, tmp_path, capsys,
+                                                  monkeypatch):
+    # --overwrite must never delete what is not an export: the run being
+    # exported, a folder of the user's, the folder the user is in.
+    before = _snapshot(run_dir)
+    err = _cli_error(capsys, ["export", str(run_dir), "--out", str(run_dir), "--overwrite"])
+    assert "holds no cnnzoo export" in err and err.endswith(f"Received: path='{run_dir}'")
+    assert _snapshot(run_dir) == before
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "important.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="holds no cnnzoo export"):
+        E.export_saved_model(model, mine, overwrite=True, verbose=False)
+    assert os.listdir(mine) == ["important.txt"]
+    a_file = tmp_path / "afile.txt"
+    a_file.write_text("x")
+    for overwrite in (False, True):
+        with pytest.raises(ValueError, match=r"Expected `path` to be a folder.*is a file"):
+            E.export_saved_model(model, a_file, overwrite=overwrite, verbose=False)
+    assert a_file.read_text() == "x"
+    export = tmp_path / "export"
+    E.export_saved_model(model, export, verbose=False)
+    (export / "inner").mkdir()
+    monkeypatch.chdir(export / "inner")
+    with pytest.raises(ValueError, match="replace the current folder"):
+        E.export_saved_model(model, export, overwrite=True, verbose=False)
+    monkeypatch.chdir(tmp_path)
+    # An earlier export, and an empty folder, are replaced.
+    E.export_saved_model(model, export, overwrite=True, verbose=False)
+    assert not (export / "inner").exists() and (export / E.CARD_FILE).exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    E.export_saved_model(model, empty, overwrite=True, verbose=False)
+    assert sorted(os.listdir(tmp_path)) == ["afile.txt", "empty", "export", "mine"]
+
+
+def test_an_export_killed_between_its_renames_is_put_back(model, tmp_path):
+    # `atomic_dir` renames the old export aside, then the new one into place:
+    # a kill in between leaves `.NAME.old-*` and no export at all.
+    path = tmp_path / "sm"
+    E.export_saved_model(model, path, verbose=False)
+    before = _snapshot(path)
+    os.replace(path, tmp_path / ".sm.old-abc123")
+    with pytest.raises(ValueError, match="target exists"):  # it is back
+        E.export_saved_model(model, path, verbose=False)
+    assert _snapshot(path) == before and sorted(os.listdir(tmp_path)) == ["sm"]
+    # Killed after the second rename: the old one is only removed.
+    (tmp_path / ".sm.old-def456").mkdir()
+    E.export_saved_model(model, path, overwrite=True, verbose=False)
+    assert sorted(os.listdir(tmp_path)) == ["sm"]
+
+
 def test_missing_extra_names_the_install_command(model, tmp_path, monkeypatch):
     monkeypatch.setitem(E.EXTRAS, "onnx", ("cnnzoo_missing_module",))
     with pytest.raises(ValueError, match=r"pip install 'cnnzoo\[onnx\]'"):
