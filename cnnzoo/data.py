@@ -159,6 +159,9 @@ def load_dataset(name_or_path="digits", *, image_size=None, num_samples=None,
         else:
             x, y, class_names = _read_npz(path)
         source = path
+    if len(class_names) < 2:
+        v.fail(f"Expected at least 2 classes to classify; {name} has {len(class_names)}.",
+               "num_classes", len(class_names))
     if size is not None and tuple(x.shape[1:3]) != size:
         x = resize_images(x, size)
 
@@ -418,11 +421,12 @@ def _read_folder(path, size, color_mode):
             elif pixels.shape[2] != first["shape"][2]:
                 v.fail(f"Expected every image to have {first['shape'][2]} channel(s) like "
                        f"{first['file']}; {file} has {pixels.shape[2]}. Pass "
-                       f"color_mode='grayscale' or 'rgb' to convert them all.", "path", file)
+                       f"color_mode='grayscale' or 'rgb' (--color-mode) to convert them all.", "path",
+                       file)
             elif pixels.shape[:2] != first["shape"][:2]:
                 v.fail(f"Expected every image to be {first['shape'][0]}x{first['shape'][1]} "
                        f"like {first['file']}; {file} is {pixels.shape[0]}x{pixels.shape[1]}. "
-                       f"Pass image_size (--input-size) to resize them all.", "path", file)
+                       f"Pass image_size (--image-size) to resize them all.", "path", file)
             images.append(pixels)
             labels.append(label)
     return np.stack(images), np.asarray(labels, np.int32), classes

@@ -118,7 +118,7 @@ def test_folder_mixed_sizes_need_image_size(tmp_path):
     root = _folder(str(tmp_path / "pets"))
     odd = os.path.join(root, "dog", "big.png")
     _png(odd, size=(10, 12))
-    with pytest.raises(ValueError, match=r"big\.png is 12x10.*image_size"):
+    with pytest.raises(ValueError, match=r"big\.png is 12x10.*image_size \(--image-size\)"):
         data.load_dataset(root)
     ds = data.load_dataset(root, image_size=9, validation_split=0.2, test_split=0.2)
     assert ds.input_shape == (9, 9, 1)
@@ -127,7 +127,7 @@ def test_folder_mixed_sizes_need_image_size(tmp_path):
 def test_folder_mixed_channels(tmp_path):
     root = _folder(str(tmp_path / "pets"))
     _png(os.path.join(root, "cat", "color.png"), mode="RGB")
-    with pytest.raises(ValueError, match=r"color\.png has 3.*color_mode"):
+    with pytest.raises(ValueError, match=r"color\.png has 3.*color_mode.*\(--color-mode\)"):
         data.load_dataset(root)
     assert data.load_dataset(root, color_mode="rgb").input_shape == (8, 8, 3)
     assert data.load_dataset(root, color_mode="grayscale").input_shape == (8, 8, 1)
@@ -154,6 +154,8 @@ def _bad_npz(tmp_path, kind):
         np.savez(path, x=np.zeros((10, 16)), y=y)
     elif kind == "pixels":
         np.savez(path, x=x.astype(np.float32) - 1.0, y=y)
+    elif kind == "one_class":
+        np.savez(path, x=x, y=np.zeros(10, np.int32))
     return path
 
 
@@ -166,13 +168,14 @@ def _bad_npz(tmp_path, kind):
     ("keys", "hold arrays `x` and `y`"),
     ("shape", r"\(N, H, W\)"),
     ("pixels", r"raw pixels in \[0, 255\]"),
+    ("one_class", r"at least 2 classes.*has 1\. Received: num_classes=1"),
 ])
 def test_bad_npz(tmp_path, kind, message):
     path = _bad_npz(tmp_path, kind)
     with pytest.raises(ValueError, match=message) as info:
         data.load_dataset(str(path))
     text = str(info.value)
-    assert str(path) in text and "Received:" in text and "\n" not in text
+    assert path.stem in text and "Received:" in text and "\n" not in text
 
 
 def test_bad_folders_and_names(tmp_path):
@@ -182,6 +185,9 @@ def test_bad_folders_and_names(tmp_path):
         data.load_dataset(str(empty))
     (empty / "cat").mkdir()
     with pytest.raises(ValueError, match=r"cat has none"):
+        data.load_dataset(str(empty))
+    _png(str(empty / "cat" / "0.png"))
+    with pytest.raises(ValueError, match=r"at least 2 classes to classify; empty has 1"):
         data.load_dataset(str(empty))
     root = _folder(str(tmp_path / "pets"))
     broken = os.path.join(root, "cat", "broken.png")

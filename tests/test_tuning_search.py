@@ -234,6 +234,24 @@ def test_a_model_that_cannot_be_built_fails_before_any_trial(tmp_path):
     assert not (tmp_path / "keras_tuner").exists()
 
 
+def test_tune_converts_a_folder_of_mixed_channels_with_color_mode(tmp_path, capsys):
+    from tests.test_data import _folder, _png
+
+    root = _folder(str(tmp_path / "pets"), n=6)
+    _png(os.path.join(root, "cat", "color.png"), mode="RGB")
+    argv = ["tune", "--data", root, "--out", str(tmp_path / "out"), "--max-trials", "1",
+            "--epochs", "1", "--batch-size", "4", "--precision", "float32", "--no-export",
+            "--quiet"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "(--color-mode)" in err
+    assert cli.main(argv + ["--color-mode", "rgb"]) == 0, capsys.readouterr().err
+    settings = json.loads((tmp_path / "out" / "search.json").read_text())
+    assert settings["color_mode"] == "rgb"
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert [t["status"] for t in results["trials"]] == ["COMPLETED"]
+
+
 def test_bad_data_exits_2_with_one_line(tmp_path, capsys):
     code = cli.main(["tune", "--data", str(tmp_path / "missing.npz"), "--out",
                      str(tmp_path / "out"), "--quiet"])

@@ -42,7 +42,7 @@ MAX_PACK = 64
 SETTINGS_FILE = "search.json"
 # Settings that define a search: resuming with other values would mix two searches.
 _IDENTITY = ("model", "data", "tuner", "objective", "seed", "epochs", "batch_size",
-             "image_size", "num_samples", "input_size", "space")
+             "image_size", "color_mode", "num_samples", "input_size", "space")
 
 
 @dataclasses.dataclass
@@ -77,7 +77,7 @@ def search(model=DEFAULT_MODEL, data=DEFAULT_DATA, *, tuner="random",
            batch_size=DEFAULT_BATCH_SIZE, image_size=None, num_samples=None, input_size=None,
            overwrite=False, export=True, chief=None, worker=None, hypermodel=None,
            hypermodel_kwargs=None, max_consecutive_failures=3, tuner_class=None, stream=None,
-           quiet=False, pack="auto", worker_timeout=300.0, threads="auto"):
+           quiet=False, pack="auto", worker_timeout=300.0, threads="auto", color_mode=None):
     """Searches the dropout rates of a zoo model on a dataset and exports the best model.
 
     Running it again with the same `out` resumes: finished trials are kept,
@@ -109,6 +109,8 @@ def search(model=DEFAULT_MODEL, data=DEFAULT_DATA, *, tuner="random",
             `DataParallel`).
         batch_size: training batch size. Defaults to 32.
         image_size: resize the dataset's images to this size when loading.
+        color_mode: `None` (keep the images' channels), `"grayscale"` or
+            `"rgb"` (convert every image of a folder when loading).
         num_samples: use a stratified subset of this many examples.
         input_size: the size the model sees (resized inside the model).
         overwrite: start afresh instead of resuming from `out`.
@@ -184,7 +186,8 @@ def check_pack(pack):
 def _search(*, model, data, tuner, max_trials, epochs, objective, seed, out, precision, jit,
             distribution, batch_size, image_size, num_samples, input_size, overwrite, export,
             chief, worker, hypermodel, hypermodel_kwargs, max_consecutive_failures,
-            tuner_class, stream, quiet, role, distributed, pack, worker_timeout, threads):
+            tuner_class, stream, quiet, role, distributed, pack, worker_timeout, threads,
+            color_mode):
     import cnnzoo.data
     from tuning import report, tuners
     from tuning.hypermodel import ZooHyperModel
@@ -196,7 +199,7 @@ def _search(*, model, data, tuner, max_trials, epochs, objective, seed, out, pre
             print(text, file=stream, flush=True)
 
     ds = cnnzoo.data.load_dataset(data, image_size=image_size, num_samples=num_samples,
-                                  seed=seed)
+                                  seed=seed, color_mode=color_mode)
     _check_data(ds, objective)
 
     def build_default():
@@ -228,7 +231,7 @@ def _search(*, model, data, tuner, max_trials, epochs, objective, seed, out, pre
         os.path.abspath(str(data)), "tuner": tuner, "objective": objective, "seed": seed,
         "epochs": epochs, "batch_size": batch_size,
         "image_size": list(image_size) if isinstance(image_size, (list, tuple)) else image_size,
-        "num_samples": num_samples,
+        "color_mode": color_mode, "num_samples": num_samples,
         "input_size": list(input_size) if isinstance(input_size, (list, tuple)) else input_size,
         "space": _space_description(hypermodel), "max_trials": max_trials,
     }

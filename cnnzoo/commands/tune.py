@@ -62,6 +62,9 @@ def add_arguments(parser):
                         help="Use a stratified subset of this many examples.")
     parser.add_argument("--image-size", type=int, default=None,
                         help="Resize the images to this size when loading.")
+    parser.add_argument("--color-mode", default=None, choices=["grayscale", "rgb"],
+                        help="Convert every image of a folder to this (default: keep "
+                             "their channels, which must then agree).")
     parser.add_argument("--per-stage", action="store_true",
                         help="Search one block dropout rate per stage instead of one shared.")
     parser.add_argument("--search-learning-rate", action="store_true",
@@ -123,7 +126,7 @@ def run(args):
             export=not args.no_export, chief=args.chief, worker=args.worker,
             hypermodel_kwargs=kwargs, quiet=args.quiet, pack=args.pack,
             worker_timeout=None if args.worker_timeout == 0 else args.worker_timeout,
-            threads=args.threads,
+            threads=args.threads, color_mode=args.color_mode,
         )
     except SearchFailedError as error:
         import sys
