@@ -58,3 +58,19 @@ def test_plot_writes_a_png_or_nothing(tmp_path):
     failed_only = [dict(r, status="FAILED", score=None) for r in _rows(["dropout_rate"])]
     assert report.plot(failed_only, str(tmp_path / "none.png")) is None
     assert os.listdir(tmp_path) == ["plot.png"]
+
+
+def test_table_shows_small_rates_and_learning_rates():
+    rows = [{"trial": 1, "trial_id": "0", "status": "COMPLETED", "score": 0.9,
+             "values": {"dropout_rate": 0.25, "learning_rate": 0.003861, "dropout_type": "spatial"},
+             "val_accuracy": 0.9, "val_loss": 0.3, "epochs": 2, "seconds": 1.25},
+            {"trial": 2, "trial_id": "1", "status": "COMPLETED", "score": 0.8,
+             "values": {"dropout_rate": 0.0, "learning_rate": 0.0003296, "dropout_type": "standard"},
+             "val_accuracy": 0.8, "val_loss": 0.00004, "epochs": 2, "seconds": 1200.0}]
+    header, first, second = report.table(rows).splitlines()
+    assert header.split() == ["rank", "trial", "rate", "learning_rate", "type", "val_acc",
+                              "val_loss", "epochs", "time_s", "status"]
+    assert first.split() == ["1", "1", "0.25", "0.0039", "spatial", "0.9000", "0.3000", "2",
+                             "1.2", "ok"]
+    assert second.split() == ["2", "2", "0.00", "0.00033", "standard", "0.8000", "4e-05", "2",
+                              "1200", "ok"]

@@ -82,10 +82,15 @@ def hyperparameter_names(rows):
 
 
 def _fmt(value, digits=4):
+    """`digits` decimals; significant digits where those would show 0 (a learning rate)."""
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:.{digits}f}" if abs(value) < 1000 else f"{value:.4g}"
+        if abs(value) >= 1000:
+            return f"{value:.4g}"
+        if 0 < abs(value) < 10.0 ** -digits:
+            return f"{value:.{max(digits, 2)}g}"
+        return f"{value:.{digits}f}"
     return str(value)
 
 
