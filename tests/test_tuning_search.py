@@ -87,6 +87,11 @@ def test_small_search_end_to_end_then_resume(tmp_path, capsys):
     # Other settings in the same folder are refused, not mixed in.
     with pytest.raises(ValueError, match="other settings.*seed"):
         tuning.search(out=out, max_trials=3, seed=1, export=False, **TINY)
+    # So is a budget below the trials already finished.
+    settings = (out / "search.json").read_bytes()
+    with pytest.raises(ValueError, match=r"at least the 3 trials.*Received: max_trials=2"):
+        tuning.search(out=out, max_trials=2, export=False, **TINY)
+    assert (out / "search.json").read_bytes() == settings
 
 
 def test_every_trial_and_the_export_are_built_at_the_search_precision(tmp_path, monkeypatch):

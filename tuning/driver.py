@@ -464,7 +464,30 @@ def _check_settings(out, settings, overwrite):
             v.fail(f"The folder holds a search with other settings ({'; '.join(diffs)}). "
                    f"Pass --overwrite (overwrite=True) to start afresh there, or choose "
                    f"another --out.", "out", out)
+        finished = _finished_trials(out)
+        if settings["tuner"] != "hyperband" and finished > settings["max_trials"]:
+            v.fail(f"Expected `max_trials` at least the {finished} trials the search in {out} "
+                   f"has finished (a larger value extends it).", "max_trials",
+                   settings["max_trials"])
     _atomic.write_json(os.path.join(out, SETTINGS_FILE), settings)
+
+
+def _finished_trials(out):
+    """How many trials of the search in `out` have finished (completed or failed)."""
+    import glob
+    import json
+
+    from tuning.tuners import PROJECT_NAME
+
+    count = 0
+    for path in glob.glob(os.path.join(glob.escape(out), PROJECT_NAME, "trial_*",
+                                       "trial.json")):
+        try:
+            with open(path) as f:
+                count += json.load(f).get("status") in ("COMPLETED", "FAILED")
+        except (OSError, ValueError, AttributeError):
+            continue
+    return count
 
 
 # -- the best model -----------------------------------------------------------------
