@@ -113,8 +113,9 @@ def load_dataset(name_or_path="digits", *, image_size=None, num_samples=None,
         test_split: fraction held out for the final test. Defaults to 0.15.
         seed: seeds the subset, the splits and the drawing of `"shapes"`.
         color_mode: `None` (keep each image's channels; mixed counts are an
-            error), `"grayscale"` or `"rgb"` (convert every image). Image
-            folders only.
+            error), `"grayscale"` or `"rgb"` (convert every image: a folder's
+            with PIL; arrays the same way, grey repeated into three channels,
+            colour to grey by PIL's ITU-R 601-2 luma, alpha dropped).
 
     Returns:
         A `Dataset`.
@@ -159,6 +160,8 @@ def load_dataset(name_or_path="digits", *, image_size=None, num_samples=None,
         else:
             x, y, class_names = _read_npz(path)
         source = path
+    if color_mode is not None:
+        x = _convert_array(x, color_mode)
     if len(class_names) < 2:
         v.fail(f"Expected at least 2 classes to classify; {name} has {len(class_names)}.",
                "num_classes", len(class_names))
@@ -387,6 +390,19 @@ def _convert(image, color_mode):
     if image.mode == "PA" or "transparency" in image.info:
         return image.convert("RGBA"), 1.0
     return image.convert("RGB"), 1.0  # palette, CMYK, YCbCr, ...
+
+
+def _convert_array(x, color_mode):
+    """Images `(N, H, W, C)` with 1 (grey), 2 (grey, alpha), 3 (RGB) or 4 (RGBA) channels."""
+    channels = x.shape[-1]
+    if color_mode == "rgb":
+        if channels in (1, 2):
+            return np.repeat(x[..., :1], 3, axis=-1)
+        return x[..., :3]
+    if channels in (1, 2):
+        return x[..., :1]
+    luma = np.asarray([0.299, 0.587, 0.114], x.dtype)  # PIL's "L" conversion
+    return (x[..., :3] @ luma)[..., None]
 
 
 def list_images(folder):

@@ -133,6 +133,25 @@ def test_folder_mixed_channels(tmp_path):
     assert data.load_dataset(root, color_mode="grayscale").input_shape == (8, 8, 1)
 
 
+def test_color_mode_converts_arrays_as_pil_converts_images(tmp_path):
+    grey = data.load_dataset("digits", num_samples=100)
+    rgb = data.load_dataset("digits", num_samples=100, color_mode="rgb")
+    assert rgb.input_shape == (8, 8, 3)
+    np.testing.assert_array_equal(rgb.x_train, np.repeat(grey.x_train, 3, axis=-1))
+    pixels = np.random.default_rng(0).integers(0, 256, (10, 4, 4, 3), dtype=np.uint8)
+    np.savez(tmp_path / "rgb.npz", x=pixels, y=np.arange(10) % 2)
+    ds = data.load_dataset(str(tmp_path / "rgb.npz"), color_mode="grayscale",
+                           validation_split=0.2, test_split=0.2)
+    assert ds.input_shape == (4, 4, 1)
+    x = np.concatenate([ds.x_train, ds.x_val, ds.x_test])
+    want = np.stack([np.asarray(Image.fromarray(p).convert("L"), np.float32)[..., None]
+                     for p in pixels])
+    # PIL rounds its luma to integers: within half a grey level, image by image.
+    order = [int(np.argmin(np.abs(want - image).sum(axis=(1, 2, 3)))) for image in x]
+    assert sorted(order) == list(range(10))
+    np.testing.assert_allclose(x, want[order], atol=0.5 + 1e-3)
+
+
 def _bad_npz(tmp_path, kind):
     path = tmp_path / f"{kind}.npz"
     x = np.zeros((10, 4, 4), np.uint8)

@@ -63,8 +63,8 @@ def add_arguments(parser):
     parser.add_argument("--image-size", type=int, default=None,
                         help="Resize the images to this size when loading.")
     parser.add_argument("--color-mode", default=None, choices=["grayscale", "rgb"],
-                        help="Convert every image of a folder to this (default: keep "
-                             "their channels, which must then agree).")
+                        help="Convert every image to grey or RGB (default: keep their "
+                             "channels, which must then agree across a folder).")
     parser.add_argument("--per-stage", action="store_true",
                         help="Search one block dropout rate per stage instead of one shared.")
     parser.add_argument("--search-learning-rate", action="store_true",
