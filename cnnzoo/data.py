@@ -280,13 +280,16 @@ def _check_path(name_or_path):
 
 
 def _read_npz(path):
+    if not zipfile.is_zipfile(path):
+        v.fail(f"Could not read {path}: not a valid .npz file (`numpy.savez` writes a zip "
+               f"archive; this file is not one).", "path", path)
     try:
         with np.load(path, allow_pickle=False) as arrays:
             keys = list(arrays.files)
             # Read everything now: a corrupt member fails here, inside the try.
             loaded = {k: arrays[k] for k in ("x", "y", "class_names") if k in keys}
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as error:
-        detail = " ".join(str(error).split()) or type(error).__name__
+        detail = " ".join(str(error).split()).rstrip(".") or type(error).__name__
         v.fail(f"Could not read {path}: not a valid .npz file (corrupt or truncated?): "
                f"{detail}.", "path", path)
     if "x" not in loaded or "y" not in loaded:

@@ -526,11 +526,16 @@ def load_keras_model(path):
     path = os.path.abspath(os.fspath(path))
     if not os.path.isfile(path):
         v.fail(f"The model file does not exist: {path}.", "path", path)
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        v.fail(f"Could not load {path} as a Keras model: not a .keras model file (a .keras "
+               f"file is a zip archive; this file is not one).", "path", path)
     try:
         return keras.saving.load_model(path, custom_objects=layers.custom_objects(),
                                        safe_mode=True)
     except Exception as error:  # noqa: BLE001 - Keras raises many kinds for a bad file
-        detail = " ".join(str(error).split())[:300] or type(error).__name__
+        detail = " ".join(str(error).split())[:300].rstrip(".") or type(error).__name__
         v.fail(f"Could not load {path} as a Keras model (not a .keras model file?): {detail}.",
                "path", path)
 

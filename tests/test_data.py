@@ -195,6 +195,7 @@ def test_bad_npz(tmp_path, kind, message):
         data.load_dataset(str(path))
     text = str(info.value)
     assert path.stem in text and "Received:" in text and "\n" not in text
+    assert ".." not in text
 
 
 def test_bad_folders_and_names(tmp_path):

@@ -198,7 +198,7 @@ def test_cli_bad_input(run_dir, tmp_path, capsys):
     not_a_model.write_text("hello")
     out = tmp_path / "out"
     err = _cli_error(capsys, ["export", str(not_a_model), "--out", str(out)])
-    assert "fake.keras" in err and "not a .keras model" in err
+    assert "fake.keras" in err and "not a .keras model file (a .keras file is a zip" in err
     err = _cli_error(capsys, ["export", str(tmp_path / "missing.keras"), "--out", str(out)])
     assert "does not exist" in err
     empty = tmp_path / "empty"
