@@ -286,7 +286,14 @@ def _write_tflite(model, folder, raw_shape):
 
 
 def tflite_interpreter(path):
-    """A LiteRT interpreter (`ai_edge_litert` when installed, else `tf.lite`)."""
+    """A LiteRT interpreter (`ai_edge_litert` when installed, else `tf.lite`), allocated.
+
+    Allocating creates LiteRT's CPU delegate, which announces itself on
+    file descriptor 2 ("INFO: Created TensorFlow Lite XNNPACK delegate for
+    CPU."): that line is dropped, anything else written then is kept.
+    """
+    from cnnzoo import _native_log
+
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
@@ -296,8 +303,12 @@ def tflite_interpreter(path):
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
-            return tf.lite.Interpreter(model_path=path)
-    return Interpreter(model_path=path)
+            interpreter = tf.lite.Interpreter(model_path=path)
+    else:
+        interpreter = Interpreter(model_path=path)
+    with _native_log.without_notices(("Created TensorFlow Lite XNNPACK delegate",)):
+        interpreter.allocate_tensors()
+    return interpreter
 
 
 def run_tflite(interpreter, batch):

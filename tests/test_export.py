@@ -125,7 +125,7 @@ def test_disagreeing_reload_fails_loudly(model, tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == []
 
 
-def test_keras_and_tflite_formats(model, images, tmp_path):
+def test_keras_and_tflite_formats(model, images, tmp_path, capfd):
     expected = model.predict(images, verbose=0)
     card = E.export_model(model, tmp_path / "k", format="keras", verbose=False)
     assert card["artifact"] == "model.keras"
@@ -135,6 +135,7 @@ def test_keras_and_tflite_formats(model, images, tmp_path):
     assert card["verification"]["passed"]
     np.testing.assert_allclose(E.load_export(tmp_path / "t").predict(images), expected,
                                atol=1e-5)
+    assert "XNNPACK" not in capfd.readouterr().err  # LiteRT's notice, from C++
 
 
 def test_onnx_format(model, images, tmp_path):
