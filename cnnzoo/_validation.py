@@ -9,6 +9,7 @@ import.
 import difflib
 import math
 import numbers
+import os
 
 
 def _received(name, value):
@@ -129,3 +130,40 @@ def check_list(name, value, check, parse=float, what="values"):
     if not isinstance(value, (list, tuple)) or not value:
         fail(f"Expected a list of {what}.", name, value)
     return [check(name, item) for item in value]
+
+
+def check_output_file(name, value):
+    """Checks a path that a file can be written to, before any work is done.
+
+    The path must not be a folder, and the nearest part of it that exists
+    must be a folder one can write in (the others are created when the file
+    is written). Nothing is created. Returns the path as a string.
+    """
+    if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
+        fail(f"Expected `{name}` to be a file path.", name, value)
+    path = os.fspath(value)
+    if os.path.isdir(path) or not os.path.basename(path):
+        fail(f"Expected `{name}` to be a file path, not a folder.", name, value)
+    folder = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        fail(f"Expected `{name}` to be a file path whose folders can be created, but "
+             f"{folder!r} is a file.", name, value)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        fail(f"Expected `{name}` to be a file path in a folder you can write to, but "
+             f"{folder!r} is not writable.", name, value)
+    return path
+
+
+def starts_as_zip(path):
+    """Whether the file at `path` starts as a zip archive does (whole or truncated).
+
+    `.npz` and `.keras` files are zip archives: a file that does not even
+    start as one is the wrong kind of file, not a damaged one.
+    """
+    try:
+        with open(path, "rb") as f:
+            return f.read(2) == b"PK"
+    except OSError:
+        return False

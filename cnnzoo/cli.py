@@ -13,6 +13,8 @@ import importlib
 import os
 import sys
 
+from cnnzoo import commands
+
 # name -> (module, one-line help). The order is the order of `--help`.
 COMMANDS = {
     "list": ("cnnzoo.commands.zoo", "List the registered models."),
@@ -33,8 +35,15 @@ COMMANDS = {
 LIGHT_COMMANDS = ("list", "info")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's own errors (an unknown or missing option) in one line too."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`).\n")
+
+
 def _parser(command=None):
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="cnnzoo",
         description="A Keras 3 model zoo whose ReLU and Dropout you can see, swap, "
                     "check and tune.",
@@ -49,6 +58,7 @@ def _parser(command=None):
                 module.add_arguments_for(name, sub_parser)
             else:
                 module.add_arguments(sub_parser)
+            commands.defer_types(sub_parser)  # checked in `main`, with our errors
             sub_parser.set_defaults(_module=module)
     return parser
 
@@ -69,6 +79,7 @@ def main(argv=None):
         return 0
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
+        commands.convert_types(args)
         if args.command not in LIGHT_COMMANDS:
             from cnnzoo import _native_log
 

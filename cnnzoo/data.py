@@ -280,7 +280,7 @@ def _check_path(name_or_path):
 
 
 def _read_npz(path):
-    if not zipfile.is_zipfile(path):
+    if not v.starts_as_zip(path):
         v.fail(f"Could not read {path}: not a valid .npz file (`numpy.savez` writes a zip "
                f"archive; this file is not one).", "path", path)
     try:

@@ -537,9 +537,7 @@ def load_keras_model(path):
     path = os.path.abspath(os.fspath(path))
     if not os.path.isfile(path):
         v.fail(f"The model file does not exist: {path}.", "path", path)
-    import zipfile
-
-    if not zipfile.is_zipfile(path):
+    if not v.starts_as_zip(path):
         v.fail(f"Could not load {path} as a Keras model: not a .keras model file (a .keras "
                f"file is a zip archive; this file is not one).", "path", path)
     try:

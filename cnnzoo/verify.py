@@ -900,6 +900,10 @@ def verify(quick=False, models=None, relu_class=None, dropout_class=None,
     else:
         v.fail("Expected `models` to be a pattern, a list of names or None.", "models", models)
 
+    if not layers and not names:
+        v.fail("Expected at least one check to be selected: layers=True or at least one model.",
+               "models", models)
+
     checks = []
     if layers:
         say("checking ReLU against keras.layers.ReLU ...")

@@ -9,6 +9,8 @@ kept below the new table.
 
 import os
 
+from cnnzoo import _validation as v
+
 # The names, repeated here so that `--help` needs no import of the suite.
 NAMES = ("startup", "throughput", "implementation", "flops", "precision", "serving", "search")
 
@@ -25,6 +27,10 @@ def add_arguments(parser):
 
 
 def run(args):
+    # Checked before the suite runs (minutes), not when its results are written.
+    for name in ("json", "markdown"):
+        if getattr(args, name) is not None:
+            v.check_output_file(name, getattr(args, name))
     from cnnzoo import _atomic, bench
 
     results = bench.run_suite(only=args.only, quick=args.quick)

@@ -8,7 +8,7 @@ from cnnzoo import _validation as v
 from cnnzoo.commands.zoo import parse_rates
 
 
-def parse_size(text):
+def parse_size(text, name="size"):
     """`"32"` -> 32; `"32,48"` or `"32x48"` -> `(32, 48)`."""
     parts = str(text).replace("x", ",").split(",")
     try:
@@ -16,7 +16,7 @@ def parse_size(text):
     except ValueError:
         sizes = []
     if len(sizes) not in (1, 2):
-        v.fail("Expected a size as N or H,W (e.g. 32 or 32,48).", "size", text)
+        v.fail("Expected a size as N or H,W (e.g. 32 or 32,48).", name, text)
     return sizes[0] if len(sizes) == 1 else tuple(sizes)
 
 
@@ -36,12 +36,13 @@ def add_arguments(parser):
                              "sub-folder of images per class.")
     parser.add_argument("--out", required=True,
                         help="Run folder. Run the same command again to resume.")
-    parser.add_argument("--input-size", type=parse_size, default=None,
+    parser.add_argument("--input-size", type=lambda t: parse_size(t, "input_size"), default=None,
                         help="N or H,W the model sees (images are resized inside the model).")
-    parser.add_argument("--image-size", type=parse_size, default=None,
+    parser.add_argument("--image-size", type=lambda t: parse_size(t, "image_size"), default=None,
                         help="Resize images while loading (needed for folders of mixed sizes).")
     parser.add_argument("--color-mode", default=None, choices=["grayscale", "rgb"],
-                        help="Convert every image of a folder (needed for mixed channel counts).")
+                        help="Convert every image to grey or RGB (needed for a folder of mixed "
+                             "channel counts).")
     parser.add_argument("--num-samples", type=int, default=None,
                         help="Use a stratified subset of this many examples.")
     parser.add_argument("--validation-split", type=float, default=0.15)

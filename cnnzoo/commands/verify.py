@@ -6,6 +6,8 @@ code 1 when any check fails.
 
 import sys
 
+from cnnzoo import _validation as v
+
 
 def add_arguments(parser):
     parser.add_argument("--quick", action="store_true",
@@ -22,11 +24,17 @@ def add_arguments(parser):
 
 
 def run(args):
-    from cnnzoo import verify
-
+    # Checked before any work: a bad --json would only fail once every check had run.
+    if args.json_path is not None:
+        v.check_output_file("json", args.json_path)
     models = args.models
     if models is not None and models.lower() == "none":
         models = []
+    if models == [] and args.no_layers:
+        v.fail("Expected at least one check to be selected: --models none with --no-layers "
+               "checks nothing.", "models", args.models)
+
+    from cnnzoo import verify
 
     def progress(line):
         print(line, file=sys.stderr, flush=True)

@@ -18,6 +18,11 @@ from cnnzoo.experiments import _common
 
 NAME = "vanishing_gradients"
 ACTIVATIONS = ("sigmoid", "tanh", "relu")
+# The kernel initializers `build` can seed: Keras's random ones (their class
+# names, e.g. HeNormal, work too).
+INITIALIZERS = ("glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform",
+                "lecun_normal", "orthogonal", "random_normal", "random_uniform",
+                "truncated_normal", "variance_scaling")
 
 
 def add_arguments(parser):
@@ -29,7 +34,8 @@ def add_arguments(parser):
     parser.add_argument("--batch-size", type=int, default=32, help="Default: 32.")
     parser.add_argument("--filters", type=int, default=8, help="Default: 8.")
     parser.add_argument("--initializer", default="glorot_uniform",
-                        help="Kernel initializer (Keras's default: glorot_uniform; "
+                        help="Kernel initializer: a random Keras one, "
+                             f"{', '.join(INITIALIZERS)} (Keras's default: glorot_uniform; "
                              "try he_normal).")
     parser.add_argument("--learning-rate", type=float, default=0.01, help="Default: 0.01.")
 
@@ -78,6 +84,20 @@ def _parse_depths(depths):
     return v.check_list("depths", depths, check_depth, parse=int, what="depths (integers)")
 
 
+def _check_initializer(initializer):
+    import keras
+
+    if initializer in INITIALIZERS:
+        return initializer
+    try:  # as `build` makes it: by name, seeded
+        keras.initializers.get({"class_name": initializer, "config": {"seed": 0}})
+    except (ValueError, TypeError, KeyError):
+        from cnnzoo import _validation as v
+
+        v.check_choice("initializer", initializer, INITIALIZERS)  # raises, with close matches
+    return initializer
+
+
 def run(out, *, depths=(5, 10, 20), steps=200, batch_size=32, filters=8,
         initializer="glorot_uniform", learning_rate=0.01, seed=0, activations=ACTIVATIONS,
         log=print):
@@ -89,7 +109,8 @@ def run(out, *, depths=(5, 10, 20), steps=200, batch_size=32, filters=8,
         steps: SGD steps between the two measurements (0: only at init).
         batch_size: batch size of the training steps.
         filters: filters per convolution.
-        initializer: Keras initializer name for the kernels.
+        initializer: Keras initializer name for the kernels, one of
+            `INITIALIZERS` (or its class name); it must take a seed.
         learning_rate: SGD learning rate.
         seed: seeds the data order and the initializers.
         activations: which activations to compare.
@@ -107,7 +128,7 @@ def run(out, *, depths=(5, 10, 20), steps=200, batch_size=32, filters=8,
                                    low_inclusive=False)
     seed = v.check_int("seed", seed)
     activations = [v.check_choice("activations", a, ACTIVATIONS) for a in activations]
-    keras.initializers.get(initializer)  # a clear error for an unknown name
+    initializer = _check_initializer(initializer)
 
     ds = _common.load("digits", seed=seed)
     rng = np.random.default_rng(seed)
