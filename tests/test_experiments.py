@@ -56,6 +56,8 @@ def test_overfitting(tmp_path):
             r["final"]["train_accuracy"] - r["final"]["val_accuracy"])
     assert data["train_samples"] == 40
     assert "| 0.5 |" in md
+    # One seed measures no noise between seeds, and the report says so.
+    assert "One seed per rate" in md and "Between seeds" not in md
 
 
 def test_ordered_batches_via_the_command(tmp_path, capsys):

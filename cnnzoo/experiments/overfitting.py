@@ -190,9 +190,13 @@ def _markdown(results, n_train, epochs, batch_size, seeds, learning_rate, seed, 
                         + ": those runs had not finished learning, and dropout slows training "
                           "(higher train loss at the end), so the comparison favours no dropout; "
                           "run longer (`--epochs`) to see where the gaps settle.")
-    spread = max(r["gap_spread"] for r in results)
-    findings.append(f"Between seeds the final accuracy gap varies by up to {spread:.3f}; "
-                    "differences smaller than that are noise.")
+    if seeds > 1:
+        spread = max(r["gap_spread"] for r in results)
+        findings.append(f"Between seeds the final accuracy gap varies by up to {spread:.3f}; "
+                        "differences smaller than that are noise.")
+    else:
+        findings.append("One seed per rate: nothing here measures the noise between runs; "
+                        "run more (`--seeds`) before reading differences as effects.")
     return f"""# Overfitting and dropout: simple_cnn on {n_train} digits
 
 `simple_cnn` (cnnzoo's primitive ReLU and Dropout; dropout in the head, after the dense
