@@ -171,8 +171,8 @@ def _check_name(name):
         close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
         if close:
             hint = f" Did you mean {', '.join(repr(c) for c in close)}?"
-    v.fail(f"Unknown model.{hint} See `cnnzoo.list_models()` for the "
-           f"{len(_REGISTRY)} registered models.", "name", name)
+    v.fail(f"Unknown model.{hint} See `cnnzoo list` (or "
+           f"`cnnzoo.list_models()`) for the {len(_REGISTRY)} registered models.", "name", name)
 
 
 def list_models(pattern=None):
