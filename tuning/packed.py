@@ -637,8 +637,9 @@ AUTO_PACK_MIN_STEPS = 50_000
 # precision). In mixed bfloat16, once a trial's seed no longer cleared
 # TensorFlow's compiled functions (`cnnzoo.runtime.seed_trial`), 2 packed was
 # still faster in 7 pairs of 7 (1.05x-1.48x, median 1.12, the same best in
-# each), and the benchmark's default search ran at 4.5x plain Keras Tuner
-# with 2 packed and 4.1x one at a time (`benchmarks/RESULTS_search_full.md`).
+# each), and the benchmark's default search ran at 3.4-4.5x plain Keras Tuner
+# with 2 packed and 3.4-4.1x one at a time over two runs
+# (`benchmarks/RESULTS_search_full.md`).
 AUTO_PACK_CPU_MIN_STEPS = 2_000
 
 
