@@ -199,14 +199,15 @@ def _check_target(target, path, overwrite):
     if not os.path.lexists(target):
         return
     if not os.path.isdir(target) or os.path.islink(target):
-        v.fail(f"Expected `path` to be a folder for the export; {target} is a file.",
+        kind = "a link" if os.path.islink(target) else "a file"
+        v.fail(f"Expected `path` to be a folder for the export; {target} is {kind}.",
                "path", path)
     if not overwrite:
         return  # `atomic_dir` says that it exists
     cwd = os.path.realpath(os.getcwd())
     real = os.path.realpath(target)
     if cwd == real or cwd.startswith(real + os.sep):
-        v.fail(f"The export would replace the current folder {target} (or one above it). "
+        v.fail(f"The export would replace {target}, which is or holds the current folder. "
                f"Choose another --out.", "path", path)
     if os.listdir(target) and not os.path.isfile(os.path.join(target, CARD_FILE)):
         v.fail(f"The folder {target} holds no cnnzoo export (no {CARD_FILE}); --overwrite "

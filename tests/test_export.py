@@ -247,7 +247,7 @@ def test_overwrite_replaces_only_an_earlier_export(run_dir, model, tmp_path, cap
     E.export_saved_model(model, export, verbose=False)
     (export / "inner").mkdir()
     monkeypatch.chdir(export / "inner")
-    with pytest.raises(ValueError, match="replace the current folder"):
+    with pytest.raises(ValueError, match="is or holds the current folder"):
         E.export_saved_model(model, export, overwrite=True, verbose=False)
     monkeypatch.chdir(tmp_path)
     # An earlier export, and an empty folder, are replaced.
