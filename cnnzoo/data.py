@@ -439,9 +439,8 @@ def _read_folder(path, size, color_mode):
                 first = {"file": file, "shape": pixels.shape}
             elif pixels.shape[2] != first["shape"][2]:
                 v.fail(f"Expected every image to have {first['shape'][2]} channel(s) like "
-                       f"{first['file']}; {file} has {pixels.shape[2]}. Pass "
-                       f"color_mode='grayscale' or 'rgb' (--color-mode) to convert them all.", "path",
-                       file)
+                       f"{first['file']}; {file} has {pixels.shape[2]}. Pass color_mode="
+                       f"'grayscale' or 'rgb' (--color-mode) to convert them all.", "path", file)
             elif pixels.shape[:2] != first["shape"][:2]:
                 v.fail(f"Expected every image to be {first['shape'][0]}x{first['shape'][1]} "
                        f"like {first['file']}; {file} is {pixels.shape[0]}x{pixels.shape[1]}. "

@@ -110,7 +110,8 @@ def search(model=DEFAULT_MODEL, data=DEFAULT_DATA, *, tuner="random",
         batch_size: training batch size. Defaults to 32.
         image_size: resize the dataset's images to this size when loading.
         color_mode: `None` (keep the images' channels), `"grayscale"` or
-            `"rgb"` (convert every image of a folder when loading).
+            `"rgb"` (convert every image when loading; see
+            `cnnzoo.data.load_dataset`).
         num_samples: use a stratified subset of this many examples.
         input_size: the size the model sees (resized inside the model).
         overwrite: start afresh instead of resuming from `out`.
