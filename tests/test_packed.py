@@ -474,3 +474,79 @@ def test_a_pack_of_towers_compiled_differently_trains_one_at_a_time(digits, tmp_
     assert len({t.hyperparameters.values["dropout_rate"] for t in trials}) == 2
     assert [t.status for t in trials] == ["COMPLETED"] * 2, [t.message for t in trials]
     assert [t.metrics.get_last_value("pack_size") for t in trials] == [1.0, 1.0]
+
+
+def test_loss_weights_make_towers_unpackable():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", loss_weights=0.25)
+    assert "loss weights" in packed.unpackable([model, model])
+
+
+class _OwnFit(ZooHyperModel):
+    def fit(self, hp, model, *args, **kwargs):
+        return super().fit(hp, model, *args, **kwargs)
+
+
+class _OwnBuild(ZooHyperModel):
+    def build_model(self, **values):
+        return super().build_model(**values)
+
+
+class _OwnBuildAndKey(_OwnBuild):
+    def reuse_key(self, values):
+        return super().reuse_key(values)
+
+
+def test_which_hypermodels_the_packed_tuner_trains(digits, tmp_path):
+    kwargs = dict(input_shape=digits.input_shape, num_classes=digits.num_classes)
+    assert packed.unpackable_hypermodel(ZooHyperModel("simple_cnn", **kwargs)) is None
+    assert packed.unpackable_hypermodel(_OwnBuildAndKey("simple_cnn", **kwargs)) is None
+    assert packed.own_training(_OwnBuild("simple_cnn", **kwargs)) is None
+    assert "build_model() is not the one its reuse_key() describes" in \
+        packed.unpackable_hypermodel(_OwnBuild("simple_cnn", **kwargs))
+    assert "fit() of its own" in packed.own_training(_OwnFit("simple_cnn", **kwargs))
+    plain = kt.HyperModel()
+    assert packed.own_training(plain) is None and packed.unpackable_hypermodel(plain) is None
+    # The tuner refuses what it would train otherwise than asked.
+    for hypermodel, pack in ((_OwnFit("simple_cnn", **kwargs), 1),
+                             (_OwnBuild("simple_cnn", **kwargs), 2)):
+        with pytest.raises(ValueError, match=r"zoo_tuner_class.*Received: hypermodel='_Own"):
+            tuners.make_tuner("random", hypermodel, directory=tmp_path / "t", max_trials=2,
+                              tuner_class=packed.packed_tuner_class(kt.RandomSearch, pack),
+                              quiet=True)
+    # A kept model trains the next trial only where the key describes the build.
+    tuner = tuners.make_tuner("random", _OwnBuild("simple_cnn", **kwargs),
+                              directory=tmp_path / "kept", max_trials=2,
+                              tuner_class=packed.packed_tuner_class(kt.RandomSearch, 1),
+                              quiet=True)
+    trial = tuner.oracle.create_trial("tuner0")
+    assert tuner._reuse_key([trial]) is None
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(callbacks=[keras.callbacks.History()]), "callbacks"),
+    (dict(validation_split=0.2), "validation_split"),
+    (dict(sample_weight=np.ones(8)), "sample_weight"),
+    (dict(validation_data=object()), "validation_data"),
+], ids=["callbacks", "validation_split", "sample_weight", "validation_data"])
+def test_packed_search_refuses_what_it_would_drop(digits, tmp_path, kwargs, name):
+    tuner = tuners.make_tuner("random", _hypermodel(digits), directory=tmp_path, max_trials=2,
+                              tuner_class=packed.packed_tuner_class(kt.RandomSearch, 2),
+                              quiet=True)
+    with pytest.raises(ValueError, match=f"Received: {name}="):
+        tuner.search(digits.x_train[:8], digits.y_train[:8], epochs=1, **kwargs)
+    assert not tuner.oracle.trials  # refused before any trial
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensor_slices((digits.x_train[:8], digits.y_train[:8]))
+    with pytest.raises(ValueError, match="two arrays.*Received: x='"):
+        tuner.search(dataset.batch(4), epochs=1)
+    tuner.search(digits.x_train[:8], digits.y_train[:8], epochs=1, callbacks=[], verbose=0,
+                 validation_data=(digits.x_val[:8], digits.y_val[:8]), batch_size=4)
+    assert len(tuner.oracle.trials) == 2
+
+
+def test_packed_tuner_is_public():
+    import tuning
+
+    assert "PackedTuner" in tuning.__all__ and tuning.PackedTuner is packed.PackedTuner

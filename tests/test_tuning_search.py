@@ -5,6 +5,7 @@ import json
 import os
 import sys
 import warnings
+from typing import ClassVar
 
 import keras
 import keras_tuner as kt
@@ -124,7 +125,7 @@ def test_every_trial_and_the_export_are_built_at_the_search_precision(tmp_path, 
     # then the export's plain-dropout copy.
     assert len(built) >= 4 and built[-1][0] is False, built
     assert {policy for _, policy in built} == {"mixed_bfloat16"}, built
-    assert after == "mixed_bfloat16"  # as `configure` left it
+    assert after == "float32"  # the caller's policy, put back
     assert os.path.isdir(result.files["model"])
 
 
@@ -220,6 +221,45 @@ def test_a_nan_trial_is_recorded_as_failed_and_the_search_goes_on(tmp_path, monk
     assert not [w for w in caught if "Skipping variable loading" in str(w.message)]
     card = json.loads((tmp_path / "best_model_card.json").read_text())
     assert card["best_trial"]["hyperparameters"]["dropout_rate"] == 0.0
+
+
+class SearchesBatchSize(ZooHyperModel):
+    """A hypermodel with a fit of its own, as Keras Tuner's guide writes one."""
+
+    calls: ClassVar[list] = []
+
+    def fit(self, hp, model, *args, **kwargs):
+        SearchesBatchSize.calls.append(hp.Choice("batch_size", [16, 64]))
+        return super().fit(hp, model, *args, **dict(kwargs, batch_size=hp["batch_size"]))
+
+
+def test_a_hypermodel_with_its_own_fit_trains_through_it(tmp_path):
+    SearchesBatchSize.calls = []
+    hypermodel = SearchesBatchSize("simple_cnn", input_shape=(8, 8, 1), num_classes=10,
+                                   dropout_rate=[0.0, 0.5], block_dropout_rate=0.0,
+                                   dropout_type="standard")
+    with pytest.raises(ValueError, match=r"fit\(\) of its own.*Received: pack=2"):
+        tuning.search(out=tmp_path / "packed", max_trials=2, hypermodel=hypermodel, pack=2,
+                      **TINY)
+    result = tuning.search(out=tmp_path / "search", max_trials=2, hypermodel=hypermodel,
+                           export=False, **TINY)
+    assert len(SearchesBatchSize.calls) == 2
+    assert all("batch_size" in r["values"] for r in result.trials)
+    assert json.loads((tmp_path / "search" / "results.json").read_text())["search"]["pack"] == 1
+
+
+def test_an_export_that_fails_keeps_the_trials_results(tmp_path, monkeypatch):
+    from tuning import driver
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("injected export failure")
+
+    monkeypatch.setattr(driver, "_export_best", broken)
+    with pytest.raises(RuntimeError, match="injected"):
+        tuning.search(out=tmp_path, max_trials=2, **TINY)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert [t["status"] for t in saved["trials"]] == ["COMPLETED"] * 2
+    assert (tmp_path / "results.csv").exists()
 
 
 def test_repeated_failures_stop_the_search_with_its_state_saved(tmp_path):

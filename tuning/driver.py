@@ -97,7 +97,8 @@ def search(model=DEFAULT_MODEL, data=DEFAULT_DATA, *, tuner="random",
         seed: seeds the data splits, the oracle and every trial.
         out: the folder for everything the search writes.
         precision: `"auto"`, `"float32"`, `"mixed_bfloat16"` or
-            `"mixed_float16"` (see `cnnzoo.runtime`).
+            `"mixed_float16"` (see `cnnzoo.runtime`). The search sets Keras's
+            global dtype policy to it, and puts the caller's back at the end.
         jit: `"auto"`, `True` or `False`: XLA compilation.
         threads: `"auto"` or an int: TensorFlow's intra-op threads, set
             before TensorFlow starts in this process (`cnnzoo.runtime`).
@@ -169,8 +170,16 @@ def search(model=DEFAULT_MODEL, data=DEFAULT_DATA, *, tuner="random",
     worker_timeout = distributed.check_worker_timeout(worker_timeout)
     threads = runtime.check_threads(threads)
 
-    with distributed.environment(chief, worker) as role:
-        return _search(**locals())
+    arguments = dict(locals())
+    import keras
+
+    # `runtime.configure` sets the global dtype policy; the caller's comes back.
+    policy = keras.config.dtype_policy()
+    try:
+        with distributed.environment(chief, worker) as role:
+            return _search(**arguments, role=role)
+    finally:
+        keras.config.set_dtype_policy(policy)
 
 
 def check_pack(pack):
@@ -241,6 +250,12 @@ def _search(*, model, data, tuner, max_trials, epochs, objective, seed, out, pre
 
     from tuning import packed
 
+    if pack != "auto" and pack > 1:
+        reason = (packed.unpackable_hypermodel(hypermodel)
+                  or ("the tuner class is given (tuner_class)" if tuner_class else None))
+        if reason:
+            v.fail(f"Expected pack=1 or 'auto' here: {reason}, so each trial trains on its "
+                   f"own.", "pack", pack)
     if pack == "auto":
         pack, why = packed.auto_pack(
             accelerator=bool(runtime.accelerators()), tuner=tuner,
@@ -249,9 +264,12 @@ def _search(*, model, data, tuner, max_trials, epochs, objective, seed, out, pre
             search_steps=None if tuner == "hyperband" else
             max_trials * epochs * math.ceil(len(ds.x_train) / batch_size),
             distribution=distribution, threads=setup["threads"])
-        if pack > 1 and tuner_class is None and role != "chief":
+        if pack > 1 and (tuner_class or packed.unpackable_hypermodel(hypermodel)):
+            pack = 1
+        if pack > 1 and role != "chief":
             say(f"Packing {pack} trials side by side per model ({why})")
-    if tuner_class is None and (pack > 1 or distribution == "none"):
+    if tuner_class is None and (pack > 1 or distribution == "none") \
+            and not packed.own_training(hypermodel):
         # The packed tuner, even for one trial at a time: it keeps the compiled
         # model between trials that differ only in dropout (`tuning.packed`).
         tuner_class = packed.packed_tuner_class(tuners.TUNERS[tuner][0], pack)
@@ -302,13 +320,16 @@ def _search(*, model, data, tuner, max_trials, epochs, objective, seed, out, pre
     if plot_path:
         files["plot"] = plot_path
     test_metrics = {}
+    meta["test_metrics"] = test_metrics
+    # Written before the export too: the trials' results stay whatever it meets.
+    files["json"], files["csv"] = report.write_results(rows, out, meta=meta,
+                                                       direction=direction)
     if best is not None and export:
         test_metrics, model_path = _export_best(the_tuner, hypermodel, oracle, best, ds, out,
                                                 meta, say, epochs, batch_size)
         files["model"] = model_path
-    meta["test_metrics"] = test_metrics
-    files["json"], files["csv"] = report.write_results(rows, out, meta=meta,
-                                                       direction=direction)
+        meta["test_metrics"] = test_metrics
+        report.write_results(rows, out, meta=meta, direction=direction)
     seconds = time.perf_counter() - start
     if best is None:
         say("No trial completed: nothing to export.")

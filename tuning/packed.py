@@ -267,6 +267,8 @@ def unpackable(towers):
         return "a loss-scale optimizer (mixed_float16) would share one loss scale"
     if getattr(optimizer, "global_clipnorm", None):
         return "a global gradient norm clip would couple the towers"
+    if (first.get_compile_config() or {}).get("loss_weights") is not None:
+        return "loss weights would not carry over to the packed model's losses"
     signature = compile_signature(first)
     rate = optimizer.get_config().get("learning_rate")
     for tower in towers[1:]:
@@ -314,6 +316,78 @@ def reset_from(warm, fresh):
     return True
 
 
+# What `search` may pass on to the packed tuner's training; it trains with its
+# own input pipeline (`cnnzoo.input_pipeline`), which always shuffles.
+FIT_KEYWORDS = ("x", "y", "epochs", "batch_size", "validation_data", "verbose", "shuffle")
+
+
+def _check_fit_arguments(fit_args, fit_kwargs):
+    """Refuses, before any trial, what the packed tuner's training would drop."""
+    use = ("use a tuning.tuners.zoo_tuner_class tuner for the others, which trains each "
+           "trial with Keras Tuner's own run_trial")
+    for name, value in fit_kwargs.items():
+        if name not in FIT_KEYWORDS and not (name == "callbacks" and not value):
+            v.fail(f"Expected only the arguments {list(FIT_KEYWORDS)} to search() with "
+                   f"packed trials; {use}.", name, value)
+    args = list(fit_args)
+    x = args[0] if args else fit_kwargs.get("x")
+    y = args[1] if len(args) > 1 else fit_kwargs.get("y")
+    if len(args) > 2 or y is None or not hasattr(x, "shape") or not hasattr(y, "shape"):
+        v.fail(f"Expected the training data as two arrays, x and y, with packed trials (not "
+               f"a dataset or a generator); {use}.", "x", type(x).__name__)
+    validation = fit_kwargs.get("validation_data")
+    if validation is not None and not (isinstance(validation, (tuple, list))
+                                       and len(validation) == 2):
+        v.fail(f"Expected `validation_data` as (x, y) arrays with packed trials; {use}.",
+               "validation_data", type(validation).__name__)
+
+
+def _defined_by(obj, name):
+    """The class in `obj`'s MRO whose body defines `name` (`None`: none does)."""
+    return next((cls for cls in type(obj).__mro__ if name in vars(cls)), None)
+
+
+def own_training(hypermodel):
+    """Why `hypermodel`'s trials must train through Keras Tuner's `run_trial` (`None`: no need).
+
+    The packed tuner trains with its own loop (`fit` on `cnnzoo.input_pipeline`),
+    never calling `hypermodel.fit`: a hypermodel with a `fit` of its own (a
+    searched batch size, callbacks, other data) trains one trial at a time,
+    as Keras Tuner would train it.
+    """
+    from tuning.hypermodel import ZooHyperModel
+
+    if _defined_by(hypermodel, "fit") not in (None, kt.HyperModel, ZooHyperModel):
+        return "the hypermodel has a fit() of its own"
+    return None
+
+
+def unpackable_hypermodel(hypermodel):
+    """Why `hypermodel`'s trials may not share compiled models (`None`: they may).
+
+    A kept compiled model trains the next trials whose `reuse_key` equals
+    its own, so the key must describe what `build` compiles: a loss, say,
+    can differ between trials in ways no compiled model shows (a closure over
+    a searched value). That holds for `ZooHyperModel`, and for a subclass
+    that defines `reuse_key` along with its own `build`; not for a subclass
+    that changes `build` alone. A hypermodel without a `reuse_key` (a plain
+    `build(hp)`) keeps no model; its packs are checked tower by tower
+    (`unpackable`), which sees the compile configuration but not what a
+    closure computes.
+    """
+    reason = own_training(hypermodel)
+    if reason:
+        return reason
+    key_owner = _defined_by(hypermodel, "reuse_key")
+    if key_owner is None:
+        return None
+    for name in ("build", "build_model"):
+        owner = _defined_by(hypermodel, name)
+        if owner is not None and not issubclass(key_owner, owner):
+            return f"the hypermodel's {name}() is not the one its reuse_key() describes"
+    return None
+
+
 class PackedTunerMixin:
     """Trains up to `pack` trials at once; mixed into a `ZooTunerMixin` tuner.
 
@@ -327,6 +401,15 @@ class PackedTunerMixin:
         self.pack = v.check_int("pack", pack, low=1, high=64)
         self.reuse = v.check_bool("reuse", reuse)
         super().__init__(oracle, hypermodel, **kwargs)
+        if self.hypermodel is not None:
+            reason = own_training(self.hypermodel)
+            if reason is None and self.pack > 1:
+                reason = unpackable_hypermodel(self.hypermodel)
+            if reason:
+                v.fail(f"Expected a hypermodel whose trials this tuner can train ({reason}); "
+                       f"use a tuning.tuners.zoo_tuner_class tuner, which trains each trial "
+                       f"with Keras Tuner's own run_trial.", "hypermodel",
+                       type(self.hypermodel).__name__)
         if self.pack > 1 and self.executions_per_trial != 1:
             v.fail("Expected one execution per trial with packed trials.",
                    "executions_per_trial", self.executions_per_trial)
@@ -349,6 +432,7 @@ class PackedTunerMixin:
 
         `ZooTunerMixin.search` calls it (on a worker, after the chief answers).
         """
+        _check_fit_arguments(fit_args, fit_kwargs)
         if "verbose" in fit_kwargs:
             self.oracle.verbose = fit_kwargs.get("verbose")
         self.on_search_begin()
@@ -501,7 +585,8 @@ class PackedTunerMixin:
     def _reuse_key(self, group):
         """The key a kept model must have to train this group (`None`: never kept)."""
         reuse_key = getattr(self.hypermodel, "reuse_key", None)
-        if not self.reuse or reuse_key is None or self.distribution_strategy is not None:
+        if (not self.reuse or reuse_key is None or self.distribution_strategy is not None
+                or unpackable_hypermodel(self.hypermodel)):
             return None
         keys = {reuse_key(t.hyperparameters.values) for t in group}
         if len(keys) != 1 or None in keys:
