@@ -57,6 +57,17 @@ def test_low_precision_bit_exact(dtype):
 
 
 @pytest.mark.multibackend
+@pytest.mark.parametrize("max_value, dtype", [(float("inf"), "float32"), (1e5, "float16")])
+def test_an_infinite_max_value_keeps_infinite_inputs(max_value, dtype):
+    # 1e5 is +inf in float16; the tie at max_value must not become inf - inf.
+    x = np.array([np.inf, 7e4, 1e5, 3.0, -np.inf], "float32")
+    got = ops.convert_to_numpy(ReLU(max_value=max_value, dtype=dtype)(x))
+    want = ops.convert_to_numpy(keras.layers.ReLU(max_value=max_value, dtype=dtype)(x))
+    np.testing.assert_array_equal(got, want)
+    assert not np.isnan(got).any()
+
+
+@pytest.mark.multibackend
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 def test_mixed_precision_computes_in_half(policy):
     keras.config.set_dtype_policy(policy)

@@ -120,9 +120,8 @@ class Dropout(keras.layers.Layer):
     Example:
 
     >>> layer = cnnzoo.layers.Dropout(0.5, seed=1)
-    >>> layer(np.ones((2, 4)), training=True)  # kept units become 2.0
-    [[2., 0., 2., 2.],
-     [0., 2., 0., 2.]]
+    >>> layer(np.ones((2, 4)), training=True)  # each unit 0 or 2.0, as Keras's (same seed)
+    >>> layer(np.ones((2, 4)))  # inference: the input unchanged
 
     Reference:
         - [Srivastava et al., 2014](https://jmlr.org/papers/v15/srivastava14a.html)

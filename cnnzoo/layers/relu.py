@@ -73,14 +73,17 @@ def _relu_core(x):
 def _clip_above(p, max_value, grad_at_max):
     """min(p, max_value), with gradient `grad_at_max` where p == max_value.
 
-    `p + (p - stop_gradient(p)) * (c - 1)` is exactly `p` forward (p is
-    finite there) and has gradient c.
+    `p + (p - stop_gradient(p)) * (c - 1)` is exactly `p` forward where p is
+    finite, and has gradient c. Where p is infinite (a `max_value` of +inf in
+    the compute dtype, as 1e5 is in float16) it would be inf - inf = NaN:
+    there the tie is p itself.
     """
     m = ops.cast(max_value, p.dtype)
     if grad_at_max == 1.0:
         tie = p
     else:
         tie = ops.add(p, ops.multiply(ops.subtract(p, ops.stop_gradient(p)), grad_at_max - 1.0))
+        tie = ops.where(ops.isfinite(p), tie, p)
     return ops.where(ops.greater(p, m), m, ops.where(ops.equal(p, m), tie, p))
 
 

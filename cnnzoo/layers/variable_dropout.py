@@ -66,7 +66,7 @@ class VariableDropout(keras.layers.Layer):
     """Inverted dropout whose rate and kind are variables that can change after tracing.
 
     Args:
-        rate: float in [0, 1], the initial fraction of units to drop.
+        rate: float in [0, 1), the initial fraction of units to drop.
         spatial: the initial kind on 4D inputs: `False` drops elements,
             `True` drops whole feature maps (as `SpatialDropout2D`).
             Ignored for inputs of other ranks.
@@ -152,7 +152,7 @@ class VariableDropout(keras.layers.Layer):
         def drop(noise_shape):
             noise = keras.random.uniform(noise_shape, dtype="float32", seed=seed)
             # kept / (1 - rate), dropped 0: one multiply, in the forward pass
-            # and in the gradient. The floor keeps rate 1 at 0, not 0 * inf.
+            # and in the gradient. The floor guards the division (rates are below 1).
             scale = 1.0 / ops.maximum(1.0 - rate, 1e-7)
             mask = ops.cast(ops.greater_equal(noise, rate), "float32") * scale
             # A per-map mask broadcasts over each map's pixels.
