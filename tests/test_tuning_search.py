@@ -248,6 +248,29 @@ def test_a_hypermodel_with_its_own_fit_trains_through_it(tmp_path):
     assert json.loads((tmp_path / "search" / "results.json").read_text())["search"]["pack"] == 1
 
 
+class PlainBuild(kt.HyperModel):
+    def build(self, hp):
+        rate = hp.Choice("dropout_rate", [0.0, 0.5])
+        model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                                  keras.layers.Dropout(rate),
+                                  keras.layers.Dense(10, activation="softmax")])
+        model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+        return model
+
+
+def test_auto_never_packs_a_hypermodel_without_a_reuse_key(tmp_path, monkeypatch):
+    # Even where it would pack the same search of a ZooHyperModel.
+    from tuning import packed
+
+    monkeypatch.setattr(packed, "auto_pack", lambda **kwargs: (2, "forced"))
+    result = tuning.search(out=tmp_path / "plain", max_trials=2, hypermodel=PlainBuild(),
+                           export=False, **TINY)
+    assert {r["pack_size"] for r in result.trials} == {1}
+    result = tuning.search(out=tmp_path / "zoo", max_trials=2, export=False,
+                           **dict(TINY, num_samples=100))
+    assert {r["pack_size"] for r in result.trials} == {2}
+
+
 def test_an_export_that_fails_keeps_the_trials_results(tmp_path, monkeypatch):
     from tuning import driver
 

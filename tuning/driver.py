@@ -264,7 +264,10 @@ def _search(*, model, data, tuner, max_trials, epochs, objective, seed, out, pre
             search_steps=None if tuner == "hyperband" else
             max_trials * epochs * math.ceil(len(ds.x_train) / batch_size),
             distribution=distribution, threads=setup["threads"])
-        if pack > 1 and (tuner_class or packed.unpackable_hypermodel(hypermodel)):
+        # Packed by default only where `reuse_key` tells which trials compile
+        # alike: a plain build(hp) may close over a searched value unseen.
+        if pack > 1 and (tuner_class or packed.unpackable_hypermodel(hypermodel)
+                         or getattr(hypermodel, "reuse_key", None) is None):
             pack = 1
         if pack > 1 and role != "chief":
             say(f"Packing {pack} trials side by side per model ({why})")
