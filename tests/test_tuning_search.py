@@ -65,6 +65,7 @@ def test_small_search_end_to_end_then_resume(tmp_path, capsys):
     assert card["training"]["metrics"]["test"] == result.test_metrics
     assert card["training"]["metrics"]["val"]["val_accuracy"] == result.best["val_accuracy"]
     assert card["best_trial"]["hyperparameters"] == result.best["values"]
+    assert card["class_names"] == [str(i) for i in range(10)] and "classes" not in card
 
     # Memory: nothing of a trial outlives it. A trained simple_cnn left about
     # 12,000 objects (its TensorFlow graph, ~8 MB) behind before
@@ -221,6 +222,7 @@ def test_a_nan_trial_is_recorded_as_failed_and_the_search_goes_on(tmp_path, monk
     assert not [w for w in caught if "Skipping variable loading" in str(w.message)]
     card = json.loads((tmp_path / "best_model_card.json").read_text())
     assert card["best_trial"]["hyperparameters"]["dropout_rate"] == 0.0
+    assert card["class_names"] == [str(i) for i in range(10)] and "classes" not in card
 
 
 class SearchesBatchSize(ZooHyperModel):
@@ -337,6 +339,12 @@ def test_bad_data_exits_2_with_one_line(tmp_path, capsys):
     (dict(worker="1"), "needs the chief's address"),
     (dict(chief="localhost"), "HOST:PORT"),
     (dict(chief="127.0.0.1:1", worker="chief2"), "not contain 'chief'"),
+    (dict(overwrite="no"), "Received: overwrite='no'"),
+    (dict(export=1), "Received: export=1"),
+    (dict(max_consecutive_failures="x"), "Received: max_consecutive_failures='x'"),
+    (dict(hypermodel="x"), "Received: hypermodel='x'"),
+    (dict(hypermodel_kwargs={"input_size": 16}), r"`input_size` from the search.*Received: "
+                                                 r"hypermodel_kwargs="),
 ])
 def test_bad_arguments_fail_fast(tmp_path, kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -158,6 +158,24 @@ def search(model=DEFAULT_MODEL, data=DEFAULT_DATA, *, tuner="random",
     v.check_choice("objective", objective, OBJECTIVES)
     v.check_choice("distribution", distribution, DISTRIBUTIONS)
     pack = check_pack(pack)
+    for name, flag in (("overwrite", overwrite), ("export", export), ("quiet", quiet)):
+        v.check_bool(name, flag)
+    max_consecutive_failures = v.check_int("max_consecutive_failures",
+                                           max_consecutive_failures, low=1, allow_none=True)
+    if hypermodel is not None and not (hasattr(hypermodel, "build") or callable(hypermodel)):
+        v.fail("Expected `hypermodel` to be a keras_tuner.HyperModel or a build(hp) function.",
+               "hypermodel", hypermodel)
+    if hypermodel_kwargs is not None:
+        if not isinstance(hypermodel_kwargs, dict):
+            v.fail("Expected `hypermodel_kwargs` to be a dict of ZooHyperModel arguments.",
+                   "hypermodel_kwargs", hypermodel_kwargs)
+        # What the search passes to ZooHyperModel itself.
+        taken = sorted(set(hypermodel_kwargs) & {"input_shape", "num_classes", "input_size",
+                                                 "jit_compile"})
+        if taken:
+            v.fail(f"Expected `{taken[0]}` from the search, not in `hypermodel_kwargs` (pass "
+                   f"input_size and jit to search() itself; the data sets the others).",
+                   "hypermodel_kwargs", hypermodel_kwargs)
     if not isinstance(out, (str, os.PathLike)) or not os.fspath(out):
         v.fail("Expected `out` to be a folder path.", "out", out)
     out = os.path.abspath(os.fspath(out))
@@ -170,8 +188,12 @@ def search(model=DEFAULT_MODEL, data=DEFAULT_DATA, *, tuner="random",
     worker_timeout = distributed.check_worker_timeout(worker_timeout)
     threads = runtime.check_threads(threads)
 
-    arguments = dict(locals())
+    import inspect
+
     import keras
+
+    arguments = {k: val for k, val in locals().items()
+                 if k in inspect.signature(_search).parameters and k != "role"}
 
     # `runtime.configure` sets the global dtype policy; the caller's comes back.
     policy = keras.config.dtype_policy()
@@ -554,7 +576,7 @@ def _export_best(the_tuner, hypermodel, oracle, best, ds, out, meta, say, epochs
             "by": "cnnzoo tune",
         },
         "task": "image classification",
-        "classes": list(ds.class_names),
+        "class_names": list(ds.class_names),
         "search": {k: meta[k] for k in ("tuner", "objective", "seed", "epochs", "max_trials",
                                         "space", "backend", "precision")},
         "best_trial": {
