@@ -339,12 +339,12 @@ def test_bad_data_exits_2_with_one_line(tmp_path, capsys):
     (dict(worker="1"), "needs the chief's address"),
     (dict(chief="localhost"), "HOST:PORT"),
     (dict(chief="127.0.0.1:1", worker="chief2"), "not contain 'chief'"),
-    (dict(overwrite="no"), "Received: overwrite='no'"),
-    (dict(export=1), "Received: export=1"),
-    (dict(max_consecutive_failures="x"), "Received: max_consecutive_failures='x'"),
-    (dict(hypermodel="x"), "Received: hypermodel='x'"),
-    (dict(hypermodel_kwargs={"input_size": 16}), r"`input_size` from the search.*Received: "
-                                                 r"hypermodel_kwargs="),
+    ({"overwrite": "no"}, "Received: overwrite='no'"),
+    ({"export": 1}, "Received: export=1"),
+    ({"max_consecutive_failures": "x"}, "Received: max_consecutive_failures='x'"),
+    ({"hypermodel": "x"}, "Received: hypermodel='x'"),
+    ({"hypermodel_kwargs": {"input_size": 16}},
+     r"`input_size` from the search.*Received: hypermodel_kwargs="),
 ])
 def test_bad_arguments_fail_fast(tmp_path, kwargs, match):
     with pytest.raises(ValueError, match=match):
