@@ -498,7 +498,7 @@ class _OwnBuildAndKey(_OwnBuild):
 
 
 def test_which_hypermodels_the_packed_tuner_trains(digits, tmp_path):
-    kwargs = dict(input_shape=digits.input_shape, num_classes=digits.num_classes)
+    kwargs = {"input_shape": digits.input_shape, "num_classes": digits.num_classes}
     assert packed.unpackable_hypermodel(ZooHyperModel("simple_cnn", **kwargs)) is None
     assert packed.unpackable_hypermodel(_OwnBuildAndKey("simple_cnn", **kwargs)) is None
     assert packed.own_training(_OwnBuild("simple_cnn", **kwargs)) is None
@@ -524,10 +524,10 @@ def test_which_hypermodels_the_packed_tuner_trains(digits, tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, name", [
-    (dict(callbacks=[keras.callbacks.History()]), "callbacks"),
-    (dict(validation_split=0.2), "validation_split"),
-    (dict(sample_weight=np.ones(8)), "sample_weight"),
-    (dict(validation_data=object()), "validation_data"),
+    ({"callbacks": [keras.callbacks.History()]}, "callbacks"),
+    ({"validation_split": 0.2}, "validation_split"),
+    ({"sample_weight": np.ones(8)}, "sample_weight"),
+    ({"validation_data": object()}, "validation_data"),
 ], ids=["callbacks", "validation_split", "sample_weight", "validation_data"])
 def test_packed_search_refuses_what_it_would_drop(digits, tmp_path, kwargs, name):
     tuner = tuners.make_tuner("random", _hypermodel(digits), directory=tmp_path, max_trials=2,
