@@ -170,10 +170,17 @@ def test_config_round_trip_and_safe_mode_reload(tmp_path):
     (Dropout, {"rate": 0.5, "noise_shape": "abc"}, "noise_shape"),
     (Dropout, {"rate": 0.5, "noise_shape": (None, 0)}, "noise_shape"),
     (SpatialDropout2D, {"rate": 0.5, "data_format": "channels_middle"}, "data_format"),
+    (SpatialDropout2D, {"rate": 0.5, "noise_shape": (1, 1, 1, 1)}, "noise_shape"),
 ])
 def test_invalid_arguments(cls, kwargs, name):
     with pytest.raises(ValueError, match=f"Received: {name}="):
         cls(**kwargs)
+
+
+def test_spatial_dropout_data_format_is_case_insensitive_as_keras():
+    layer = SpatialDropout2D(0.5, data_format="CHANNELS_FIRST")
+    assert layer.data_format == keras.layers.SpatialDropout2D(
+        0.5, data_format="CHANNELS_FIRST").data_format == "channels_first"
 
 
 def test_built_from_primitives_only():

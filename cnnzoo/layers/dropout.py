@@ -187,9 +187,14 @@ class SpatialDropout2D(Dropout):
     """
 
     def __init__(self, rate, data_format=None, seed=None, **kwargs):
+        if "noise_shape" in kwargs:  # Keras's takes none either: the mask is per map
+            v.fail("Expected no `noise_shape` for SpatialDropout2D: its mask is one value per "
+                   "sample and feature map.", "noise_shape", kwargs["noise_shape"])
         super().__init__(rate, seed=seed, **kwargs)
         if data_format is None:
             data_format = keras.config.image_data_format()
+        if isinstance(data_format, str):
+            data_format = data_format.lower()  # as Keras's standardize_data_format
         self.data_format = v.check_choice("data_format", data_format,
                                           ("channels_last", "channels_first"))
         self.input_spec = keras.layers.InputSpec(ndim=4)
