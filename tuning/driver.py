@@ -16,6 +16,7 @@ Everything is written under `out`; Keras Tuner's own state under
 `out/keras_tuner`.
 """
 
+import contextlib
 import dataclasses
 import math
 import numbers
@@ -158,24 +159,12 @@ def search(model=DEFAULT_MODEL, data=DEFAULT_DATA, *, tuner="random",
     v.check_choice("objective", objective, OBJECTIVES)
     v.check_choice("distribution", distribution, DISTRIBUTIONS)
     pack = check_pack(pack)
-    for name, flag in (("overwrite", overwrite), ("export", export), ("quiet", quiet)):
-        v.check_bool(name, flag)
+    v.check_bool("overwrite", overwrite)
+    v.check_bool("export", export)
+    v.check_bool("quiet", quiet)
     max_consecutive_failures = v.check_int("max_consecutive_failures",
                                            max_consecutive_failures, low=1, allow_none=True)
-    if hypermodel is not None and not (hasattr(hypermodel, "build") or callable(hypermodel)):
-        v.fail("Expected `hypermodel` to be a keras_tuner.HyperModel or a build(hp) function.",
-               "hypermodel", hypermodel)
-    if hypermodel_kwargs is not None:
-        if not isinstance(hypermodel_kwargs, dict):
-            v.fail("Expected `hypermodel_kwargs` to be a dict of ZooHyperModel arguments.",
-                   "hypermodel_kwargs", hypermodel_kwargs)
-        # What the search passes to ZooHyperModel itself.
-        taken = sorted(set(hypermodel_kwargs) & {"input_shape", "num_classes", "input_size",
-                                                 "jit_compile"})
-        if taken:
-            v.fail(f"Expected `{taken[0]}` from the search, not in `hypermodel_kwargs` (pass "
-                   f"input_size and jit to search() itself; the data sets the others).",
-                   "hypermodel_kwargs", hypermodel_kwargs)
+    _check_hypermodel(hypermodel, hypermodel_kwargs)
     if not isinstance(out, (str, os.PathLike)) or not os.fspath(out):
         v.fail("Expected `out` to be a folder path.", "out", out)
     out = os.path.abspath(os.fspath(out))
@@ -188,18 +177,36 @@ def search(model=DEFAULT_MODEL, data=DEFAULT_DATA, *, tuner="random",
     worker_timeout = distributed.check_worker_timeout(worker_timeout)
     threads = runtime.check_threads(threads)
 
-    import inspect
+    with distributed.environment(chief, worker) as role:
+        return _search(**locals())
 
+
+def _check_hypermodel(hypermodel, hypermodel_kwargs):
+    if hypermodel is not None and not (hasattr(hypermodel, "build") or callable(hypermodel)):
+        v.fail("Expected `hypermodel` to be a keras_tuner.HyperModel or a build(hp) function.",
+               "hypermodel", hypermodel)
+    if hypermodel_kwargs is None:
+        return
+    if not isinstance(hypermodel_kwargs, dict):
+        v.fail("Expected `hypermodel_kwargs` to be a dict of ZooHyperModel arguments.",
+               "hypermodel_kwargs", hypermodel_kwargs)
+    # What the search passes to ZooHyperModel itself.
+    taken = sorted(set(hypermodel_kwargs) & {"input_shape", "num_classes", "input_size",
+                                             "jit_compile"})
+    if taken:
+        v.fail(f"Expected `{taken[0]}` from the search, not in `hypermodel_kwargs` (pass "
+               f"input_size and jit to search() itself; the data sets the others).",
+               "hypermodel_kwargs", hypermodel_kwargs)
+
+
+@contextlib.contextmanager
+def _callers_dtype_policy():
+    """`runtime.configure` sets the global dtype policy; the caller's comes back."""
     import keras
 
-    arguments = {k: val for k, val in locals().items()
-                 if k in inspect.signature(_search).parameters and k != "role"}
-
-    # `runtime.configure` sets the global dtype policy; the caller's comes back.
     policy = keras.config.dtype_policy()
     try:
-        with distributed.environment(chief, worker) as role:
-            return _search(**arguments, role=role)
+        yield
     finally:
         keras.config.set_dtype_policy(policy)
 
@@ -214,6 +221,7 @@ def check_pack(pack):
     return int(pack)
 
 
+@_callers_dtype_policy()
 @memory.existing_objects_frozen()  # collections walk only what the search makes
 def _search(*, model, data, tuner, max_trials, epochs, objective, seed, out, precision, jit,
             distribution, batch_size, image_size, num_samples, input_size, overwrite, export,
