@@ -321,6 +321,18 @@ def reset_from(warm, fresh):
 FIT_KEYWORDS = ("x", "y", "epochs", "batch_size", "validation_data", "verbose", "shuffle")
 
 
+def _split_data(fit_args, fit_kwargs):
+    """`(x, y, other keyword arguments)` from `search`'s arguments."""
+    kwargs = dict(fit_kwargs)
+    args = list(fit_args)
+    x = args.pop(0) if args else kwargs.pop("x", None)
+    y = args.pop(0) if args else kwargs.pop("y", None)
+    if args:
+        v.fail("Expected the training data as (x, y) and keyword arguments.",
+               "fit_args", f"{len(fit_args)} positional arguments")
+    return x, y, kwargs
+
+
 def _check_fit_arguments(fit_args, fit_kwargs):
     """Refuses, before any trial, what the packed tuner's training would drop."""
     use = ("use a tuning.tuners.zoo_tuner_class tuner for the others, which trains each "
@@ -329,10 +341,8 @@ def _check_fit_arguments(fit_args, fit_kwargs):
         if name not in FIT_KEYWORDS and not (name == "callbacks" and not value):
             v.fail(f"Expected only the arguments {list(FIT_KEYWORDS)} to search() with "
                    f"packed trials; {use}.", name, value)
-    args = list(fit_args)
-    x = args[0] if args else fit_kwargs.get("x")
-    y = args[1] if len(args) > 1 else fit_kwargs.get("y")
-    if len(args) > 2 or y is None or not hasattr(x, "shape") or not hasattr(y, "shape"):
+    x, y, _ = _split_data(fit_args, fit_kwargs)
+    if y is None or not hasattr(x, "shape") or not hasattr(y, "shape"):
         v.fail(f"Expected the training data as two arrays, x and y, with packed trials (not "
                f"a dataset or a generator); {use}.", "x", type(x).__name__)
     validation = fit_kwargs.get("validation_data")
@@ -518,13 +528,7 @@ class PackedTunerMixin:
         return outcomes
 
     def _fit_settings(self, trial, fit_args, fit_kwargs):
-        kwargs = dict(fit_kwargs)
-        args = list(fit_args)
-        x = args.pop(0) if args else kwargs.pop("x")
-        y = args.pop(0) if args else kwargs.pop("y")
-        if args:
-            v.fail("Expected the training data as (x, y) and keyword arguments.",
-                   "fit_args", f"{len(fit_args)} positional arguments")
+        x, y, kwargs = _split_data(fit_args, fit_kwargs)
         hp = trial.hyperparameters.values
         if "tuner/epochs" in hp:  # Hyperband
             kwargs["epochs"] = hp["tuner/epochs"]
