@@ -75,6 +75,18 @@ def check_choice(name, value, choices):
     fail(f"Expected `{name}` to be one of {choices}.{hint}", name, value)
 
 
+def check_data_format(value):
+    """`"channels_last"` or `"channels_first"`, any case; `None` is Keras's default."""
+    if value is None:
+        import keras
+
+        return keras.config.image_data_format()
+    choices = ("channels_last", "channels_first")
+    if isinstance(value, str) and value.lower() in choices:
+        return value.lower()  # as Keras's standardize_data_format
+    return check_choice("data_format", value, choices)
+
+
 def check_bool(name, value):
     if not isinstance(value, bool):
         fail(f"Expected `{name}` to be True or False.", name, value)

@@ -257,6 +257,16 @@ def test_drop_path_drops_whole_samples():
     assert DropPath.from_config(layer.get_config()).rate == 0.5
 
 
+@pytest.mark.multibackend
+def test_drop_path_drops_infinite_branches_to_zero():
+    # A dropped branch is 0, as dropout's; inf * 0 would be NaN.
+    layer = DropPath(0.5, seed=0)
+    x = np.full((64, 2, 2, 1), np.inf, "float32")
+    out = keras.ops.convert_to_numpy(layer(x, training=True))
+    assert not np.isnan(out).any()
+    assert set(np.unique(out)) == {0.0, np.inf}
+
+
 @pytest.mark.parametrize("include_top, pooling, shape, last", [
     (True, None, (None, 3), "predictions"),
     (True, "max", (None, 3), "predictions"),

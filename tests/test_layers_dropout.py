@@ -177,6 +177,19 @@ def test_invalid_arguments(cls, kwargs, name):
         cls(**kwargs)
 
 
+def test_a_bad_data_format_is_named_as_given():
+    with pytest.raises(ValueError, match="Received: data_format='Channels_Middle'"):
+        SpatialDropout2D(0.5, data_format="Channels_Middle")
+
+
+@pytest.mark.multibackend
+@pytest.mark.parametrize("layer", [Dropout(0.5, seed=1), SpatialDropout2D(0.5, seed=1)])
+def test_integer_inputs_are_refused_as_keras_does(layer):
+    # 1 - rate in int32 is 0: the kept values would be x / 0.
+    with pytest.raises(ValueError, match="Received: inputs.dtype='int32'"):
+        layer(np.ones((2, 3, 3, 2), "int32"), training=True)
+
+
 def test_spatial_dropout_data_format_is_case_insensitive_as_keras():
     layer = SpatialDropout2D(0.5, data_format="CHANNELS_FIRST")
     assert layer.data_format == keras.layers.SpatialDropout2D(

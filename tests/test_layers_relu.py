@@ -67,6 +67,17 @@ def test_an_infinite_max_value_keeps_infinite_inputs(max_value, dtype):
     assert not np.isnan(got).any()
 
 
+@pytest.mark.parametrize("config", [{}, {"max_value": 6.0}, {"max_value": 3.0},
+                                    {"threshold": 1.0}])
+def test_integer_inputs_keep_their_dtype_as_keras(config):
+    x = np.arange(-4, 8, dtype="int32")
+    got = ReLU(**config)(x)
+    want = keras.layers.ReLU(**config)(x)
+    assert keras.backend.standardize_dtype(got.dtype) == "int32"
+    assert keras.backend.standardize_dtype(want.dtype) == "int32"
+    np.testing.assert_array_equal(ops.convert_to_numpy(got), ops.convert_to_numpy(want))
+
+
 @pytest.mark.multibackend
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 def test_mixed_precision_computes_in_half(policy):

@@ -1,9 +1,9 @@
 """Stochastic depth: drops a whole residual branch per sample."""
 
 import keras
-from keras import ops
 
 from cnnzoo import _validation as v
+from cnnzoo.layers.dropout import dropout
 
 
 @keras.saving.register_keras_serializable(package="cnnzoo")
@@ -12,8 +12,8 @@ class DropPath(keras.layers.Layer):
 
     In training, each sample's branch output is kept with probability
     `1 - rate` and scaled by `1 / (1 - rate)`; at inference the input passes
-    through untouched. Built from `keras.random.uniform` and elementwise
-    `keras.ops`, so it runs on every backend.
+    through untouched. Built on `cnnzoo.layers.dropout.dropout` (uniform
+    noise, a comparison and `where`), so it runs on every backend.
 
     Args:
         rate: float in [0, 1), the probability of dropping a sample's branch.
@@ -37,11 +37,10 @@ class DropPath(keras.layers.Layer):
     def call(self, inputs, training=False):
         if not training or self.rate == 0.0:
             return inputs
-        keep = 1.0 - self.rate
-        shape = (ops.shape(inputs)[0],) + (1,) * (len(inputs.shape) - 1)
-        noise = keras.random.uniform(shape, seed=self.seed_generator, dtype="float32")
-        mask = ops.cast(ops.greater_equal(noise, self.rate), inputs.dtype)
-        return inputs * mask * ops.cast(1.0 / keep, inputs.dtype)
+        # Inverted dropout with one mask value per sample: a dropped branch
+        # is 0 even where it holds inf or NaN (a multiply by 0 would be NaN).
+        noise_shape = (None,) + (1,) * (len(inputs.shape) - 1)
+        return dropout(inputs, self.rate, noise_shape=noise_shape, seed=self.seed_generator)
 
     def compute_output_shape(self, input_shape):
         return input_shape

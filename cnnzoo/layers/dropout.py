@@ -72,6 +72,11 @@ def dropout(inputs, rate, noise_shape=None, seed=None):
     Returns:
         `where(mask, inputs / (1 - rate), 0)`.
     """
+    dtype = keras.backend.standardize_dtype(inputs.dtype)
+    if not keras.backend.is_float_dtype(dtype):
+        # Keras's dropout refuses them too: 1 - rate would round to an integer.
+        v.fail("Expected a floating-point input to dropout, whose kept values are divided "
+               "by 1 - rate.", "inputs.dtype", dtype)
     if rate == 1.0:
         # Everything is dropped; 1 / (1 - rate) would be infinite.
         return ops.zeros_like(inputs)
@@ -191,12 +196,7 @@ class SpatialDropout2D(Dropout):
             v.fail("Expected no `noise_shape` for SpatialDropout2D: its mask is one value per "
                    "sample and feature map.", "noise_shape", kwargs["noise_shape"])
         super().__init__(rate, seed=seed, **kwargs)
-        if data_format is None:
-            data_format = keras.config.image_data_format()
-        if isinstance(data_format, str):
-            data_format = data_format.lower()  # as Keras's standardize_data_format
-        self.data_format = v.check_choice("data_format", data_format,
-                                          ("channels_last", "channels_first"))
+        self.data_format = v.check_data_format(data_format)
         self.input_spec = keras.layers.InputSpec(ndim=4)
 
     def _noise_shape(self, inputs):

@@ -31,10 +31,7 @@ class MaxPoolPadding2D(keras.layers.Layer):
     def __init__(self, padding=1, data_format=None, **kwargs):
         super().__init__(**kwargs)
         self.padding = _normalize_padding(padding)
-        if data_format is None:
-            data_format = keras.config.image_data_format()
-        self.data_format = v.check_choice("data_format", data_format,
-                                          ("channels_last", "channels_first"))
+        self.data_format = v.check_data_format(data_format)
         self.input_spec = keras.layers.InputSpec(ndim=4)
 
     def _pad_width(self):

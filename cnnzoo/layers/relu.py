@@ -76,11 +76,12 @@ def _clip_above(p, max_value, grad_at_max):
     `p + (p - stop_gradient(p)) * (c - 1)` is exactly `p` forward where p is
     finite, and has gradient c. Where p is infinite (a `max_value` of +inf in
     the compute dtype, as 1e5 is in float16) it would be inf - inf = NaN:
-    there the tie is p itself.
+    there the tie is p itself, as it is for integer inputs.
     """
     m = ops.cast(max_value, p.dtype)
-    if grad_at_max == 1.0:
-        tie = p
+    if grad_at_max == 1.0 or not keras.backend.is_float_dtype(
+            keras.backend.standardize_dtype(p.dtype)):
+        tie = p  # integers have no gradient; the float factor would promote them
     else:
         tie = ops.add(p, ops.multiply(ops.subtract(p, ops.stop_gradient(p)), grad_at_max - 1.0))
         tie = ops.where(ops.isfinite(p), tie, p)

@@ -90,10 +90,7 @@ class VariableDropout(keras.layers.Layer):
         super().__init__(**kwargs)
         self.initial_rate = v.check_rate("rate", rate)
         self.initial_spatial = v.check_bool("spatial", spatial)
-        if data_format is None:
-            data_format = keras.config.image_data_format()
-        self.data_format = v.check_choice("data_format", data_format,
-                                          ("channels_last", "channels_first"))
+        self.data_format = v.check_data_format(data_format)
         self.seed = v.check_int("seed", seed, allow_none=True)
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.supports_masking = True
