@@ -10,7 +10,7 @@ from keras import ops
 
 import cnnzoo.layers.dropout as dropout_module
 from cnnzoo import verify
-from cnnzoo.layers import Dropout, SpatialDropout2D
+from cnnzoo.layers import Dropout, SpatialDropout2D, VariableDropout
 
 
 def _x(shape, seed=0, dtype="float32"):
@@ -183,7 +183,8 @@ def test_a_bad_data_format_is_named_as_given():
 
 
 @pytest.mark.multibackend
-@pytest.mark.parametrize("layer", [Dropout(0.5, seed=1), SpatialDropout2D(0.5, seed=1)])
+@pytest.mark.parametrize("layer", [Dropout(0.5, seed=1), SpatialDropout2D(0.5, seed=1),
+                                   VariableDropout(0.3, seed=1)])
 def test_integer_inputs_are_refused_as_keras_does(layer):
     # 1 - rate in int32 is 0: the kept values would be x / 0.
     with pytest.raises(ValueError, match="Received: inputs.dtype='int32'"):

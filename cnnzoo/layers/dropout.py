@@ -59,6 +59,14 @@ def keep_mask(shape, rate, dtype, seed):
     return ops.greater_equal(noise, ops.convert_to_tensor(rate, dtype=dtype))
 
 
+def check_float_input(inputs):
+    """Refuses integer inputs, as Keras's dropout does: 1 - rate would round to an integer."""
+    dtype = keras.backend.standardize_dtype(inputs.dtype)
+    if not keras.backend.is_float_dtype(dtype):
+        v.fail("Expected a floating-point input to dropout, whose kept values are divided "
+               "by 1 - rate.", "inputs.dtype", dtype)
+
+
 def dropout(inputs, rate, noise_shape=None, seed=None):
     """Inverted dropout of a tensor (always on: this is the training branch).
 
@@ -72,11 +80,7 @@ def dropout(inputs, rate, noise_shape=None, seed=None):
     Returns:
         `where(mask, inputs / (1 - rate), 0)`.
     """
-    dtype = keras.backend.standardize_dtype(inputs.dtype)
-    if not keras.backend.is_float_dtype(dtype):
-        # Keras's dropout refuses them too: 1 - rate would round to an integer.
-        v.fail("Expected a floating-point input to dropout, whose kept values are divided "
-               "by 1 - rate.", "inputs.dtype", dtype)
+    check_float_input(inputs)
     if rate == 1.0:
         # Everything is dropped; 1 / (1 - rate) would be infinite.
         return ops.zeros_like(inputs)

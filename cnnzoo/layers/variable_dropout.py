@@ -29,6 +29,7 @@ import keras
 from keras import ops
 
 from cnnzoo import _validation as v
+from cnnzoo.layers.dropout import check_float_input
 
 
 class _DrawnSeed(keras.random.SeedGenerator):
@@ -142,6 +143,7 @@ class VariableDropout(keras.layers.Layer):
     def call(self, inputs, training=False):
         if not training:
             return inputs
+        check_float_input(inputs)
         seed = _DrawnSeed(self.seed_generator.next())
         rate = ops.convert_to_tensor(self._rate)
         shape = ops.shape(inputs)
