@@ -81,8 +81,10 @@ def test_small_search_end_to_end_then_resume(tmp_path, capsys):
     # The same search again resumes: nothing re-runs, nothing is lost.
     trial_files = sorted((out / "keras_tuner").glob("trial_*/trial.json"))
     stamps = [f.stat().st_mtime_ns for f in trial_files]
+    capsys.readouterr()
     again = tuning.search(out=out, max_trials=3, export=False, **TINY)
     assert again.resumed
+    assert capsys.readouterr().out == ""  # nor "Reloading Tuner from ...", Keras Tuner's
     assert sorted(r["trial_id"] for r in again.trials) == ["0", "1", "2"]
     assert [f.stat().st_mtime_ns for f in trial_files] == stamps
 

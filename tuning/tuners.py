@@ -25,7 +25,9 @@ What `ZooTunerMixin` adds to a Keras Tuner tuner:
 - the chief of a distributed search serves trials with `tuning.distributed`.
 """
 
+import contextlib
 import functools
+import io
 import math
 import os
 import sys
@@ -97,7 +99,13 @@ class ZooTunerMixin:
             # Killed after the oracle's state was written but before the
             # tuner's: Keras Tuner would start from scratch and lose trials.
             state.write_tuner_state(tuner_file, {})
-        kt.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)
+        # Keras Tuner prints "Reloading Tuner from ..." on stdout: it goes to
+        # this tuner's stream, and not at all where progress is off (quiet).
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            kt.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)
+        if printed.getvalue() and getattr(getattr(oracle, "_display", None), "enabled", True):
+            self.stream.write(printed.getvalue())
 
     # -- one trial --------------------------------------------------------------
 
