@@ -8,6 +8,32 @@ from cnnzoo import _validation as v
 from cnnzoo._lazy import keras
 
 
+def model_input_size(model_name, raw_input_shape, input_size=None):
+    """`(raw_input_shape, (height, width))`: the raw shape, and the size the zoo model sees.
+
+    `input_size` as in `build_classifier`; a size below the model's minimum
+    is a `ValueError` that names `input_size`.
+    """
+    import cnnzoo
+
+    raw = v.check_input_shape("raw_input_shape", raw_input_shape)
+    least = cnnzoo.model_info(model_name)["min_input_size"]
+    if input_size is None:
+        return raw, (max(raw[0], least), max(raw[1], least))
+    if isinstance(input_size, (list, tuple)):
+        size = tuple(v.check_int("input_size", s, low=1) for s in input_size)
+        if len(size) != 2:
+            v.fail("Expected `input_size` as one int or (height, width).", "input_size",
+                   input_size)
+    else:
+        size = (v.check_int("input_size", input_size, low=1),) * 2
+    if min(size) < least:
+        v.fail(f"Expected an `input_size` of at least {least}x{least} for `{model_name}` "
+               f"(its minimum, from the architecture's total stride).", "input_size",
+               input_size)
+    return raw, size
+
+
 def build_classifier(model_name, raw_input_shape, num_classes, *, input_size=None,
                      scale=1.0 / 255.0, **zoo_kwargs):
     """Builds `images (raw) -> [Resizing] -> Rescaling -> zoo model -> probabilities`.
@@ -28,18 +54,7 @@ def build_classifier(model_name, raw_input_shape, num_classes, *, input_size=Non
     """
     import cnnzoo
 
-    raw = v.check_input_shape("raw_input_shape", raw_input_shape)
-    info = cnnzoo.model_info(model_name)
-    if input_size is None:
-        size = (max(raw[0], info["min_input_size"]), max(raw[1], info["min_input_size"]))
-    elif isinstance(input_size, (list, tuple)):
-        size = tuple(v.check_int("input_size", s, low=1) for s in input_size)
-        if len(size) != 2:
-            v.fail("Expected `input_size` as one int or (height, width).", "input_size",
-                   input_size)
-    else:
-        n = v.check_int("input_size", input_size, low=1)
-        size = (n, n)
+    raw, size = model_input_size(model_name, raw_input_shape, input_size)
     body = cnnzoo.create_model(model_name, input_shape=size + (raw[2],),
                                num_classes=num_classes, **zoo_kwargs)
     inputs = keras.Input(shape=raw, name="images")

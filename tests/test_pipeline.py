@@ -26,7 +26,7 @@ def test_rescale_happens_inside_the_model():
                                rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("size", [0, (8,), (8, 8, 8), 2.5, True])
+@pytest.mark.parametrize("size", [0, (8,), (8, 8, 8), 2.5, True, 3, (8, 3)])
 def test_bad_input_size(size):
     with pytest.raises(ValueError, match="Received: input_size="):
         pipeline.build_classifier("simple_cnn", (8, 8, 1), 3, input_size=size)

@@ -117,6 +117,9 @@ class ZooHyperModel(_HyperModelBase):
         self.input_shape = v.check_input_shape("input_shape", input_shape)
         self.num_classes = v.check_int("num_classes", num_classes, low=2)
         self.per_stage = v.check_bool("per_stage", per_stage)
+        from cnnzoo.pipeline import model_input_size
+
+        model_input_size(model_name, self.input_shape, input_size)  # checked now, not per trial
         self.input_size = input_size
         self.implementation = v.check_choice("implementation", implementation,
                                              ("keras", "primitive"))
