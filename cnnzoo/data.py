@@ -175,10 +175,12 @@ def load_dataset(name_or_path="digits", *, image_size=None, num_samples=None,
                    "num_samples", num_samples)
         keep, _ = _stratified_split(y, len(y) - num_samples, rng)
         x, y = x[keep], y[keep]
-    train, rest = _stratified_split(y, _count(len(y), validation_split + test_split), rng)
+    asked = (validation_split > 0) + (test_split > 0)  # each asked-for split gets one
+    train, rest = _stratified_split(
+        y, max(_count(len(y), validation_split + test_split), asked), rng)
     n_test = _count(len(y), test_split) if test_split else 0
-    n_test = min(n_test, len(rest))
-    val_pos, test_pos = _stratified_split(y[rest], n_test, rng)
+    n_test = min(n_test, len(rest) - (validation_split > 0))
+    val_pos, test_pos = _stratified_split(y[rest], n_test, rng, keep_one=False)
     val, test = rest[val_pos], rest[test_pos]
     if len(train) == 0:
         v.fail(f"Expected enough examples to train on after the validation and test splits; "
@@ -326,7 +328,8 @@ def _read_npz(path):
         v.fail(f"Expected whole-number labels in `y` of {path}.", "path", path)
     y = y.astype(np.int64)
     if class_names is not None:
-        class_names = [str(c) for c in np.asarray(class_names).reshape(-1)]
+        class_names = [c.decode() if isinstance(c, bytes) else str(c)
+                       for c in np.asarray(class_names).reshape(-1)]
         if len(set(class_names)) != len(class_names) or not class_names:
             v.fail(f"Expected distinct `class_names` in {path}.", "class_names", class_names)
         num_classes = len(class_names)
@@ -364,6 +367,7 @@ def read_image(path, *, image_size=None, color_mode=None):
     try:
         with Image.open(path) as image:
             image.load()  # decodes now, so a truncated file fails here
+            stored_float = image.mode == "F"
             image, scale = _convert(image, color_mode)
             if size is not None and image.size != (size[1], size[0]):
                 image = image.resize((size[1], size[0]), Image.BILINEAR)
@@ -373,23 +377,44 @@ def read_image(path, *, image_size=None, color_mode=None):
         detail = " ".join(str(error).split()) or type(error).__name__
         v.fail(f"Could not read the image {path} (corrupt or truncated?): {detail}.",
                "path", path)
+    if stored_float:
+        pixels = _float_pixels(pixels, path)
     if pixels.ndim == 2:
         pixels = pixels[..., None]
+    if color_mode == "rgb" and pixels.shape[2] == 1:
+        pixels = np.repeat(pixels, 3, axis=2)  # a 16-bit or float grey image
     return pixels
 
 
+def _float_pixels(pixels, path):
+    """Float pixels (a float TIFF) under `.npz`'s rule: [0, 1] is scaled to [0, 255]."""
+    if not np.all(np.isfinite(pixels)):
+        v.fail(f"Expected finite pixels in the image {path}; it holds NaN or inf.", "path", path)
+    low, high = float(pixels.min()), float(pixels.max())
+    if low < 0 or high > 255:
+        v.fail(f"Expected pixels in [0, 255] (or [0, 1]) in the float image {path}; they span "
+               f"[{low:g}, {high:g}].", "path", path)
+    return pixels * np.float32(255.0) if high <= 1.0 else pixels
+
+
 def _convert(image, color_mode):
-    """Returns `(image, scale)`: a mode numpy reads as pixels, and the factor to 0-255."""
+    """Returns `(image, scale)`: a mode numpy reads as pixels, and the factor to 0-255.
+
+    16-bit and float grey images stay one float channel (`read_image` makes
+    them RGB where asked): PIL's conversions of them clip at 255.
+    """
+    if image.mode == "I" or image.mode.startswith("I;16"):
+        return image.convert("F"), 1.0 / 257.0  # 16-bit grey: 0-65535 -> 0-255
+    if image.mode == "F":
+        return image, 1.0
     if color_mode == "grayscale":
         return image.convert("L"), 1.0
     if color_mode == "rgb":
         return image.convert("RGB"), 1.0
-    if image.mode in ("L", "LA", "RGB", "RGBA", "F"):
+    if image.mode in ("L", "LA", "RGB", "RGBA"):
         return image, 1.0
     if image.mode == "1":
         return image.convert("L"), 1.0
-    if image.mode == "I" or image.mode.startswith("I;16"):
-        return image.convert("F"), 1.0 / 257.0  # 16-bit grey: 0-65535 -> 0-255
     if image.mode == "PA" or "transparency" in image.info:
         return image.convert("RGBA"), 1.0
     return image.convert("RGB"), 1.0  # palette, CMYK, YCbCr, ...
@@ -485,20 +510,28 @@ def _count(n, fraction):
     return max(1, int(round(n * fraction)))
 
 
-def _stratified_split(y, n_out, rng):
+def _stratified_split(y, n_out, rng, keep_one=True):
     """Splits indices into `(kept, taken)`, taking `n_out` stratified by class.
 
-    Each class gives its share of `n_out` (largest remainders round), and
-    keeps at least one example where it can. Both parts come out shuffled.
+    Each class gives its share of `n_out` (largest remainders round). With
+    `keep_one`, each class keeps at least one example where the others can
+    give instead. Both parts come out shuffled.
     """
     n = len(y)
     n_out = min(max(int(n_out), 0), n)
     classes, counts = np.unique(y, return_counts=True)
     ideal = counts * (n_out / n) if n else counts * 0.0
-    take = np.floor(ideal).astype(int)
+    cap = np.maximum(counts - 1, 0) if keep_one else counts
+    if cap.sum() < n_out:
+        cap = counts
+    take = np.minimum(np.floor(ideal).astype(int), cap)
     order = np.argsort(-(ideal - take), kind="stable")
-    for k in order[: n_out - int(take.sum())]:
-        take[k] += 1
+    left = n_out - int(take.sum())
+    while left > 0:  # cap.sum() >= n_out: each pass takes at least one
+        for k in order:
+            if left and take[k] < cap[k]:
+                take[k] += 1
+                left -= 1
     kept, taken = [], []
     for cls, k in zip(classes, take):
         idx = rng.permutation(np.flatnonzero(y == cls))

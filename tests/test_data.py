@@ -235,3 +235,54 @@ def test_bad_folders_and_names(tmp_path):
 def test_bad_arguments(kwargs):
     with pytest.raises(ValueError, match="Received:"):
         data.load_dataset("digits", **kwargs)
+
+
+@pytest.mark.parametrize("color_mode, channels", [(None, 1), ("grayscale", 1), ("rgb", 3)])
+def test_16_bit_grey_images_are_scaled_not_clipped(tmp_path, color_mode, channels):
+    # PIL's convert("L") of a 16-bit image clips at 255: nearly all white.
+    ramp = np.linspace(0, 65535, 64 * 64).reshape(64, 64).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "ramp.png")
+    pixels = data.read_image(tmp_path / "ramp.png", color_mode=color_mode)
+    assert pixels.shape == (64, 64, channels)
+    for c in range(channels):
+        np.testing.assert_allclose(pixels[..., c], ramp / 257.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("high, scale", [(1.0, 255.0), (200.0, 1.0)])
+def test_float_images_follow_the_npz_rule(tmp_path, high, scale):
+    values = np.linspace(0, high, 16, dtype=np.float32).reshape(4, 4)
+    Image.fromarray(values, mode="F").save(tmp_path / "f.tif")
+    for color_mode in (None, "grayscale"):
+        np.testing.assert_allclose(
+            data.read_image(tmp_path / "f.tif", color_mode=color_mode)[..., 0],
+            values * scale, rtol=1e-6)
+
+
+def test_float_images_outside_the_range_are_refused(tmp_path):
+    Image.fromarray(np.full((4, 4), 1000.0, np.float32), mode="F").save(tmp_path / "f.tif")
+    with pytest.raises(ValueError, match=r"span \[1000, 1000\].*Received: path="):
+        data.read_image(tmp_path / "f.tif")
+
+
+def test_npz_class_names_stored_as_bytes(tmp_path):
+    np.savez(tmp_path / "b.npz", x=np.zeros((6, 4, 4), np.uint8), y=np.arange(6) % 3,
+             class_names=np.array([b"ant", b"bee", b"cat"]))
+    assert data.load_dataset(tmp_path / "b.npz").class_names == ["ant", "bee", "cat"]
+
+
+@pytest.mark.parametrize("counts", [[10, 1, 1, 1], [4, 4, 1], [3, 7, 7, 1, 1], [2, 2, 2]])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_every_class_keeps_a_training_example(tmp_path, counts, seed):
+    y = np.repeat(np.arange(len(counts)), counts)
+    np.savez(tmp_path / "s.npz", x=np.zeros((len(y), 4, 4), np.uint8), y=y)
+    ds = data.load_dataset(tmp_path / "s.npz", seed=seed)
+    assert set(ds.y_train) == set(range(len(counts)))
+    _check_splits(ds, len(y), len(counts))
+
+
+def test_each_split_asked_for_gets_an_example(tmp_path):
+    np.savez(tmp_path / "s.npz", x=np.zeros((10, 4, 4), np.uint8), y=np.arange(10) % 2)
+    ds = data.load_dataset(tmp_path / "s.npz", validation_split=0.05, test_split=0.05)
+    assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (8, 1, 1)
+    ds = data.load_dataset(tmp_path / "s.npz", validation_split=0.05, test_split=0.0)
+    assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (9, 1, 0)
