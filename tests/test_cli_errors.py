@@ -182,6 +182,15 @@ def test_tune_bad_option_is_one_line(capsys, monkeypatch, argv, received):
         assert "Did you mean 'float32'?" in line
 
 
+@pytest.mark.parametrize("text, size", [("8,16", (8, 16)), ("12x10", (12, 10)), ("9", 9)])
+def test_tune_image_size_takes_height_and_width_as_train_does(monkeypatch, text, size):
+    seen = {}
+    monkeypatch.setattr(importlib.import_module("tuning"), "search",
+                        lambda *args, **kwargs: seen.update(kwargs))
+    _main(["tune", "--image-size", text])
+    assert seen["image_size"] == size
+
+
 def test_export_bad_serving_version_is_one_line(capsys, tmp_path):
     out = tmp_path / "out"
     assert _main(["export", str(tmp_path), "--out", str(out), "--serving-version", "a"]) == 2

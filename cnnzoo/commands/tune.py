@@ -5,6 +5,8 @@ bundled digits, a few minutes on 2 CPU cores. Running the same command again
 resumes. Nothing heavy is imported until `run`, so `--help` is instant.
 """
 
+from cnnzoo.commands.train import parse_size
+
 DEFAULTS = {
     "model": "simple_cnn",
     "data": "digits",
@@ -60,8 +62,9 @@ def add_arguments(parser):
                         help=f"Default: {d['batch_size']}.")
     parser.add_argument("--num-samples", type=int, default=None,
                         help="Use a stratified subset of this many examples.")
-    parser.add_argument("--image-size", type=int, default=None,
-                        help="Resize the images to this size when loading.")
+    parser.add_argument("--image-size", type=lambda t: parse_size(t, "image_size"),
+                        default=None,
+                        help="N or H,W: resize the images to it when loading.")
     parser.add_argument("--color-mode", default=None, choices=["grayscale", "rgb"],
                         help="Convert every image to grey or RGB (default: keep their "
                              "channels, which must then agree across a folder).")
