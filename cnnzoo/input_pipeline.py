@@ -40,7 +40,11 @@ def _check_arrays(x, y):
 
 
 def epoch_order(n, seed, epoch):
-    """The permutation of `range(n)` used for epoch `epoch` (0-based)."""
+    """The permutation of `range(n)` for epoch `epoch` (0-based) on JAX and PyTorch.
+
+    (TensorFlow's pipeline shuffles in the graph, keyed by the same
+    `(seed, epoch)`, into another permutation.)
+    """
     return np.random.default_rng([int(seed), int(epoch)]).permutation(n)
 
 
@@ -75,7 +79,10 @@ def _sequence_class():
             # is the same epoch (Keras peeks at batch 0 to build a new model
             # before training: that peek must not move the order on, or a
             # model built earlier would see other batches than a new one).
-            if index == 0 and self._last == len(self) - 1:
+            # With one batch an epoch and a peek look alike: the order stays
+            # epoch 0's (within one batch it decides only which example
+            # meets which dropout draw).
+            if index == 0 and self._last == len(self) - 1 and len(self) > 1:
                 self.epoch += 1
                 self._order = self._make_order()
             self._last = index

@@ -270,11 +270,12 @@ def _labels_of_epochs(data, epochs):
 
 
 @pytest.mark.multibackend
-def test_a_peek_before_training_does_not_move_the_batch_order():
+@pytest.mark.parametrize("n", [50, 8], ids=["7 batches", "one batch"])
+def test_a_peek_before_training_does_not_move_the_batch_order(n):
     # Keras peeks at the first batch to build a model that has not been
     # built: a new model and one built earlier must see the same batches.
-    x = np.arange(50, dtype="float32").reshape(50, 1)
-    y = np.arange(50)
+    x = np.arange(n, dtype="float32").reshape(n, 1)
+    y = np.arange(n)
     plain = _labels_of_epochs(input_pipeline.train_data(x, y, batch_size=8, seed=3), 2)
     data = input_pipeline.train_data(x, y, batch_size=8, seed=3)
     if "steps_per_epoch" not in data:
