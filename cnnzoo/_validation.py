@@ -22,8 +22,8 @@ def fail(expected, name, value):
 
 
 def check_number(name, value, *, low=None, high=None, low_inclusive=True,
-                 high_inclusive=True, allow_none=False):
-    """Checks a real number (not a bool, not NaN) inside optional bounds."""
+                 high_inclusive=True, allow_none=False, allow_inf=False):
+    """Checks a real number (not a bool, not NaN, finite unless `allow_inf`) inside bounds."""
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -31,6 +31,8 @@ def check_number(name, value, *, low=None, high=None, low_inclusive=True,
     value = float(value)
     if math.isnan(value):
         fail(f"Expected `{name}` to be a number, not NaN.", name, value)
+    if math.isinf(value) and not allow_inf:
+        fail(f"Expected `{name}` to be a finite number.", name, value)
     too_low = low is not None and (value < low or (value == low and not low_inclusive))
     too_high = high is not None and (value > high or (value == high and not high_inclusive))
     if too_low or too_high:
@@ -156,16 +158,36 @@ def check_output_file(name, value):
     path = os.fspath(value)
     if os.path.isdir(path) or not os.path.basename(path):
         fail(f"Expected `{name}` to be a file path, not a folder.", name, value)
-    folder = os.path.dirname(os.path.abspath(path))
+    _check_creatable(name, value, os.path.dirname(os.path.abspath(path)), "a file path")
+    return path
+
+
+def check_output_folder(name, value):
+    """Checks a path that a folder can be written at, before any work is done.
+
+    The path must be a folder or not exist yet, and the nearest part of it
+    that exists must be a folder one can write in. Nothing is created.
+    Returns the path as a string.
+    """
+    if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
+        fail(f"Expected `{name}` to be a folder path.", name, value)
+    path = os.fspath(value)
+    if os.path.exists(path) and not os.path.isdir(path):
+        fail(f"Expected `{name}` to be a folder, not a file.", name, value)
+    _check_creatable(name, value, os.path.abspath(path), "a folder path")
+    return path
+
+
+def _check_creatable(name, value, folder, what):
+    # The nearest existing ancestor of `folder` must be a writable folder.
     while not os.path.exists(folder) and os.path.dirname(folder) != folder:
         folder = os.path.dirname(folder)
     if not os.path.isdir(folder):
-        fail(f"Expected `{name}` to be a file path whose folders can be created, but "
+        fail(f"Expected `{name}` to be {what} whose folders can be created, but "
              f"{folder!r} is a file.", name, value)
     if not os.access(folder, os.W_OK | os.X_OK):
-        fail(f"Expected `{name}` to be a file path in a folder you can write to, but "
+        fail(f"Expected `{name}` to be {what} in a folder you can write to, but "
              f"{folder!r} is not writable.", name, value)
-    return path
 
 
 def starts_as_zip(path):

@@ -155,10 +155,7 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
     patience = v.check_int("patience", patience, low=0)
     verbose = v.check_choice("verbose", verbose, (0, 1, 2))
     threads = runtime.check_threads(threads)
-    if isinstance(out, os.PathLike):
-        out = os.fspath(out)
-    if not isinstance(out, str) or not out:
-        v.fail("Expected `out` to be a folder path.", "out", out)
+    out = v.check_output_folder("out", out)
     run_dir = os.path.abspath(os.path.expanduser(out))
     knobs = {k: val for k, val in (("activation", activation), ("dropout_rate", dropout_rate),
                                    ("block_dropout_rate", block_dropout_rate),

@@ -71,6 +71,21 @@ def test_bench_checks_output_paths_before_the_suite(paths, option, kind, capsys,
     assert not paths["under_a_file"].parent.exists()
 
 
+@pytest.mark.parametrize("argv", [
+    ["train", "--epochs", "1"],
+    ["tune", "--max-trials", "1", "--epochs", "1"],
+    ["experiment", "activations"],
+    ["experiment", "overfitting", "--epochs", "1"],
+], ids=["train", "tune", "activations", "overfitting"])
+def test_an_out_folder_below_a_file_fails_before_any_work(paths, argv, capsys):
+    # It used to run, then fail in os.makedirs with a traceback.
+    out = str(paths["under_a_file"].parent)
+    assert _main([*argv, "--out", out]) == 2
+    line = _one_line_error(capsys, argv[0], f"Received: out={out!r}")
+    assert "plain.txt' is a file" in line
+    assert not paths["under_a_file"].parent.exists()
+
+
 def test_verify_with_nothing_selected_fails(capsys, monkeypatch):
     _no_work(monkeypatch, "cnnzoo.verify", "verify")
     code = _main(["verify", "--models", "none", "--no-layers"])

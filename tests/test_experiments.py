@@ -86,3 +86,16 @@ def test_bad_options_are_value_errors(tmp_path):
         experiments.run("vanishing-gradients", tmp_path, depths="5,x")
     assert cli.main(["experiment", "ordered-batches", "--out", str(tmp_path), "--epochs",
                      "0"]) == 2
+    for value in (float("inf"), 1e39):  # 1e39 is inf in float32
+        with pytest.raises(ValueError, match="Received: x_max="):
+            experiments.run("activations", tmp_path, x_max=value)
+    with pytest.raises(ValueError, match="finite number. Received: learning_rate=inf"):
+        experiments.run("vanishing-gradients", tmp_path, learning_rate=float("inf"))
+
+
+def test_activations_derivatives_at_4_whatever_the_range(tmp_path):
+    # The range [-2, 2] does not reach 4: the report must not show f'(2).
+    data = experiments.run("activations", tmp_path, x_max=2.0, points=41, log=None)
+    sig = data["activations"]["sigmoid"]
+    assert sig["derivative_at_4"] == pytest.approx(0.0176627, rel=1e-4)  # s(4) (1 - s(4))
+    assert sig["derivative_at_minus_4"] == pytest.approx(0.0176627, rel=1e-4)

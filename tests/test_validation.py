@@ -55,3 +55,23 @@ def test_check_list_from_string_or_sequence():
         v.check_list("rates", [], v.check_rate)
     with pytest.raises(ValueError, match=r"Received: rates=1.5"):
         v.check_list("rates", [0.1, 1.5], v.check_rate)
+
+
+@pytest.mark.parametrize("value", [math.inf, -math.inf])
+def test_check_number_refuses_infinity_unless_allowed(value):
+    with pytest.raises(ValueError, match="finite number. Received: x="):
+        v.check_number("x", value)
+    assert v.check_number("x", value, allow_inf=True) == value
+
+
+def test_check_output_folder(tmp_path):
+    assert v.check_output_folder("out", tmp_path / "new" / "deeper") == str(
+        tmp_path / "new" / "deeper")
+    assert not (tmp_path / "new").exists()  # nothing is created
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="a folder, not a file"):
+        v.check_output_folder("out", tmp_path / "file")
+    with pytest.raises(ValueError, match="is a file. Received: out="):
+        v.check_output_folder("out", tmp_path / "file" / "sub")
+    with pytest.raises(ValueError, match="Received: out=''"):
+        v.check_output_folder("out", "")

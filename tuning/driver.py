@@ -165,11 +165,7 @@ def search(model=DEFAULT_MODEL, data=DEFAULT_DATA, *, tuner="random",
     max_consecutive_failures = v.check_int("max_consecutive_failures",
                                            max_consecutive_failures, low=1, allow_none=True)
     _check_hypermodel(hypermodel, hypermodel_kwargs)
-    if not isinstance(out, (str, os.PathLike)) or not os.fspath(out):
-        v.fail("Expected `out` to be a folder path.", "out", out)
-    out = os.path.abspath(os.fspath(out))
-    if os.path.exists(out) and not os.path.isdir(out):
-        v.fail("Expected `out` to be a folder, not a file.", "out", out)
+    out = os.path.abspath(v.check_output_folder("out", out))
     stream = stream or sys.stdout
     # Imported here: `cnnzoo tune --help` must not pay for TensorFlow.
     from tuning import distributed

@@ -74,11 +74,7 @@ def _json_safe(obj):
 
 
 def check_out(out):
-    if not isinstance(out, (str, os.PathLike)) or not os.fspath(out):
-        v.fail("Expected `out` to be a folder path.", "out", out)
-    if os.path.exists(out) and not os.path.isdir(out):
-        v.fail("Expected `out` to be a folder, not a file.", "out", out)
-    return os.fspath(out)
+    return v.check_output_folder("out", out)
 
 
 def gradients(model, x, y, loss_fn):

@@ -186,7 +186,8 @@ class ReLU(keras.layers.Layer):
 
     def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, **kwargs):
         super().__init__(**kwargs)
-        self.max_value = v.check_number("max_value", max_value, low=0.0, allow_none=True)
+        self.max_value = v.check_number("max_value", max_value, low=0.0, allow_none=True,
+                                         allow_inf=True)  # as Keras's: no limit
         self.negative_slope = v.check_number("negative_slope", negative_slope, low=0.0)
         self.threshold = v.check_number("threshold", threshold, low=0.0)
         self.supports_masking = True
