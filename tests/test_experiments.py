@@ -45,6 +45,30 @@ def test_vanishing_gradients(tmp_path):
     assert "| sigmoid |" in md
 
 
+def test_vanishing_gradients_names_divergence_and_saturation():
+    # A NaN gradient is divergence and a zero one in a sigmoid network is
+    # saturation; only a ReLU network "dies" (the report used to say so of any).
+    from cnnzoo.experiments import vanishing_gradients as vg
+
+    def run(activation, trained):
+        init = [1e-3, 1e-2]
+        return {"depth": 2, "activation": activation, "norms_init": init,
+                "ratio_init": vg._ratio(init), "norms_trained": trained,
+                "ratio_trained": vg._ratio(trained), "state_trained": vg._state(trained),
+                "val_accuracy": 0.1}
+
+    runs = [run("sigmoid", [0.0, 0.0]), run("relu", [float("nan"), 1.0]),
+            run("tanh", [0.5, 0.25])]
+    assert [r["state_trained"] for r in runs] == ["dead", "diverged", "ok"]
+    md = vg._markdown(runs, (2,), ("sigmoid", "relu", "tanh"), 5, 8, 8, "glorot_uniform",
+                      0.1, 0)
+    assert "depth-2 relu network diverged" in md and "n/a (diverged)" in md
+    assert "depth-2 sigmoid network saturated" in md and "n/a (dead)" in md
+    assert "died" not in md and "inactive" not in md
+    md = vg._markdown([run("relu", [0.0, 0.0])], (2,), ("relu",), 5, 8, 8, "he_normal", 0.1, 0)
+    assert "depth-2 relu network died" in md
+
+
 def test_overfitting(tmp_path):
     result = experiments.run("overfitting", tmp_path, rates=(0.0, 0.5), train_samples=40,
                              epochs=2, seeds=1, log=None)
@@ -55,6 +79,8 @@ def test_overfitting(tmp_path):
         assert r["accuracy_gap"] == pytest.approx(
             r["final"]["train_accuracy"] - r["final"]["val_accuracy"])
     assert data["train_samples"] == 40
+    # A stratified subset: 4 of each digit (a random draw of 40 misses some).
+    assert data["train_class_counts"] == [4] * 10
     assert "| 0.5 |" in md
     # One seed measures no noise between seeds, and the report says so.
     assert "One seed per rate" in md and "Between seeds" not in md

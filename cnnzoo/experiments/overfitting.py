@@ -86,6 +86,7 @@ def run(out, *, rates=(0.0, 0.25, 0.5), train_samples=200, epochs=30, batch_size
         seed: the first seed; also picks the subset.
     """
     from cnnzoo import _validation as v
+    from cnnzoo import data as data_module
 
     out = _common.check_out(out)
     rates = parse_rates(rates)
@@ -99,8 +100,10 @@ def run(out, *, rates=(0.0, 0.25, 0.5), train_samples=200, epochs=30, batch_size
 
     ds = _common.load("digits", seed=seed)
     rng = np.random.default_rng(seed)
-    subset = np.sort(rng.choice(len(ds.x_train), size=min(train_samples, len(ds.x_train)),
-                                replace=False))
+    # Stratified: each digit gives its share (a plain random draw of 30 can miss one).
+    _, subset = data_module._stratified_split(
+        ds.y_train, min(train_samples, len(ds.x_train)), rng, keep_one=False)
+    subset = np.sort(subset)
     x_train, y_train = ds.x_train[subset], ds.y_train[subset]
 
     results = []
@@ -138,6 +141,7 @@ def run(out, *, rates=(0.0, 0.25, 0.5), train_samples=200, epochs=30, batch_size
     markdown = _markdown(results, len(x_train), epochs, batch_size, seeds, learning_rate, seed,
                          len(ds.x_val))
     data = {"experiment": NAME, "dataset": "digits", "train_samples": int(len(x_train)),
+            "train_class_counts": np.bincount(y_train, minlength=ds.num_classes).tolist(),
             "val_samples": int(len(ds.x_val)), "epochs": epochs, "batch_size": batch_size,
             "seeds": seeds, "learning_rate": learning_rate, "seed": seed, "results": results}
     files = _common.save(out, NAME, markdown, data, figures, log=log)

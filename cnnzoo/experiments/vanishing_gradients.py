@@ -62,8 +62,17 @@ def build(depth, activation, input_shape, num_classes, filters=8,
 
 
 def _ratio(norms):
-    # None where the last layer gets no gradient at all (every unit dead).
+    # None where the last layer gets no gradient at all, or a NaN or inf one.
+    if not all(math.isfinite(n) for n in norms):
+        return None
     return norms[0] / norms[-1] if norms[-1] > 0 else None
+
+
+def _state(norms):
+    """`"diverged"` (a NaN or inf gradient), `"dead"` (none at the last convolution) or `"ok"`."""
+    if not all(math.isfinite(n) for n in norms):
+        return "diverged"
+    return "dead" if norms[-1] == 0 else "ok"
 
 
 def _conv_norms(model, x, y, depth):
@@ -156,15 +165,16 @@ def run(out, *, depths=(5, 10, 20), steps=200, batch_size=32, filters=8,
                 record.update({
                     "norms_trained": trained,
                     "ratio_trained": _ratio(trained),
+                    "state_trained": _state(trained),
                     "val_accuracy": float(val_acc),
                 })
             record["seconds"] = round(time.perf_counter() - start, 2)
             runs.append(record)
             if log:
                 msg = (f"depth {depth:3d} {activation:8s} first/last at init "
-                       f"{_fmt(record['ratio_init'])}")
+                       f"{_fmt(record['ratio_init'], at_init)}")
                 if steps:
-                    msg += (f", after {steps} steps {_fmt(record['ratio_trained'])}, "
+                    msg += (f", after {steps} steps {_fmt(record['ratio_trained'], trained)}, "
                             f"val acc {record['val_accuracy']:.3f}")
                 log(msg)
             keras.backend.clear_session()
@@ -189,8 +199,10 @@ def _nan(ratio):
     return math.nan if ratio is None else ratio
 
 
-def _fmt(ratio):
-    return "n/a (dead)" if ratio is None else f"{ratio:.3g}"
+def _fmt(ratio, norms=None):
+    if ratio is not None:
+        return f"{ratio:.3g}"
+    return f"n/a ({_state(norms)})" if norms else "n/a"
 
 
 def _plots(runs, depths, activations, steps):
@@ -233,7 +245,7 @@ def _plots(runs, depths, activations, steps):
 def _markdown(runs, depths, activations, steps, batch_size, filters, initializer,
               learning_rate, seed):
     def ratio(r, key):
-        return _fmt(r[key])
+        return _fmt(r[key], r["norms_init" if key == "ratio_init" else "norms_trained"])
 
     header = ["activation"] + [f"depth {d}: init" for d in depths]
     if steps:
@@ -287,14 +299,24 @@ def _markdown(runs, depths, activations, steps, batch_size, filters, initializer
         findings.append(f"After {steps} steps at depth {deepest}, validation accuracy: "
                         + ", ".join(f"{a} {learned[a]:.2f}" for a in activations)
                         + " (chance: 0.10).")
-        dead = [r for r in runs if r.get("ratio_trained", 0.0) is None]
-        for r in dead:
-            findings.append(
-                f"The depth-{r['depth']} {r['activation']} network died during training: its "
-                f"last convolution gets exactly zero gradient (every unit inactive), and it "
-                f"ends at validation accuracy {r['val_accuracy']:.2f}. ReLU's gradient does "
-                "not vanish, it switches off: the failure mode of plain deep ReLU networks "
-                "without batch normalization or residual connections.")
+        for r in runs:
+            name = f"The depth-{r['depth']} {r['activation']} network"
+            if r.get("state_trained") == "diverged":
+                findings.append(
+                    f"{name} diverged during training: its gradients became NaN or infinite "
+                    f"(learning rate {learning_rate:g} is too high for it), so it has no ratio.")
+            elif r.get("state_trained") == "dead" and r["activation"] == "relu":
+                findings.append(
+                    f"{name} died during training: its last convolution gets exactly zero "
+                    f"gradient (every unit inactive), and it ends at validation accuracy "
+                    f"{r['val_accuracy']:.2f}. ReLU's gradient does not vanish, it switches "
+                    "off: the failure mode of plain deep ReLU networks without batch "
+                    "normalization or residual connections.")
+            elif r.get("state_trained") == "dead":
+                findings.append(
+                    f"{name} saturated during training: its last convolution gets exactly zero "
+                    f"gradient (its units sit where {r['activation']} is flat), and it ends at "
+                    f"validation accuracy {r['val_accuracy']:.2f}.")
         findings.append("A few hundred steps is short: the numbers after training show where "
                         "learning had started, not converged behaviour.")
 
