@@ -16,8 +16,10 @@ Sources:
   [0, 255] or [0, 1]: floats whose maximum is at most 1 are scaled to 0-255),
   `y` (`N` integer labels 0..K-1) and optionally `class_names` (K strings).
 - a folder with one sub-folder per class (sorted sub-folder names are the
-  class names), read with Pillow. Files whose extension is not an image
-  extension are ignored; hidden files and folders too. Images of different
+  class names), read with Pillow; a class folder's own sub-folders are read
+  too (as Keras does). Files whose extension is not an image extension are
+  ignored; hidden files and folders too. 16-bit grey images are scaled to
+  0-255; float images follow the `.npz` rule. Images of different
   sizes need `image_size`. Channels: with `color_mode=None` every image must
   have the same channel count (grey `L` -> 1, `LA` -> 2, `RGB`/palette -> 3,
   `RGBA` -> 4); mixed counts are an error that names the file, and
@@ -304,6 +306,9 @@ def _read_npz(path):
                f"(N, H, W, C).", "x.shape", f"{x.shape} {x.dtype}")
     if x.ndim == 3:
         x = x[..., None]
+    if x.shape[3] > 4 and x.shape[1] in (1, 3, 4):
+        v.fail(f"Expected `x` in {path} channels-last, (N, H, W, C); it looks channels-first "
+               f"(`numpy.moveaxis(x, 1, -1)` turns it around).", "x.shape", x.shape)
     if min(x.shape) < 1:
         v.fail(f"Expected `x` in {path} to hold at least one non-empty image.", "x.shape",
                x.shape)
@@ -433,13 +438,19 @@ def _convert_array(x, color_mode):
     return (x[..., :3] @ luma)[..., None]
 
 
-def list_images(folder):
-    """Image files directly inside `folder`, sorted; hidden files skipped."""
-    return sorted(
-        os.path.join(folder, f) for f in os.listdir(folder)
-        if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)
-        and os.path.isfile(os.path.join(folder, f))
-    )
+def list_images(folder, recursive=False):
+    """Image files inside `folder`, sorted; hidden files and folders skipped.
+
+    With `recursive`, the files of its sub-folders too, as Keras's
+    `image_dataset_from_directory` reads a class folder.
+    """
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
+        found.extend(os.path.join(root, f) for f in files
+                     if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)
+                     and os.path.isfile(os.path.join(root, f)))
+    return sorted(found)
 
 
 def _read_folder(path, size, color_mode):
@@ -453,7 +464,7 @@ def _read_folder(path, size, color_mode):
                f"{what}.", "path", path)
     images, labels, first = [], [], {}
     for label, cls in enumerate(classes):
-        files = list_images(os.path.join(path, cls))
+        files = list_images(os.path.join(path, cls), recursive=True)
         if not files:
             v.fail(f"Expected image files ({', '.join(IMAGE_EXTENSIONS)}) in every class "
                    f"folder; {os.path.join(path, cls)} has none.", "path",

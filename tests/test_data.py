@@ -286,3 +286,17 @@ def test_each_split_asked_for_gets_an_example(tmp_path):
     assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (8, 1, 1)
     ds = data.load_dataset(tmp_path / "s.npz", validation_split=0.05, test_split=0.0)
     assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (9, 1, 0)
+
+
+def test_class_folders_are_read_recursively_as_keras_does(tmp_path):
+    root = _folder(str(tmp_path / "pets"), n=2)
+    _png(os.path.join(root, "cat", "2019", "a.png"), value=50)
+    _png(os.path.join(root, "cat", ".cache", "b.png"), value=50)  # hidden: skipped
+    ds = data.load_dataset(root, validation_split=0.0, test_split=0.0)
+    assert sorted(ds.y_train.tolist()) == [0, 0, 0, 1, 1]
+
+
+def test_channels_first_npz_is_refused(tmp_path):
+    np.savez(tmp_path / "cf.npz", x=np.zeros((6, 3, 16, 16), np.uint8), y=np.arange(6) % 2)
+    with pytest.raises(ValueError, match=r"channels-first.*Received: x.shape=\(6, 3, 16, 16\)"):
+        data.load_dataset(tmp_path / "cf.npz")
