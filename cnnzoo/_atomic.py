@@ -74,7 +74,8 @@ def atomic_dir(path, overwrite=False):
     On an exception the temporary folder is removed and `path` is left as it
     was. With `overwrite=True` an existing `path` is replaced: it is first
     renamed aside, so a crash between the two renames leaves the old folder
-    under `.{name}.old-*`, never a partial one at `path`.
+    under `.{name}.old-*`, never a partial one at `path`; it is renamed to
+    `.{name}.del-*` before it is removed.
 
     Raises:
         ValueError: `path` exists and `overwrite` is False.
@@ -95,7 +96,12 @@ def atomic_dir(path, overwrite=False):
             os.rmdir(old)
             os.replace(path, old)
             os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
+            # Renamed again before it is removed: a kill during the removal
+            # leaves `.{name}.del-*`, which is never mistaken for a whole
+            # folder to put back (`.old-*` is only ever whole).
+            trash = os.path.join(parent, os.path.basename(old).replace(".old-", ".del-", 1))
+            os.replace(old, trash)
+            shutil.rmtree(trash, ignore_errors=True)
         else:
             os.replace(tmp, path)
         _fsync_dir(parent)

@@ -115,9 +115,18 @@ def export_model(model, path, *, format="saved_model", overwrite=False, class_na
     import keras
 
     v.check_choice("format", format, FORMATS)
+    v.check_bool("overwrite", overwrite)
+    v.check_bool("verbose", verbose)
     if not isinstance(model, keras.Model):
         v.fail("Expected `model` to be a keras.Model.", "model", type(model).__name__)
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
+    try:
+        inputs, outputs = model.inputs, model.outputs
+    except (AttributeError, ValueError):
+        inputs = outputs = None  # a model that was never built or called
+    if not inputs or not outputs:
+        v.fail("Expected a built model (give it an Input, or call it on data first).",
+               "model", model.name)
+    if len(inputs) != 1 or len(outputs) != 1:
         v.fail("Expected a model with one image input and one output.", "model", model.name)
     raw_shape = tuple(model.inputs[0].shape[1:])
     if len(raw_shape) != 3 or any(d is None for d in raw_shape):
@@ -125,6 +134,9 @@ def export_model(model, path, *, format="saved_model", overwrite=False, class_na
                model.inputs[0].shape)
     num_classes = model.outputs[0].shape[-1]
     if class_names is not None:
+        if isinstance(class_names, (str, bytes)) or not hasattr(class_names, "__iter__"):
+            v.fail("Expected `class_names` as a list of names, one per class.", "class_names",
+                   class_names)
         class_names = [str(c) for c in class_names]
         if len(class_names) != num_classes:
             v.fail(f"Expected {num_classes} class names, one per model output.",
@@ -179,7 +191,9 @@ def export_model(model, path, *, format="saved_model", overwrite=False, class_na
                 original = np.asarray(model.predict(batch, verbose=0), np.float64)
                 verification["float32_copy_max_abs_diff_vs_trained"] = float(
                     np.max(np.abs(reference - original)))
-            card = build_card(model, format=format, artifact=artifact,
+            # The card describes what was written: the float32 copy for
+            # TFLite and ONNX.
+            card = build_card(exported, format=format, artifact=artifact,
                               class_names=class_names, verification=verification,
                               serving_version=serving_version, extra=model_card)
             _atomic.write_json(os.path.join(tmp, CARD_FILE), card)
@@ -222,7 +236,9 @@ def _remove_stale_temporaries(target):
     (a complete one is renamed into place): they are removed. A replaced
     export is renamed aside to `.NAME.old-*` just before the new one takes
     its place: without a target, a kill came between the two renames, and
-    the old export is put back; with one, the old export is removed. Two
+    the old export is put back; with one, the old export is removed. A
+    replaced export whose removal was cut short is `.NAME.del-*`, never put
+    back: it is removed. Two
     exports to the same target at the same moment are not supported anyway.
     """
     import glob
@@ -233,7 +249,7 @@ def _remove_stale_temporaries(target):
                                f".{glob.escape(os.path.basename(target))}.{suffix}")
         return [p for p in glob.glob(pattern) if os.path.isdir(p) and not os.path.islink(p)]
 
-    for stale in siblings("*.tmp"):
+    for stale in siblings("*.tmp") + siblings("del-*"):
         shutil.rmtree(stale, ignore_errors=True)
     for old in sorted(siblings("old-*"), key=os.path.getmtime, reverse=True):
         if not os.path.lexists(target):
@@ -550,8 +566,8 @@ def load_keras_model(path):
                "path", path)
 
 
-def card_from_run(record):
-    """Model-card fields from a finished run's `run.json`."""
+def card_from_run(record, run_dir):
+    """Model-card fields from the `run.json` of the finished run in `run_dir`."""
     return {
         "model": {"config": record.get("config")},
         "training": {
@@ -561,7 +577,7 @@ def card_from_run(record):
             "best_epoch": record.get("best_epoch"),
             "stopped_early": record.get("stopped_early"),
             "runtime": record.get("runtime"),
-            "run_dir": os.path.dirname(record.get("paths", {}).get("run", "")) or None,
+            "run_dir": os.path.abspath(run_dir),  # where it is now, if it was moved
         },
     }
 
@@ -585,18 +601,47 @@ def load_source(source):
     path = _existing_path(source, "source", "a run folder or a .keras file", "path")
     if os.path.isdir(path):
         record, model_path = train.load_run(path)
-        return load_keras_model(model_path), record.get("class_names"), card_from_run(record)
+        return (load_keras_model(model_path), record.get("class_names"),
+                card_from_run(record, path))
     if not path.endswith(".keras"):
         v.fail(f"Expected a run folder or a .keras file; {path} is neither.", "source", source)
     model = load_keras_model(path)
-    sibling = os.path.join(os.path.dirname(path), train.RUN_FILE)
-    if os.path.basename(path) == train.MODEL_FILE and os.path.isfile(sibling):
+    folder = os.path.dirname(path)
+    if os.path.basename(path) == train.MODEL_FILE and os.path.isfile(
+            os.path.join(folder, train.RUN_FILE)):
         try:
-            record, _ = train.load_run(os.path.dirname(path))
-            return model, record.get("class_names"), card_from_run(record)
+            record, _ = train.load_run(folder)
+            return model, record.get("class_names"), card_from_run(record, folder)
         except ValueError:
             pass
+    if os.path.basename(path) == ARTIFACTS["keras"] and os.path.isfile(
+            os.path.join(folder, CARD_FILE)):
+        # A keras-format export: its card carries the names and the history.
+        card = _read_card(os.path.join(folder, CARD_FILE), "source", source)
+        return model, card.get("class_names"), card_from_card(card)
     return model, None, {}
+
+
+def card_from_card(card):
+    """The fields of an earlier export's card that describe the model, not that export."""
+    own = {"format", "artifact", "created", "model", "input", "preprocessing", "output",
+           "class_names", "serving", "versions", "verification", "path"}
+    fields = {k: val for k, val in card.items() if k not in own}
+    config = (card.get("model") or {}).get("config")
+    if config is not None:
+        fields["model"] = {"config": config}
+    return fields
+
+
+def _read_card(card_path, name, value):
+    try:
+        with open(card_path) as f:
+            card = json.load(f)
+    except (OSError, ValueError) as error:
+        v.fail(f"Could not read {card_path}: {error}.", name, value)
+    if not isinstance(card, dict):
+        v.fail(f"Could not read {card_path}: not a model card (a JSON object).", name, value)
+    return card
 
 
 # -- loading exports back ------------------------------------------------------------
@@ -623,7 +668,17 @@ class LoadedExport:
 
     def predict(self, images):
         """Probabilities `(N, num_classes)` for raw images `(N, H, W, C)`."""
-        return np.asarray(self._predict(np.asarray(images, np.float32)), np.float32)
+        try:
+            x = np.asarray(images, np.float32)
+        except (TypeError, ValueError):
+            v.fail("Expected images as a numeric array (N, H, W, C).", "images",
+                   type(images).__name__)
+        if x.ndim != 4 or tuple(x.shape[1:]) != self.input_shape or not len(x):
+            h, w, c = self.input_shape
+            v.fail(f"Expected images of shape (N, {h}, {w}, {c}) for this export (N >= 1; "
+                   f"resize them first, as `cnnzoo.predict.load_images` does).",
+                   "images.shape", tuple(x.shape))
+        return np.asarray(self._predict(x), np.float32)
 
 
 def load_export(path):
@@ -641,11 +696,7 @@ def load_export(path):
     card = None
     card_path = os.path.join(path if os.path.isdir(path) else os.path.dirname(path), CARD_FILE)
     if os.path.isfile(card_path):
-        try:
-            with open(card_path) as f:
-                card = json.load(f)
-        except (OSError, ValueError) as error:
-            v.fail(f"Could not read {card_path}: {error}.", "path", path)
+        card = _read_card(card_path, "path", path)
 
     if os.path.isdir(path) and os.path.exists(os.path.join(path, "saved_model.pb")):
         import tensorflow as tf
@@ -697,9 +748,13 @@ def load_export(path):
         def predict(x):
             return model.predict(x, verbose=0)
 
+    shape = [None if d is None else int(d) for d in shape]
+    if len(shape) != 3 or any(d is None or d < 1 for d in shape):
+        v.fail(f"Expected an export that takes fixed-size images (N, H, W, C); {path} takes "
+               f"{tuple([None] + shape)}.", "path", path)
     names = (card or {}).get("class_names")
     probe = None
     if names is None:
-        probe = predict(np.zeros((1,) + tuple(int(d) for d in shape), np.float32))
+        probe = predict(np.zeros((1,) + tuple(shape), np.float32))
         names = [str(i) for i in range(probe.shape[-1])]
     return LoadedExport(path, fmt, predict, shape, list(names), card)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import keras
 import numpy as np
@@ -273,6 +274,14 @@ def test_an_export_killed_between_its_renames_is_put_back(model, tmp_path):
     (tmp_path / ".sm.old-def456").mkdir()
     E.export_saved_model(model, path, overwrite=True, verbose=False)
     assert sorted(os.listdir(tmp_path)) == ["sm"]
+    # Killed while the replaced export was being removed: `.NAME.del-*` is
+    # partial, and is removed, never put back, even where the export is gone.
+    (tmp_path / ".sm.del-ghi789").mkdir()
+    (tmp_path / ".sm.del-ghi789" / "variables").mkdir()
+    shutil.rmtree(path)
+    E.export_saved_model(model, path, verbose=False)
+    assert sorted(os.listdir(tmp_path)) == ["sm"]
+    assert (path / E.CARD_FILE).exists()
 
 
 def test_missing_extra_names_the_install_command(model, tmp_path, monkeypatch):
@@ -286,11 +295,77 @@ def test_missing_extra_names_the_install_command(model, tmp_path, monkeypatch):
     ({"format": "pb"}, "format"), ({"serving_version": 0}, "serving_version"),
     ({"class_names": ["a", "b"]}, "10 class names"), ({"model_card": "x"}, "model_card"),
     ({"verify_batch": np.zeros((2, 9, 9, 1))}, "verify_batch"), ({"tolerance": -1}, "tolerance"),
+    # A truthy string used to replace the export; a string was split into names.
+    ({"overwrite": "false"}, "overwrite='false'"), ({"verbose": "no"}, "verbose='no'"),
+    ({"class_names": "0123456789"}, "list of names.*class_names='0123456789'"),
 ])
 def test_bad_arguments(model, tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
-        E.export_model(model, tmp_path / "x", verbose=False, **kwargs)
+        E.export_model(model, tmp_path / "x", **{"verbose": False, **kwargs})
     assert not (tmp_path / "x").exists()
+
+
+def test_an_unbuilt_model_is_a_value_error(tmp_path):
+    unbuilt = keras.Sequential([keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match="Expected a built model"):
+        E.export_model(unbuilt, tmp_path / "x", verbose=False)
+
+
+def test_tflite_card_describes_the_float32_copy(tmp_path):
+    from cnnzoo.pipeline import build_classifier
+
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    model = build_classifier("simple_cnn", (8, 8, 1), 3)
+    keras.config.set_dtype_policy("float32")
+    card = E.export_model(model, tmp_path / "t", format="tflite", verbose=False)
+    assert card["model"]["dtype_policy"] == ["float32"]
+    assert card["model"]["name"] == "simple_cnn"
+
+
+@pytest.mark.parametrize("kind", ["saved_model", "keras"])
+def test_loaded_export_checks_the_image_shape(model, images, tmp_path, kind):
+    E.export_model(model, tmp_path / kind, format=kind, verbose=False)
+    loaded = E.load_export(tmp_path / kind)
+    # One unbatched image used to abort the process (a TensorFlow check).
+    for bad in (images[0], images[:2, :7], np.zeros((1, 8, 8, 3)), images[:0]):
+        with pytest.raises(ValueError, match=r"\(N, 8, 8, 1\).*Received: images.shape="):
+            loaded.predict(bad)
+    assert loaded.predict(images[:2]).shape == (2, 10)
+
+
+def test_exports_that_take_any_size_or_no_images_are_refused(tmp_path, capsys):
+    inputs = keras.Input((None, None, 1))
+    pooled = keras.layers.GlobalAveragePooling2D()(inputs)
+    keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(pooled)).save(
+        tmp_path / "any.keras")
+    flat = keras.Input((64,))
+    keras.Model(flat, keras.layers.Dense(2)(flat)).save(tmp_path / "flat.keras")
+    image = tmp_path / "a.png"
+    from PIL import Image
+
+    Image.new("L", (8, 8)).save(image)
+    for name, shape in (("any.keras", "(None, None, None, 1)"), ("flat.keras", "(None, 64)")):
+        err = _cli_error(capsys, ["predict", str(tmp_path / name), str(image)])
+        assert f"fixed-size images (N, H, W, C); {tmp_path / name} takes {shape}" in err
+        assert "Received: path=" in err
+
+
+def test_a_keras_export_exported_again_keeps_its_card(run_dir, tmp_path):
+    # `.keras` beside a model card (an export): the names, config and
+    # training record travel on; they used to become "0", "1", ... and null.
+    E.export_model(*E.load_source(run_dir)[:1], tmp_path / "k", format="keras", verbose=False,
+                   class_names=[f"d{i}" for i in range(10)],
+                   model_card=E.load_source(run_dir)[2])
+    model, names, fields = E.load_source(tmp_path / "k" / "model.keras")
+    assert names == [f"d{i}" for i in range(10)]
+    E.export_saved_model(model, tmp_path / "sm", class_names=names, model_card=fields,
+                         verbose=False)
+    first = json.loads((tmp_path / "k" / E.CARD_FILE).read_text())
+    card = json.loads((tmp_path / "sm" / E.CARD_FILE).read_text())
+    assert card["class_names"] == names
+    assert card["model"]["config"] == first["model"]["config"] is not None
+    assert card["training"] == first["training"] is not None
+    assert E.load_export(tmp_path / "sm").class_names == names
 
 
 _KILL_SCRIPT = """
