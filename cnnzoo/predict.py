@@ -22,19 +22,19 @@ def collect_images(paths):
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
+    if not isinstance(paths, (list, tuple)) or not paths or not all(
+            isinstance(p, (str, os.PathLike)) and os.fspath(p) for p in paths):
+        v.fail("Expected image files and/or folders: a path, or a non-empty list of paths.",
+               "images", paths)
     files = []
     for path in paths:
         path = os.path.abspath(os.path.expanduser(os.fspath(path)))
         if os.path.isdir(path):
-            found = []
-            for root, dirs, names in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                found += [os.path.join(root, n) for n in names
-                          if not n.startswith(".") and n.lower().endswith(data.IMAGE_EXTENSIONS)]
+            found = data.list_images(path, recursive=True)
             if not found:
                 v.fail(f"Expected image files ({', '.join(data.IMAGE_EXTENSIONS)}) in the "
                        f"folder {path}; it has none.", "path", path)
-            files += sorted(found)
+            files += found
         elif os.path.isfile(path):
             files.append(path)
         else:

@@ -91,3 +91,10 @@ def test_bad_input(exported, tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, err
     assert sorted(os.listdir(tmp_path)) == ["broken.png", "empty", "fake.keras"]
+
+
+@pytest.mark.parametrize("images", [[], 5, [None], ""])
+def test_bad_image_arguments_are_value_errors(exported, images):
+    root, _ = exported
+    with pytest.raises(ValueError, match="non-empty list of paths. Received: images="):
+        P.predict(root / "sm", images)
