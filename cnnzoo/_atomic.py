@@ -31,7 +31,7 @@ def _umask():
     return mask
 
 
-def _public_mode(path, mode):
+def public_mode(path, mode):
     # mkstemp/mkdtemp create 0600/0700 entries; a finished file or export
     # should have the permissions any other file the user writes gets.
     with contextlib.suppress(OSError):
@@ -49,7 +49,7 @@ def write_bytes(path, data):
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        _public_mode(tmp, 0o666)
+        public_mode(tmp, 0o666)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -89,7 +89,7 @@ def atomic_dir(path, overwrite=False):
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=parent)
     try:
         yield tmp
-        _public_mode(tmp, 0o777)
+        public_mode(tmp, 0o777)
         _fsync_dir(tmp)
         if os.path.exists(path):
             old = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.old-", dir=parent)

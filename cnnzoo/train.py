@@ -29,6 +29,7 @@ append and the checkpoint would duplicate a row on resume; `history.csv` is
 rewritten atomically from the checkpointed history instead.
 """
 
+import contextlib
 import csv
 import dataclasses
 import datetime
@@ -240,6 +241,7 @@ def _train(model, dataset, run_dir, config, previous, knobs, *, input_size, epoc
     compile_model(net, learning_rate=learning_rate, jit=rt["jit"])
 
     os.makedirs(os.path.join(run_dir, CHECKPOINT_DIR), exist_ok=True)
+    _remove_temporaries(run_dir)
     paths = _paths(run_dir)
     run_record = {
         "status": "running",
@@ -523,7 +525,7 @@ def _check_run_dir(run_dir, config):
         v.fail(f"Expected `out` to be a folder; {run_dir} is a file.", "out", run_dir)
     record_path = os.path.join(run_dir, RUN_FILE)
     if not os.path.exists(record_path):
-        if os.listdir(run_dir):
+        if any(not _first_moments(run_dir, name) for name in os.listdir(run_dir)):
             v.fail(f"The folder {run_dir} exists, is not empty and holds no cnnzoo run "
                    f"({RUN_FILE}); choose a new --out.", "out", run_dir)
         return None
@@ -539,6 +541,27 @@ def _check_run_dir(run_dir, config):
         v.fail(f"The folder {run_dir} holds a run with a different configuration ({diffs}); "
                f"run the same command to resume it, or choose a new --out.", "out", run_dir)
     return record
+
+
+def _first_moments(run_dir, name):
+    """Whether `name` is what a run killed before its first `run.json` leaves behind.
+
+    That is the empty checkpoint folder and the temporary of `run.json`
+    (`_atomic.write_json` writes `.run.json.*.tmp`, then renames it).
+    """
+    path = os.path.join(run_dir, name)
+    if name == CHECKPOINT_DIR:
+        return os.path.isdir(path) and not os.listdir(path)
+    return name.startswith(f".{RUN_FILE}.") and name.endswith(".tmp")
+
+
+def _remove_temporaries(run_dir):
+    """Removes the temporaries of writes a kill interrupted (never complete files)."""
+    stems = [RUN_FILE, HISTORY_FILE, CURVES_FILE]
+    for name in os.listdir(run_dir):
+        if name.endswith(".tmp") and any(name.startswith(f".{stem}.") for stem in stems):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(run_dir, name))
 
 
 def _write_history(path, history):
@@ -606,6 +629,7 @@ def _save_keras_atomically(model, path):
     os.close(fd)
     try:
         model.save(tmp)
+        _atomic.public_mode(tmp, 0o666)  # mkstemp made it 0600
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -663,13 +687,13 @@ def _result_from_record(run_dir, model, record, resumed_from=0):
         val_metrics=record["metrics"]["val"],
         config=record["config"],
         class_names=record["class_names"],
-        paths=record["paths"],
+        paths=_paths(run_dir),  # where the folder is now: it may have been moved
         resumed_from=resumed_from,
     )
 
 
 def _load_result(run_dir, record):
-    model = keras.saving.load_model(record["paths"]["model"],
+    model = keras.saving.load_model(_paths(run_dir)["model"],
                                     custom_objects=layers.custom_objects(), safe_mode=True)
     return _result_from_record(run_dir, model, record, resumed_from=record["epochs_run"])
 

@@ -52,6 +52,35 @@ def test_run_artefacts_and_rerun(tmp_path):
     # A different configuration in the same folder is refused, naming the difference.
     with pytest.raises(ValueError, match=r"different configuration \(epochs: 3 -> 4\)"):
         T.train("simple_cnn", out=out, epochs=4, **KW)
+    # model.keras gets the permissions of any other file written (mkstemp's are 0600).
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (out / T.MODEL_FILE).stat().st_mode & 0o777 == 0o666 & ~umask
+    assert (out / T.RUN_FILE).stat().st_mode & 0o777 == 0o666 & ~umask
+    # A moved run folder is read where it is now (run.json's paths are where it was).
+    moved = tmp_path / "moved"
+    os.replace(out, moved)
+    again = T.train("simple_cnn", out=moved, epochs=3, **KW)
+    assert again.paths["model"] == str(moved / T.MODEL_FILE)
+    assert again.test_metrics == result.test_metrics
+    assert str(moved) in T.summary_text(again) and str(out) + os.sep not in T.summary_text(again)
+
+
+def test_a_first_run_killed_before_its_record_resumes(tmp_path):
+    # A kill between the checkpoint folder and the first run.json leaves both
+    # of these: the same command must start the run, not refuse the folder.
+    out = tmp_path / "run"
+    (out / T.CHECKPOINT_DIR).mkdir(parents=True)
+    (out / f".{T.RUN_FILE}.k0x9vgc.tmp").write_text('{"status": "runn')
+    result = T.train("simple_cnn", out=out, epochs=1, **KW)
+    assert result.epochs_run == 1
+    assert not [n for n in os.listdir(out) if n.endswith(".tmp")]
+    # Anything else in the folder is still not taken for a run.
+    other = tmp_path / "other"
+    (other / T.CHECKPOINT_DIR).mkdir(parents=True)
+    (other / T.CHECKPOINT_DIR / "mine.txt").write_text("x")
+    with pytest.raises(ValueError, match="holds no cnnzoo run"):
+        T.train("simple_cnn", out=other, epochs=1, **KW)
 
 
 def test_early_stopping_keeps_the_best_epoch(tmp_path):
