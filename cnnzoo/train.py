@@ -164,9 +164,9 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
                                    ("implementation", implementation),
                                    ("drop_path_rate", drop_path_rate)) if val is not None}
     # Fails fast on an unknown model or knob, before any data is read.
-    import cnnzoo
+    from cnnzoo.models import _registry
 
-    cnnzoo.model_info(model)
+    _registry.resolve_config(model, **knobs)  # the knobs' own checks, at the default input
 
     if isinstance(data, data_module.Dataset):
         dataset = data
