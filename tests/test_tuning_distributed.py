@@ -88,11 +88,12 @@ def _kill_a_packing_worker_then(tmp_path, chief_args, name, worker_args, **env_v
     """A chief and `--worker 1 --pack 2`, SIGKILLed once its pack began; then worker `name`.
 
     Returns `(procs, logs, out, every)` once the chief and worker `name`
-    (`worker_args`, with the chief's address and `env_vars`) have ended.
+    (`worker_args`, with the chief's address) have ended. The chief and
+    worker `name` get `env_vars`.
     """
     out = tmp_path / "shared"
     address = f"127.0.0.1:{_free_port()}"
-    procs = {"chief": _start(["--chief", address, *chief_args], out),
+    procs = {"chief": _start(["--chief", address, *chief_args], out, **env_vars),
              "killed": _start(["--worker", "1", "--chief", address, "--pack", "2"], out)}
     logs = {"killed": ""}
     try:
@@ -190,6 +191,32 @@ def test_a_worker_started_after_the_search_is_over_ends_at_once(tmp_path, monkey
     assert "worker7: search over; ran trials none" in stream.getvalue()
 
 
+def test_a_worker_with_other_settings_is_refused_once_the_chief_answers(tmp_path):
+    """A worker checks its settings against the chief's `search.json`.
+
+    Another model or epochs used to train trials of another search into the
+    chief's table. The worker reads the file once the chief answers: the
+    chief writes it before it serves, so it is this search's. A worker's
+    `--overwrite` is ignored: it used to delete the shared state.
+    """
+    import tuning
+
+    out = tmp_path / "shared"
+    address = f"127.0.0.1:{_free_port()}"
+    chief = _start(["--chief", address], out)
+    try:
+        with pytest.raises(ValueError, match=r"chief's search in this folder has other settings "
+                                             r"\(epochs: 1 -> 2\).*Received: out="):
+            tuning.search(out=out, worker="1", chief=address, max_trials=TRIALS, epochs=2,
+                          num_samples=120, batch_size=42, precision="float32", export=False,
+                          quiet=True, overwrite=True)
+        assert (out / "keras_tuner" / "oracle.json").exists()  # not deleted
+        assert json.loads((out / "search.json").read_text())["epochs"] == 1
+    finally:
+        chief.kill()
+        chief.communicate()
+
+
 # -- a worker that dies and does not come back ------------------------------------
 
 
@@ -252,6 +279,28 @@ def test_bad_worker_timeouts():
     assert distributed.check_worker_timeout(None) is None
     assert distributed.check_worker_timeout(2) == 2.0
     assert cli.main(["tune", "--worker-timeout", "-3", "--max-trials", "1"]) == 2
+
+
+def test_a_chiefs_worker_timeout_outlasts_two_heartbeats(monkeypatch, capsys):
+    # Shorter, it took trials from live workers: they ran twice.
+    import tuning
+    from cnnzoo import cli
+    from tuning import distributed
+
+    with pytest.raises(ValueError, match=r"at least two heartbeats \(60 s\).*worker_timeout=59"):
+        distributed.check_timeout_against_heartbeat(59)
+    distributed.check_timeout_against_heartbeat(60)
+    distributed.check_timeout_against_heartbeat(None)  # waits forever
+    monkeypatch.setenv(distributed.HEARTBEAT_ENV, "1")
+    distributed.check_timeout_against_heartbeat(2)
+
+    def search(**kwargs):
+        raise AssertionError("the search ran")
+
+    monkeypatch.setattr(tuning.driver, "_search", search)
+    monkeypatch.delenv(distributed.HEARTBEAT_ENV)
+    assert cli.main(["tune", "--chief", "127.0.0.1:1", "--worker-timeout", "3"]) == 2
+    assert "Received: worker_timeout=3.0" in capsys.readouterr().err
 
 
 def test_a_worker_heartbeat_names_its_trials_and_waits_when_told(monkeypatch):

@@ -91,11 +91,23 @@ def test_small_search_end_to_end_then_resume(tmp_path, capsys):
     # Other settings in the same folder are refused, not mixed in.
     with pytest.raises(ValueError, match="other settings.*seed"):
         tuning.search(out=out, max_trials=3, seed=1, export=False, **TINY)
-    # So is a budget below the trials already finished.
+    # So is a budget below the trials already started, and another precision
+    # (its trials would score otherwise).
     settings = (out / "search.json").read_bytes()
     with pytest.raises(ValueError, match=r"at least the 3 trials.*Received: max_trials=2"):
         tuning.search(out=out, max_trials=2, export=False, **TINY)
+    with pytest.raises(ValueError, match="other settings.*precision: 'float32' -> 'auto'"):
+        tuning.search(out=out, max_trials=3, export=False, **{**TINY, "precision": "auto"})
     assert (out / "search.json").read_bytes() == settings
+    # One search of a folder at a time: a second one while it runs is refused.
+    from tuning import state
+
+    running = pytest.raises(ValueError, match=f"Another search is running in {out} "
+                                              f"\\(process {os.getpid()}\\)")
+    with state.search_lock(out), running:
+        tuning.search(out=out, max_trials=3, export=False, **TINY)
+    assert (out / "search.json").read_bytes() == settings
+    tuning.search(out=out, max_trials=3, export=False, **TINY)  # released
 
 
 def test_every_trial_and_the_export_are_built_at_the_search_precision(tmp_path, monkeypatch):
@@ -347,7 +359,30 @@ def test_bad_data_exits_2_with_one_line(tmp_path, capsys):
     ({"hypermodel": "x"}, "Received: hypermodel='x'"),
     ({"hypermodel_kwargs": {"input_size": 16}},
      r"`input_size` from the search.*Received: hypermodel_kwargs="),
+    ({"hypermodel_kwargs": {"bogus": 1}},  # was a TypeError from ZooHyperModel
+     r"`bogus` is not one \(they are .*dropout_rate.*Received: hypermodel_kwargs="),
 ])
 def test_bad_arguments_fail_fast(tmp_path, kwargs, match):
     with pytest.raises(ValueError, match=match):
         tuning.search(out=tmp_path, quiet=True, **kwargs)
+
+
+def test_a_budget_below_the_trials_started_is_refused(tmp_path):
+    # One trial ended and one interrupted (it runs again on resume): two
+    # started, so max_trials=1 would end with two trials ("Trial 2/1").
+    from tuning import driver
+
+    for n, status in enumerate(["COMPLETED", "RUNNING"]):
+        (tmp_path / "keras_tuner" / f"trial_{n}").mkdir(parents=True)
+        (tmp_path / "keras_tuner" / f"trial_{n}" / "trial.json").write_text(
+            json.dumps({"status": status}))
+    settings = {"tuner": "random", "max_trials": 2}
+    driver._check_settings(str(tmp_path), settings, overwrite=False)
+    with pytest.raises(ValueError, match=r"at least the 2 trials.*Received: max_trials=1"):
+        driver._check_settings(str(tmp_path), {**settings, "max_trials": 1}, overwrite=False)
+    # A worker's are compared, never recorded, and its budget is the chief's.
+    driver._check_settings(str(tmp_path), {**settings, "max_trials": 1}, False, worker=True)
+    assert json.loads((tmp_path / "search.json").read_text())["max_trials"] == 2
+    with pytest.raises(ValueError, match=r"chief's search.*tuner: 'random' -> 'bayesian'"):
+        driver._check_settings(str(tmp_path), {**settings, "tuner": "bayesian"}, False,
+                               worker=True)

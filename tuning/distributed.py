@@ -159,6 +159,20 @@ def check_worker_timeout(value):
     return float(value)
 
 
+def check_timeout_against_heartbeat(worker_timeout):
+    """A chief's `worker_timeout` must outlast two heartbeats, or it takes trials from live workers.
+
+    The heartbeat is this process's (`CNNZOO_HEARTBEAT_S`): set it alike for
+    the chief and the workers.
+    """
+    beat = heartbeat_interval()
+    if worker_timeout is not None and worker_timeout < 2 * beat:
+        v.fail(f"Expected `worker_timeout` of at least two heartbeats ({2 * beat:g} s): live "
+               f"workers report every {beat:g} s ({HEARTBEAT_ENV}), so a shorter one hands "
+               f"their trials to others, which then run twice.", "worker_timeout",
+               worker_timeout)
+
+
 def heartbeat_interval():
     """`HEARTBEAT_S`, or the seconds in `CNNZOO_HEARTBEAT_S`."""
     text = os.environ.get(HEARTBEAT_ENV)

@@ -18,6 +18,7 @@ Everything is written under `out`; Keras Tuner's own state under
 
 import contextlib
 import dataclasses
+import functools
 import math
 import numbers
 import os
@@ -43,7 +44,7 @@ MAX_PACK = 64
 SETTINGS_FILE = "search.json"
 # Settings that define a search: resuming with other values would mix two searches.
 _IDENTITY = ("model", "data", "tuner", "objective", "seed", "epochs", "batch_size",
-             "image_size", "color_mode", "num_samples", "input_size", "space")
+             "image_size", "color_mode", "num_samples", "input_size", "space", "precision")
 
 
 @dataclasses.dataclass
@@ -173,7 +174,10 @@ def search(model=DEFAULT_MODEL, data=DEFAULT_DATA, *, tuner="random",
     worker_timeout = distributed.check_worker_timeout(worker_timeout)
     threads = runtime.check_threads(threads)
 
-    with distributed.environment(chief, worker) as role:
+    # `_search` takes the folder's lock into `held` once its checks pass.
+    with distributed.environment(chief, worker) as role, contextlib.ExitStack() as held:
+        if role == "chief":
+            distributed.check_timeout_against_heartbeat(worker_timeout)
         return _search(**locals())
 
 
@@ -193,6 +197,16 @@ def _check_hypermodel(hypermodel, hypermodel_kwargs):
         v.fail(f"Expected `{taken[0]}` from the search, not in `hypermodel_kwargs` (pass "
                f"input_size and jit to search() itself; the data sets the others).",
                "hypermodel_kwargs", hypermodel_kwargs)
+    import inspect
+
+    from tuning.hypermodel import ZooHyperModel
+
+    known = set(inspect.signature(ZooHyperModel).parameters) - {"model_name"}
+    unknown = sorted(set(hypermodel_kwargs) - known)
+    if unknown:
+        v.fail(f"Expected ZooHyperModel arguments in `hypermodel_kwargs`; `{unknown[0]}` is "
+               f"not one (they are {', '.join(sorted(known))}).", "hypermodel_kwargs",
+               hypermodel_kwargs)
 
 
 @contextlib.contextmanager
@@ -223,7 +237,7 @@ def _search(*, model, data, tuner, max_trials, epochs, objective, seed, out, pre
             distribution, batch_size, image_size, num_samples, input_size, overwrite, export,
             chief, worker, hypermodel, hypermodel_kwargs, max_consecutive_failures,
             tuner_class, stream, quiet, role, distributed, pack, worker_timeout, threads,
-            color_mode):
+            color_mode, held):
     import cnnzoo.data
     from tuning import report, tuners
     from tuning.hypermodel import ZooHyperModel
@@ -270,8 +284,20 @@ def _search(*, model, data, tuner, max_trials, epochs, objective, seed, out, pre
         "color_mode": color_mode, "num_samples": num_samples,
         "input_size": list(input_size) if isinstance(input_size, (list, tuple)) else input_size,
         "space": _space_description(hypermodel), "max_trials": max_trials,
+        # As asked ("auto" is this machine's choice): trials in other
+        # precisions score otherwise.
+        "precision": precision,
     }
-    if role != "worker":
+    if role == "worker":
+        # The folder is the chief's: a worker never starts it afresh (Keras
+        # Tuner would delete the state the chief and the other workers share).
+        # Its settings are checked once the chief, which writes them before
+        # it serves, answers (`before_trials`).
+        overwrite = False
+    else:
+        from tuning import state
+
+        held.enter_context(state.search_lock(out))  # one search of a folder at a time
         _check_settings(out, settings, overwrite)
 
     from tuning import packed
@@ -308,6 +334,9 @@ def _search(*, model, data, tuner, max_trials, epochs, objective, seed, out, pre
         max_consecutive_failures=max_consecutive_failures, tuner_class=tuner_class,
         stream=stream, quiet=quiet, dtype_policy=setup["precision"])
     the_tuner.worker_timeout = worker_timeout
+    if role == "worker":
+        the_tuner.before_trials = functools.partial(_check_settings, out, settings, False,
+                                                    worker=True)
     oracle = the_tuner.oracle
     total = tuners.expected_trials(oracle)
     say(f"Search space: {_space_description(hypermodel)}")
@@ -499,7 +528,12 @@ def _space_description(hypermodel):
     return "; ".join(parts)
 
 
-def _check_settings(out, settings, overwrite):
+def _check_settings(out, settings, overwrite, worker=False):
+    """Refuses settings that differ from the search in `out`; records them there.
+
+    A worker's are checked against the chief's (`search.json`, where the
+    folder is shared), and not recorded.
+    """
     import json
 
     path = os.path.join(out, SETTINGS_FILE)
@@ -511,34 +545,29 @@ def _check_settings(out, settings, overwrite):
             old = {}
         diffs = [f"{k}: {old.get(k)!r} -> {settings.get(k)!r}" for k in _IDENTITY
                  if k in old and old.get(k) != settings.get(k)]
+        if diffs and worker:
+            v.fail(f"The chief's search in this folder has other settings ({'; '.join(diffs)})"
+                   f". Give every worker the chief's options.", "out", out)
         if diffs:
             v.fail(f"The folder holds a search with other settings ({'; '.join(diffs)}). "
                    f"Pass --overwrite (overwrite=True) to start afresh there, or choose "
                    f"another --out.", "out", out)
-        finished = _finished_trials(out)
-        if settings["tuner"] != "hyperband" and finished > settings["max_trials"]:
-            v.fail(f"Expected `max_trials` at least the {finished} trials the search in {out} "
-                   f"has finished (a larger value extends it).", "max_trials",
+        started = _started_trials(out)
+        if not worker and settings["tuner"] != "hyperband" and started > settings["max_trials"]:
+            v.fail(f"Expected `max_trials` at least the {started} trials the search in {out} "
+                   f"has started (a larger value extends it).", "max_trials",
                    settings["max_trials"])
-    _atomic.write_json(os.path.join(out, SETTINGS_FILE), settings)
+    if not worker:
+        _atomic.write_json(os.path.join(out, SETTINGS_FILE), settings)
 
 
-def _finished_trials(out):
-    """How many trials of the search in `out` have finished (completed or failed)."""
+def _started_trials(out):
+    """How many trials the search in `out` has started: ended, or interrupted to run again."""
     import glob
-    import json
 
     from tuning.tuners import PROJECT_NAME
 
-    count = 0
-    for path in glob.glob(os.path.join(glob.escape(out), PROJECT_NAME, "trial_*",
-                                       "trial.json")):
-        try:
-            with open(path) as f:
-                count += json.load(f).get("status") in ("COMPLETED", "FAILED")
-        except (OSError, ValueError, AttributeError):
-            continue
-    return count
+    return len(glob.glob(os.path.join(glob.escape(out), PROJECT_NAME, "trial_*", "trial.json")))
 
 
 # -- the best model -----------------------------------------------------------------

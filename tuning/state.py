@@ -11,6 +11,7 @@ reconciles the two on reload; `oracle_class(base)` mixes it into any Keras
 Tuner oracle class.
 """
 
+import contextlib
 import functools
 import json
 import os
@@ -18,6 +19,9 @@ import os
 import keras_tuner as kt
 
 from cnnzoo import _atomic
+from cnnzoo import _validation as v
+
+LOCK_FILE = ".cnnzoo-search.lock"
 
 RUNNING = "RUNNING"
 COMPLETED = "COMPLETED"
@@ -117,3 +121,35 @@ def ended_trials(project_dir):
 def has_saved_state(project_dir):
     """True when `project_dir` holds an oracle state to resume from."""
     return os.path.exists(os.path.join(project_dir, "oracle.json"))
+
+
+@contextlib.contextmanager
+def search_lock(out):
+    """Holds `<out>/.cnnzoo-search.lock` while a search runs in `out`.
+
+    A second search of the same folder (not a worker of it) is refused
+    while the first runs: both would run the same trials and write the same
+    files. The operating system releases the lock when the process ends,
+    however it ends, so a killed search never leaves the folder locked. (No
+    lock where `fcntl` is missing, on Windows.)
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    os.makedirs(out, exist_ok=True)
+    fd = os.open(os.path.join(out, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip()
+            v.fail(f"Another search is running in {out}" + (f" (process {holder})" if holder
+                                                              else "")
+                   + ": wait for it to end, or choose another --out.", "out", out)
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        yield
+    finally:
+        os.close(fd)

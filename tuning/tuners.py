@@ -89,6 +89,9 @@ class ZooTunerMixin:
         # a worker's heartbeat while it searches (`distributed.WorkerSide`).
         self.worker_timeout = distributed.WORKER_TIMEOUT_S
         self._worker_side = None
+        # A worker's check once its chief answers (the search's settings
+        # check, from `tuning.search`); `None` for none.
+        self.before_trials = None
         directory = kwargs.get("directory") or "."
         project_dir = os.path.join(str(directory), kwargs.get("project_name") or PROJECT_NAME)
         tuner_id = os.environ.get("KERASTUNER_TUNER_ID", "tuner0")
@@ -244,6 +247,9 @@ class ZooTunerMixin:
                   file=self.stream, flush=True)
             return
         try:
+            if self.before_trials is not None:
+                self.oracle.get_space()  # waits for the chief, as asking for a trial would
+                self.before_trials()
             with distributed.WorkerSide(self.oracle) as self._worker_side:
                 self.search_trials(*fit_args, **fit_kwargs)
         except grpc.RpcError as error:

@@ -86,8 +86,8 @@ def add_arguments(parser):
     parser.add_argument("--worker-timeout", type=float, default=300.0, metavar="SECONDS",
                         help="Distributed search, chief: hand a running trial to another "
                              "worker when nothing has been heard of it for SECONDS (its "
-                             "worker has died; live workers report every 30 s). 0: wait for "
-                             "it forever. Default: 300.")
+                             "worker has died; live workers report every 30 s, so at least "
+                             "60). 0: wait for it forever. Default: 300.")
     parser.add_argument("--pack", type=_pack, default="auto", metavar="K",
                         help="Train K trials at once, packed side by side in one model (same "
                              "results as one at a time; faster per epoch, slower to compile). "
