@@ -74,3 +74,18 @@ def test_table_shows_small_rates_and_learning_rates():
                              "1.2", "ok"]
     assert second.split() == ["2", "2", "0.00", "0.00033", "standard", "0.8000", "4e-05", "2",
                               "1200", "ok"]
+
+
+def test_a_failed_trial_without_a_reason_says_where_it_is():
+    # A distributed chief gets no reason over gRPC: the table said "None".
+    rows = [{"trial": 1, "trial_id": "0", "status": "FAILED", "score": None, "reason": None,
+             "values": {"dropout_rate": 0.25}, "val_accuracy": None, "val_loss": None,
+             "epochs": None, "seconds": 1.0},
+            {"trial": 2, "trial_id": "1", "status": "FAILED", "score": None,
+             "reason": "FailedTrialError: loss became nan at epoch 1",
+             "values": {"dropout_rate": 0.5}, "val_accuracy": None, "val_loss": None,
+             "epochs": None, "seconds": 1.0}]
+    lines = report.table(rows).splitlines()
+    assert f"trial 1 failed: {report.NO_REASON}" in lines
+    assert "trial 2 failed: FailedTrialError: loss became nan at epoch 1" in lines
+    assert "None" not in "\n".join(lines)

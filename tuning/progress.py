@@ -32,6 +32,10 @@ def format_values(values):
     return " ".join(parts) or "defaults"
 
 
+# A distributed chief gets no reason: Keras Tuner's gRPC trial carries none.
+NO_REASON = "no reason recorded here (a distributed worker prints it in its log)"
+
+
 def failure_reason(message):
     """The last line of a trial's traceback: `FailedTrialError: loss became nan ...`."""
     if not message:
@@ -106,7 +110,7 @@ class Progress:
                 parts.append(f"{other}={trial.metrics.get_last_value(other):.4f}")
             result = " ".join(parts)
         else:
-            result = f"{trial.status}: {failure_reason(trial.message) or 'no reason given'}"
+            result = f"{trial.status}: {failure_reason(trial.message) or NO_REASON}"
         best = self.oracle.get_best_trials(1)
         best_text = ""
         if best and best[0].status == "COMPLETED" and best[0].score is not None:

@@ -13,7 +13,7 @@ import math
 import os
 
 from cnnzoo import _atomic
-from tuning.progress import HIDDEN_PREFIX, failure_reason, trial_number
+from tuning.progress import HIDDEN_PREFIX, NO_REASON, failure_reason, trial_number
 
 METRICS = ("val_accuracy", "val_loss", "accuracy", "loss")
 EXTRA = ("best_epoch", "epochs", "seconds", "pack_size")
@@ -117,7 +117,8 @@ def table(rows, direction="max"):
     out += ["  ".join(c.rjust(w) for c, w in zip(cells, widths)) for cells in lines]
     failed = [r for r in ranked if r["status"] != "COMPLETED"]
     for row in failed:
-        out.append(f"trial {row['trial']} {row['status'].lower()}: {row['reason']}")
+        out.append(f"trial {row['trial']} {row['status'].lower()}: "
+                   f"{row['reason'] or NO_REASON}")
     return "\n".join(out)
 
 
