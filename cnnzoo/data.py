@@ -341,6 +341,12 @@ def _read_npz(path):
     else:
         num_classes = int(y.max()) + 1 if len(y) else 0
         class_names = [str(i) for i in range(num_classes)]
+        missing = sorted(set(range(num_classes)) - set(y.tolist()))
+        if missing and int(y.min()) >= 0:
+            # Labels 1..K would make a class "0" that no example shows.
+            v.fail(f"Expected labels 0..{num_classes - 1} in `y` of {path}, each with examples "
+                   f"(or `class_names` naming every class); label {missing[0]} has none.",
+                   "y", f"labels {sorted(set(y.tolist()))[:10]}")
     bad = (y < 0) | (y >= num_classes)
     if bad.any():
         i = int(np.argmax(bad))
@@ -380,8 +386,9 @@ def read_image(path, *, image_size=None, color_mode=None):
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
             Image.DecompressionBombError) as error:
         detail = " ".join(str(error).split()) or type(error).__name__
-        v.fail(f"Could not read the image {path} (corrupt or truncated?): {detail}.",
-               "path", path)
+        what = ("corrupt or truncated?" if path.lower().endswith(IMAGE_EXTENSIONS)
+                else f"not an image file? Images are {', '.join(IMAGE_EXTENSIONS)}")
+        v.fail(f"Could not read the image {path} ({what}): {detail}.", "path", path)
     if stored_float:
         pixels = _float_pixels(pixels, path)
     if pixels.ndim == 2:

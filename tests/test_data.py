@@ -300,3 +300,20 @@ def test_channels_first_npz_is_refused(tmp_path):
     np.savez(tmp_path / "cf.npz", x=np.zeros((6, 3, 16, 16), np.uint8), y=np.arange(6) % 2)
     with pytest.raises(ValueError, match=r"channels-first.*Received: x.shape=\(6, 3, 16, 16\)"):
         data.load_dataset(tmp_path / "cf.npz")
+
+
+def test_npz_labels_that_skip_a_class_need_class_names(tmp_path):
+    x = np.zeros((6, 4, 4), np.uint8)
+    np.savez(tmp_path / "one_based.npz", x=x, y=np.arange(6) % 3 + 1)
+    with pytest.raises(ValueError, match=r"labels 0\.\.3.*label 0 has none.*Received: y="):
+        data.load_dataset(tmp_path / "one_based.npz")
+    # Named classes may lack examples (a subset of a larger label set).
+    np.savez(tmp_path / "named.npz", x=x, y=np.arange(6) % 3 + 1,
+             class_names=np.array(["none", "a", "b", "c"]))
+    assert data.load_dataset(tmp_path / "named.npz").num_classes == 4
+
+
+def test_a_file_that_is_not_an_image_is_named_as_such(tmp_path):
+    (tmp_path / "data.npz").write_bytes(b"PK\x03\x04 not an image")
+    with pytest.raises(ValueError, match=r"not an image file\? Images are \.png"):
+        data.read_image(tmp_path / "data.npz")
