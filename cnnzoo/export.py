@@ -490,6 +490,15 @@ def build_card(model, *, format, artifact, class_names, verification, serving_ve
     raw_shape = list(model.inputs[0].shape[1:])
     num_classes = int(model.outputs[0].shape[-1])
     trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
+    preprocessing = describe_preprocessing(model)
+    resize = next((step for step in preprocessing if step["op"] == "resize"), None)
+    description = (f"raw pixels (0-255) of {raw_shape[0]}x{raw_shape[1]} images (resize "
+                   f"others to that size first)")
+    if resize:
+        description += (f"; the model resizes them to {resize['height']}x{resize['width']} "
+                        f"and rescales them itself")
+    elif preprocessing:
+        description += "; the model rescales them itself"
     card = {
         "format": format,
         "artifact": artifact,
@@ -509,9 +518,9 @@ def build_card(model, *, format, artifact, class_names, verification, serving_ve
             "dtype": "float32",
             "layout": "NHWC (batch, height, width, channels)",
             "range": [0, 255],
-            "description": "raw pixels; resizing and rescaling happen inside the model",
+            "description": description,
         },
-        "preprocessing": describe_preprocessing(model),
+        "preprocessing": preprocessing,
         "output": {"name": OUTPUT_NAME, "shape": [None, num_classes], "dtype": "float32",
                    "description": "class probabilities (softmax)"},
         "class_names": class_names if class_names is not None

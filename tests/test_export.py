@@ -311,6 +311,20 @@ def test_an_unbuilt_model_is_a_value_error(tmp_path):
         E.export_model(unbuilt, tmp_path / "x", verbose=False)
 
 
+def test_the_card_says_what_size_to_feed():
+    # "resizing happens inside the model" misled where the model resizes
+    # nothing (`--image-size` resized while loading): the input's size is
+    # what to feed.
+    from cnnzoo.pipeline import build_classifier
+
+    plain, inner = (E.build_card(build_classifier("simple_cnn", (8, 8, 1), 3, input_size=size),
+                                 format="keras", artifact="x", class_names=None,
+                                 verification={})["input"]["description"]
+                    for size in (None, 16))
+    assert plain.startswith("raw pixels (0-255) of 8x8 images") and "resizes" not in plain
+    assert "the model resizes them to 16x16" in inner
+
+
 def test_tflite_card_describes_the_float32_copy(tmp_path):
     from cnnzoo.pipeline import build_classifier
 
