@@ -65,7 +65,7 @@ def test_run_artefacts_and_rerun(tmp_path):
     assert again.test_metrics == result.test_metrics
     assert str(moved) in T.summary_text(again) and str(out) + os.sep not in T.summary_text(again)
     # A bad knob is named as such, not as a difference from the run in the folder.
-    with pytest.raises(ValueError, match=r"\[0, 1\).*Received: dropout_rate=1.5"):
+    with pytest.raises(ValueError, match=r"in \[0.0, 1.0\)\. Received: dropout_rate=1.5"):
         T.train("simple_cnn", out=moved, epochs=3, dropout_rate=1.5, **KW)
 
 

@@ -311,10 +311,22 @@ def test_repeated_failures_stop_the_search_with_its_state_saved(tmp_path):
 
 
 def test_a_model_that_cannot_be_built_fails_before_any_trial(tmp_path):
-    # simple_cnn needs at least 4x4 inputs (two 2x2 pools).
-    with pytest.raises(ValueError, match="cannot be built.*input_shape") as info:
+    # simple_cnn needs at least 4x4 inputs (two 2x2 pools): the hypermodel
+    # says so when it is made.
+    with pytest.raises(ValueError, match=r"at least 4x4 for `simple_cnn`.*Received: input_size=2"):
         tuning.search(out=tmp_path, input_size=2, **TINY)
-    assert "Received:" in str(info.value)
+    assert not (tmp_path / "keras_tuner").exists()
+    # A hypermodel that builds nothing is caught by the search's own trial build.
+    import keras_tuner as kt
+
+    class Broken(kt.HyperModel):
+        def build(self, hp):
+            hp.Float("dropout_rate", 0.0, 0.5)
+            raise ValueError("no model here")
+
+    with pytest.raises(ValueError, match=r"cannot be built for this data \(Broken on.*no model "
+                                         r"here\. Received: model='Broken'"):
+        tuning.search(out=tmp_path, hypermodel=Broken(), **TINY)
     assert not (tmp_path / "keras_tuner").exists()
 
 

@@ -451,6 +451,10 @@ def _preflight(hypermodel, ds, model_name, strategy):
     import keras_tuner as kt
     import numpy as np
 
+    from tuning.hypermodel import ZooHyperModel
+
+    if not isinstance(hypermodel, ZooHyperModel):  # the user's: named as such
+        model_name = getattr(hypermodel, "name", None) or type(hypermodel).__name__
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     try:
         with scope:
@@ -459,9 +463,12 @@ def _preflight(hypermodel, ds, model_name, strategy):
             raise TypeError(f"build(hp) returned {type(model).__name__}, not a keras.Model")
         outputs = keras.ops.convert_to_numpy(model(ds.x_train[:2], training=False))
     except ValueError as error:
+        detail = " ".join(str(error).split())
+        if "Received:" not in detail:
+            detail = f"{detail.rstrip('.')}. Received: model={model_name!r}"
         raise ValueError(f"The model cannot be built for this data ({model_name} on "
                          f"{ds.input_shape} images, {ds.num_classes} classes): "
-                         f"{' '.join(str(error).split())}") from error
+                         f"{detail}") from error
     except Exception as error:  # any other failure is a set-up error too
         v.fail(f"The model cannot be built for this data ({model_name} on {ds.input_shape} "
                f"images, {ds.num_classes} classes): {type(error).__name__}: "
