@@ -11,8 +11,10 @@ import argparse
 import gc
 import importlib
 import os
+import re
 import sys
 
+from cnnzoo import _validation as v
 from cnnzoo import commands
 
 # name -> (module, one-line help). The order is the order of `--help`.
@@ -39,6 +41,16 @@ class _Parser(argparse.ArgumentParser):
     """argparse's own errors (an unknown or missing option) in one line too."""
 
     def error(self, message):
+        # A sub-command's name (positional, so argparse's): the project's message.
+        match = re.fullmatch(r"argument (\S+): invalid choice: '(.*)' \(choose from (.*)\)",
+                             message)
+        if match:
+            label, value, listed = match.groups()
+            choices = re.findall(r"'([^']*)'", listed) or [c.strip() for c in listed.split(",")]
+            try:
+                v.check_choice(label.lower(), value, choices)
+            except ValueError as error:
+                self.exit(2, f"{self.prog}: error: {error}\n")
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`).\n")
 
 

@@ -213,6 +213,20 @@ def test_export_bad_serving_version_is_one_line(capsys, tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("argv, line", [
+    (["tnue"], "cnnzoo: error: Expected `command` to be one of ['list', 'info', 'summary', "
+               "'tune', 'train', 'export', 'predict', 'verify', 'experiment', 'bench']. Did you "
+               "mean 'tune'? Received: command='tnue'"),
+    (["experiment", "overfiting", "--out", "x"],
+     "cnnzoo experiment: error: Expected `name` to be one of ['activations', "
+     "'vanishing-gradients', 'overfitting', 'ordered-batches']. Did you mean 'overfitting'? "
+     "Received: name='overfiting'"),
+])
+def test_a_bad_command_name_is_the_projects_error(capsys, argv, line):
+    assert _main(argv) == 2
+    assert capsys.readouterr().err.splitlines() == [line]
+
+
 @pytest.mark.parametrize("argv, message", [
     (["tune", "--bogus", "1"], "cnnzoo: error: unrecognized arguments: --bogus 1"),
     (["train"], "cnnzoo train: error: the following arguments are required: --out"),
