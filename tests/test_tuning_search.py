@@ -87,6 +87,13 @@ def test_small_search_end_to_end_then_resume(tmp_path, capsys):
     assert capsys.readouterr().out == ""  # nor "Reloading Tuner from ...", Keras Tuner's
     assert sorted(r["trial_id"] for r in again.trials) == ["0", "1", "2"]
     assert [f.stat().st_mtime_ns for f in trial_files] == stamps
+    # Run again with the export: the best model there is this trial's already, kept.
+    card_file = out / "best_model" / "model_card.json"
+    exported = card_file.stat().st_mtime_ns
+    kept = tuning.search(out=out, max_trials=3, **TINY)
+    assert card_file.stat().st_mtime_ns == exported
+    assert kept.test_metrics == result.test_metrics
+    assert kept.files["model"] == result.files["model"]
 
     # Other settings in the same folder are refused, not mixed in.
     with pytest.raises(ValueError, match="other settings.*seed"):

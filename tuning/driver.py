@@ -580,9 +580,41 @@ def _started_trials(out):
 # -- the best model -----------------------------------------------------------------
 
 
+def _exported_already(out, best):
+    """`(test_metrics, path)` of an export of this very best trial in `out`, else `None`.
+
+    A finished search run again (or extended without a better trial) keeps
+    its export instead of training, evaluating and exporting it again.
+    """
+    import json
+
+    for path, card_path in ((os.path.join(out, "best_model"),
+                             os.path.join(out, "best_model", "model_card.json")),
+                            (os.path.join(out, "best_model.keras"),
+                             os.path.join(out, "best_model_card.json"))):
+        if not (os.path.exists(path) and os.path.isfile(card_path)):
+            continue
+        try:
+            with open(card_path) as f:
+                card = json.load(f)
+        except (OSError, ValueError):
+            continue
+        trial = card.get("best_trial") if isinstance(card, dict) else None
+        if isinstance(trial, dict) and trial.get("trial") == best["trial"] \
+                and trial.get("hyperparameters") == best["values"] \
+                and trial.get("validation") == {k: best[k] for k in ("val_accuracy",
+                                                                    "val_loss")}:
+            return card.get("test") or {}, path
+    return None
+
+
 def _export_best(the_tuner, hypermodel, oracle, best, ds, out, meta, say, epochs, batch_size):
     import keras
 
+    done = _exported_already(out, best) if the_tuner.resumed else None
+    if done is not None:
+        say(f"The best model in {done[1]} is this search's best trial already; kept.")
+        return done
     trial = oracle.get_trial(best["trial_id"])
     keras.config.set_dtype_policy(the_tuner.dtype_policy)  # as the trials were built
     try:
