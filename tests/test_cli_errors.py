@@ -214,13 +214,13 @@ def test_export_bad_serving_version_is_one_line(capsys, tmp_path):
 
 
 @pytest.mark.parametrize("argv, line", [
-    (["tnue"], "cnnzoo: error: Expected `command` to be one of ['list', 'info', 'summary', "
-               "'tune', 'train', 'export', 'predict', 'verify', 'experiment', 'bench']. Did you "
-               "mean 'tune'? Received: command='tnue'"),
+    (["tnue"], ("cnnzoo: error: Expected `command` to be one of ['list', 'info', 'summary', "
+                "'tune', 'train', 'export', 'predict', 'verify', 'experiment', 'bench']. Did "
+                "you mean 'tune'? Received: command='tnue'")),
     (["experiment", "overfiting", "--out", "x"],
-     "cnnzoo experiment: error: Expected `name` to be one of ['activations', "
-     "'vanishing-gradients', 'overfitting', 'ordered-batches']. Did you mean 'overfitting'? "
-     "Received: name='overfiting'"),
+     ("cnnzoo experiment: error: Expected `name` to be one of ['activations', "
+      "'vanishing-gradients', 'overfitting', 'ordered-batches']. Did you mean 'overfitting'? "
+      "Received: name='overfiting'")),
 ])
 def test_a_bad_command_name_is_the_projects_error(capsys, argv, line):
     assert _main(argv) == 2

@@ -112,8 +112,8 @@ def test_grid_reaches_the_top_of_the_range():
     (dict(activation="relux"), "Did you mean 'relu'"),
     (dict(num_classes=1), "num_classes=1"),
     # Checked when the hypermodel is made, not in every trial's build.
-    (dict(input_size="8"), "input_size='8'"),
-    (dict(input_size=(2, 2)), r"at least 4x4 for `simple_cnn`.*input_size=\(2, 2\)"),
+    ({"input_size": "8"}, "input_size='8'"),
+    ({"input_size": (2, 2)}, r"at least 4x4 for `simple_cnn`.*input_size=\(2, 2\)"),
 ])
 def test_bad_arguments_are_clear(kwargs, match):
     args = dict(DIGITS, **kwargs)
