@@ -118,6 +118,8 @@ def check_input_shape(name, value, *, min_size=None, model=None):
 
 def check_per_stage(name, value, num_stages, check=check_rate):
     """Expands one value, or one value per stage, to a per-stage list."""
+    if hasattr(value, "tolist") and getattr(value, "ndim", 0) == 1:
+        value = value.tolist()  # a NumPy array of rates
     if isinstance(value, (list, tuple)):
         if len(value) != num_stages:
             fail(f"Expected `{name}` to be one value or a list of {num_stages} values "

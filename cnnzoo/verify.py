@@ -167,6 +167,8 @@ class Report:
 
     def to_json(self, path=None):
         """Returns the report as JSON; also writes it (atomically) to `path`."""
+        if path is not None:
+            path = v.check_output_file("path", path)
         text = json.dumps(self.to_dict(), indent=2)
         if path is not None:
             _atomic.write_text(path, text + "\n")
@@ -341,6 +343,27 @@ def _relu_name(config):
     return ",".join(parts) or "default"
 
 
+def _check_layer_class(name, cls):
+    import inspect
+
+    import keras
+
+    if not (inspect.isclass(cls) and issubclass(cls, keras.layers.Layer)):
+        v.fail(f"Expected `{name}` to be a Keras layer class.", name, cls)
+
+
+def _check_dtypes(dtypes):
+    """The float dtypes to check: `dtypes`, or every one the backend has."""
+    if dtypes is None:
+        return tuple(available_dtypes())
+    if isinstance(dtypes, str) or not isinstance(dtypes, (list, tuple)) or not dtypes:
+        v.fail("Expected `dtypes` as a non-empty list of float dtypes, e.g. ['float32'].",
+               "dtypes", dtypes)
+    for dtype in dtypes:
+        v.check_choice("dtypes", dtype, available_dtypes())
+    return tuple(dtypes)
+
+
 def check_relu(relu_class=None, reference_class=None, quick=False, dtypes=None):
     """Checks a ReLU layer class against `keras.layers.ReLU`.
 
@@ -360,7 +383,9 @@ def check_relu(relu_class=None, reference_class=None, quick=False, dtypes=None):
         from cnnzoo.layers import ReLU as relu_class
     if reference_class is None:
         reference_class = keras.layers.ReLU
-    dtypes = tuple(dtypes or available_dtypes())
+    _check_layer_class("relu_class", relu_class)
+    _check_layer_class("reference_class", reference_class)
+    dtypes = _check_dtypes(dtypes)
     n = 512 if quick else 4096
     checks = []
 
@@ -507,7 +532,11 @@ def check_dropout(dropout_class=None, spatial_class=None, reference_class=None,
         from cnnzoo.layers import SpatialDropout2D as spatial_class
     reference_class = reference_class or keras.layers.Dropout
     spatial_reference_class = spatial_reference_class or keras.layers.SpatialDropout2D
-    dtypes = tuple(dtypes or available_dtypes())
+    for name, cls in (("dropout_class", dropout_class), ("spatial_class", spatial_class),
+                      ("reference_class", reference_class),
+                      ("spatial_reference_class", spatial_reference_class)):
+        _check_layer_class(name, cls)
+    dtypes = _check_dtypes(dtypes)
     backend = _backend()
     n_side = 128 if quick else 400  # n_side**2 units per statistical sample
     checks = []
@@ -780,6 +809,7 @@ def check_model(name, relu_class=None, dropout_class=None, spatial_class=None, b
 
     from cnnzoo import layers
 
+    batch_size = v.check_int("batch_size", batch_size, low=1)
     shape = model_input_shape(name)
     kwargs = {"input_shape": shape, "num_classes": 10}
     rng = np.random.default_rng(0)
@@ -885,6 +915,8 @@ def verify(quick=False, models=None, relu_class=None, dropout_class=None,
     backend = keras.backend.backend()
     if backend not in ("tensorflow", "jax"):
         v.fail("Expected the tensorflow or jax backend.", "backend", backend)
+    if isinstance(models, (list, tuple)) and not all(isinstance(m, str) for m in models):
+        v.fail("Expected `models` to be a pattern, a list of names or None.", "models", models)
     if models is None:
         names = quick_models() if quick else cnnzoo.list_models()
     elif isinstance(models, str) or (isinstance(models, (list, tuple))
@@ -910,10 +942,15 @@ def verify(quick=False, models=None, relu_class=None, dropout_class=None,
         checks += check_relu(relu_class, quick=quick)
         say("checking Dropout and SpatialDropout2D against keras.layers ...")
         checks += check_dropout(dropout_class, spatial_dropout_class, quick=quick)
-    for i, name in enumerate(names):
-        say(f"checking model {name} ({i + 1}/{len(names)}) ...")
-        checks += check_model(name, relu_class, dropout_class, spatial_dropout_class)
-        keras.backend.clear_session()
+    policy = keras.config.dtype_policy()
+    try:
+        for i, name in enumerate(names):
+            say(f"checking model {name} ({i + 1}/{len(names)}) ...")
+            checks += check_model(name, relu_class, dropout_class, spatial_dropout_class)
+            keras.backend.clear_session()  # which resets the dtype policy to float32
+            keras.config.set_dtype_policy(policy)
+    finally:
+        keras.config.set_dtype_policy(policy)  # the caller's, as it was
 
     notes = [
         f"dropout masks bit-identical to Keras's for the same seed on {backend}: "

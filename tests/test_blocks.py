@@ -257,6 +257,11 @@ def test_drop_path_drops_whole_samples():
     assert DropPath.from_config(layer.get_config()).rate == 0.5
 
 
+def test_drop_path_needs_a_batch_axis():
+    with pytest.raises(ValueError, match=r"Received: inputs.shape=\(\)"):
+        DropPath(0.5)(np.float32(1.0), training=True)
+
+
 @pytest.mark.multibackend
 def test_drop_path_drops_infinite_branches_to_zero():
     # A dropped branch is 0, as dropout's; inf * 0 would be NaN.

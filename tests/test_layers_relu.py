@@ -67,6 +67,17 @@ def test_an_infinite_max_value_keeps_infinite_inputs(max_value, dtype):
     assert not np.isnan(got).any()
 
 
+@pytest.mark.multibackend
+@pytest.mark.parametrize("config", [{"max_value": 6.0}, {"max_value": 6.0, "negative_slope": 0.1},
+                                    {"max_value": 1.5}])
+def test_an_empty_batch_as_keras(config):
+    # relu6's tie term went through Keras's TensorFlow `add`, whose bias-add
+    # shortcut fails on (0, 5) + (0, 5).
+    for shape in ((0, 5), (0, 5, 1)):
+        x = np.zeros(shape, "float32")
+        assert tuple(ReLU(**config)(x).shape) == tuple(keras.layers.ReLU(**config)(x).shape)
+
+
 @pytest.mark.parametrize("config", [{}, {"max_value": 6.0}, {"max_value": 3.0},
                                     {"threshold": 1.0}])
 def test_integer_inputs_keep_their_dtype_as_keras(config):

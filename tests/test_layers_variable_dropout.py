@@ -222,3 +222,14 @@ def test_tunable_models_get_a_layer_wherever_a_configured_rate_goes():
 def test_invalid_arguments(kwargs, name):
     with pytest.raises(ValueError, match=f"Received: {name}="):
         VariableDropout(**kwargs)
+
+
+def test_spatial_cannot_be_switched_on_without_feature_maps():
+    # Built on a rank-2 input it has no spatial variable: the setting did
+    # nothing while get_config() said spatial=True.
+    layer = VariableDropout(0.3)
+    layer(np.ones((2, 4), "float32"), training=True)
+    with pytest.raises(ValueError, match="not 4D.*Received: spatial=True"):
+        layer.spatial = True
+    layer.spatial = False
+    assert layer.get_config()["spatial"] is False

@@ -199,6 +199,7 @@ BAD_ARGUMENTS = [
     ("input_shape", (64, 64, 0), "three positive integers"),
     ("name", "", "non-empty string"),
     ("name", 7, "non-empty string"),
+    ("name", "a/b", "without '/'"),  # Keras's own error otherwise
 ]
 
 

@@ -111,3 +111,35 @@ def test_verify_rejects_unknown_models():
         verify.verify(models="no_such_model*", layers=False)
     with pytest.raises(ValueError, match="Received: name="):
         verify.verify(models=["no_such_model"], layers=False)
+
+
+def test_verify_keeps_the_callers_dtype_policy():
+    # Keras's clear_session after each model reset it to float32, for the
+    # caller and for every model after the first.
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        report = verify.verify(models=["simple_cnn", "lenet5"], layers=False)
+        assert keras.config.dtype_policy().name == "mixed_bfloat16"
+        assert report.passed
+    finally:
+        keras.config.set_dtype_policy("float32")
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda: verify.verify(models=["simple_cnn", 3], layers=False), "models"),
+    (lambda: verify.check_relu(dtypes=["float17"]), "dtypes"),
+    (lambda: verify.check_relu(dtypes="float32"), "dtypes"),
+    (lambda: verify.check_relu(relu_class=5), "relu_class"),
+    (lambda: verify.check_dropout(dtypes=["int32"]), "dtypes"),
+    (lambda: verify.check_model("simple_cnn", batch_size=0), "batch_size"),
+])
+def test_bad_arguments_are_value_errors(call, name):
+    with pytest.raises(ValueError, match=f"Received: {name}="):
+        call()
+
+
+def test_report_json_to_a_folder_is_refused(tmp_path):
+    report = verify.Report([], backend=keras.backend.backend(), keras_version=keras.__version__)
+    with pytest.raises(ValueError, match="not a folder. Received: path="):
+        report.to_json(tmp_path)
+    assert list(tmp_path.iterdir()) == []

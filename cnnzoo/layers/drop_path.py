@@ -35,6 +35,9 @@ class DropPath(keras.layers.Layer):
         self.supports_masking = True
 
     def call(self, inputs, training=False):
+        if len(inputs.shape) < 1:
+            v.fail("Expected a batch (its first axis the samples) for DropPath.",
+                   "inputs.shape", tuple(inputs.shape))
         if not training or self.rate == 0.0:
             return inputs
         # Inverted dropout with one mask value per sample: a dropped branch

@@ -63,8 +63,9 @@ def make_activation(activation, *, implementation="keras", name=None):
     """Builds the activation layer for `activation`.
 
     Args:
-        activation: a name from `ACTIVATIONS`, a callable, or a layer class
-            (instantiated with `name=` only).
+        activation: a name from `ACTIVATIONS`, a callable, a layer class
+            (instantiated with `name=` only), or a layer instance (a fresh
+            copy from its config each call).
         implementation: `"keras"` or `"primitive"`: which ReLU the ReLU
             family uses.
         name: the layer's name.
@@ -77,6 +78,10 @@ def make_activation(activation, *, implementation="keras", name=None):
         return keras.layers.Activation(activation, name=name)
     if inspect.isclass(activation):
         return activation(name=name)
+    if isinstance(activation, keras.layers.Layer):
+        # A copy per call: one instance at every site would be one layer,
+        # one set of weights (a PReLU's), and one input shape, for all.
+        return type(activation).from_config({**activation.get_config(), "name": name})
     return keras.layers.Activation(activation, name=name)
 
 

@@ -73,7 +73,7 @@ def _relu_core(x):
 def _clip_above(p, max_value, grad_at_max):
     """min(p, max_value), with gradient `grad_at_max` where p == max_value.
 
-    `p + (p - stop_gradient(p)) * (c - 1)` is exactly `p` forward where p is
+    `p - (p - stop_gradient(p)) * (1 - c)` is exactly `p` forward where p is
     finite, and has gradient c. Where p is infinite (a `max_value` of +inf in
     the compute dtype, as 1e5 is in float16) it would be inf - inf = NaN:
     there the tie is p itself, as it is for integer inputs.
@@ -83,7 +83,10 @@ def _clip_above(p, max_value, grad_at_max):
             keras.backend.standardize_dtype(p.dtype)):
         tie = p  # integers have no gradient; the float factor would promote them
     else:
-        tie = ops.add(p, ops.multiply(ops.subtract(p, ops.stop_gradient(p)), grad_at_max - 1.0))
+        # p - d (1 - c), not p + d (c - 1): Keras's TensorFlow `add` takes two
+        # tensors shaped like (0, 5) for an input and a bias, and fails.
+        tie = ops.subtract(p, ops.multiply(ops.subtract(p, ops.stop_gradient(p)),
+                                           1.0 - grad_at_max))
         tie = ops.where(ops.isfinite(p), tie, p)
     return ops.where(ops.greater(p, m), m, ops.where(ops.equal(p, m), tie, p))
 

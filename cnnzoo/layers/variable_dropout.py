@@ -135,10 +135,14 @@ class VariableDropout(keras.layers.Layer):
     @spatial.setter
     def spatial(self, value):
         value = v.check_bool("spatial", value)
-        if self._spatial is None:
-            self.initial_spatial = value
-        else:
+        if self._spatial is not None:
             self._spatial.assign(float(value))
+        elif self._rate is not None and value:
+            # Built on an input that is not 4D: it has no feature maps to drop.
+            v.fail("Expected spatial=False for a layer built on an input that is not 4D "
+                   "(no feature maps to drop whole).", "spatial", value)
+        else:
+            self.initial_spatial = value
 
     def call(self, inputs, training=False):
         if not training:

@@ -239,8 +239,8 @@ def resolve_config(name, /, **kwargs):
                                     factory.implementations())
     tunable_dropout = v.check_bool("tunable_dropout", kwargs.get("tunable_dropout", False))
     model_name = kwargs.get("name", name)
-    if not isinstance(model_name, str) or not model_name:
-        v.fail("Expected `name` to be a non-empty string.", "name", model_name)
+    if not isinstance(model_name, str) or not model_name or "/" in model_name:
+        v.fail("Expected `name` to be a non-empty string without '/'.", "name", model_name)
 
     extra = {}
     drop_path_rate = 0.0
@@ -294,6 +294,15 @@ def create_model(name, /, **kwargs):
     ...                             num_classes=10, dropout_rate=0.25)
     """
     cfg = resolve_config(name, **kwargs)
+    import keras
+
+    if keras.config.image_data_format() != "channels_last":
+        # The blocks are written channels-last (their batch norm and
+        # concatenations too): channels-first layers would build another net.
+        v.fail("Expected keras.config.image_data_format() to be 'channels_last': cnnzoo's "
+               "models take (height, width, channels) images. Set it back with "
+               "keras.config.set_image_data_format('channels_last').", "image_data_format",
+               keras.config.image_data_format())
     return _REGISTRY[name].fn(cfg)
 
 
