@@ -62,11 +62,24 @@ def without_notices(notices=NOTICES):
                 os.write(2, b"".join(kept))
 
 
-def start_backend():
-    """Imports Keras and lists the accelerators, without the start-up notices."""
+def start_backend(tensorflow=True):
+    """Imports Keras and lists the accelerators, without the start-up notices.
+
+    On another backend TensorFlow, where installed, is imported here too
+    (`tensorflow=True`): Keras imports it later anyway where it is
+    installed (`keras.utils.set_random_seed` seeds it, and TensorBoard and
+    SavedModels need it), and its notices would come then.
+    """
+    import importlib.util
+
     with without_notices():
-        import keras  # noqa: F401  (imports the backend)
+        import keras
 
         from cnnzoo import runtime
 
+        if tensorflow and keras.backend.backend() != "tensorflow" \
+                and importlib.util.find_spec("tensorflow") is not None:
+            import tensorflow
+
+            tensorflow.config.list_physical_devices("GPU")  # where cuInit says its piece
         runtime.accelerators()

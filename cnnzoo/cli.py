@@ -95,7 +95,7 @@ def main(argv=None):
         if args.command not in LIGHT_COMMANDS:
             from cnnzoo import _native_log
 
-            _native_log.start_backend()
+            _native_log.start_backend(tensorflow=args.command != "summary")
         code = args._module.run(args)
     except ValueError as error:
         message = " ".join(str(error).split())

@@ -44,6 +44,8 @@ SIGNATURE = "serving_default"
 FLOAT32_TOLERANCE = 1e-5
 MIXED_TOLERANCE = 2e-2
 VERIFY_BATCH = 8
+# Formats this package writes through TensorFlow only.
+TENSORFLOW_ONLY = ("tflite", "onnx")
 EXTRAS = {
     "onnx": ("tf2onnx", "onnx", "onnxruntime"),
 }
@@ -157,6 +159,12 @@ def export_model(model, path, *, format="saved_model", overwrite=False, class_na
         v.fail("Expected `path` to be a folder path.", "path", path)
     base = os.path.abspath(os.path.expanduser(path))
     target = os.path.join(base, str(serving_version)) if serving_version else base
+    if format in TENSORFLOW_ONLY and keras.backend.backend() != "tensorflow":
+        # Keras converts to LiteRT from TensorFlow (or PyTorch), and to ONNX
+        # on JAX only with jax2onnx, which this package does not install.
+        v.fail(f"Expected the TensorFlow backend for format='{format}': run with "
+               f"KERAS_BACKEND=tensorflow (the export reads a .keras file or a run folder "
+               f"from any backend).", "format", format)
     if format in EXTRAS:
         _require(format)
     batch = _verify_batch(verify_batch, raw_shape)
@@ -282,9 +290,31 @@ def _write_saved_model(model, folder, raw_shape):
 def _reload_saved_model(folder, batch):
     import tensorflow as tf
 
-    loaded = tf.saved_model.load(folder)
+    loaded = _load_saved_model(folder)
     out = loaded.signatures[SIGNATURE](**{INPUT_NAME: tf.constant(batch)})[OUTPUT_NAME]
     return out.numpy(), f"tf.saved_model.load(...).signatures['{SIGNATURE}']"
+
+
+def _load_saved_model(path):
+    """`tf.saved_model.load`, without its warning about gradients.
+
+    An export made on JAX holds functions with custom gradients that a
+    SavedModel does not keep; TensorFlow warns of it on every load, though
+    serving never asks for a gradient.
+    """
+    import logging
+
+    import tensorflow as tf
+
+    def unsaved_gradients(record):
+        return "with ops with unsaved custom gradients" not in record.getMessage()
+
+    logger = logging.getLogger("absl")
+    logger.addFilter(unsaved_gradients)
+    try:
+        return tf.saved_model.load(path)
+    finally:
+        logger.removeFilter(unsaved_gradients)
 
 
 def _write_keras(model, folder, raw_shape):
@@ -711,7 +741,7 @@ def load_export(path):
         import tensorflow as tf
 
         try:
-            loaded = tf.saved_model.load(path)
+            loaded = _load_saved_model(path)
             signature = loaded.signatures[SIGNATURE]
         except Exception as error:  # noqa: BLE001
             detail = " ".join(str(error).split())[:300]

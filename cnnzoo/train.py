@@ -279,8 +279,10 @@ def _train(model, dataset, run_dir, config, previous, knobs, *, input_size, epoc
                                        state=state["early_stopping"] if state else None,
                                        verbose=int(verbose > 0))
         checkpoint = RunCheckpoint(run_dir, batches, early, state)
-        callbacks = [early, checkpoint,
-                     keras.callbacks.TensorBoard(log_dir=paths["logs"], write_graph=False)]
+        callbacks = [early, checkpoint]
+        if _has_tensorflow():  # Keras's TensorBoard writes with TensorFlow's summary ops
+            callbacks.append(keras.callbacks.TensorBoard(log_dir=paths["logs"],
+                                                         write_graph=False))
         runtime.prepare_training(net, dataset.x_train, dataset.y_train)
         net.fit(batches, validation_data=(dataset.x_val, dataset.y_val), epochs=epochs,
                 initial_epoch=done, callbacks=callbacks, shuffle=False,
@@ -543,6 +545,12 @@ def _check_run_dir(run_dir, config):
     return record
 
 
+def _has_tensorflow():
+    import importlib.util
+
+    return importlib.util.find_spec("tensorflow") is not None
+
+
 def _first_moments(run_dir, name):
     """Whether `name` is what a run killed before its first `run.json` leaves behind.
 
@@ -746,7 +754,10 @@ def summary_text(result):
         f"  record         {p['run']}",
         f"  history        {p['history']}",
         f"  curves         {p['learning_curves']}",
-        f"  TensorBoard    tensorboard --logdir {p['logs']}",
+    ]
+    if os.path.isdir(p["logs"]):
+        lines.append(f"  TensorBoard    tensorboard --logdir {p['logs']}")
+    lines += [
         f"  export         cnnzoo export {result.run_dir} --out EXPORT_DIR",
         "",
     ]

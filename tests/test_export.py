@@ -305,6 +305,18 @@ def test_bad_arguments(model, tmp_path, kwargs, message):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.parametrize("fmt", ["tflite", "onnx"])
+def test_tensorflow_only_formats_are_refused_on_other_backends(model, tmp_path, monkeypatch,
+                                                              fmt):
+    # On JAX, Keras's own errors came after the work: "LiteRT export requires
+    # TensorFlow or PyTorch backend", "The model provided has never called".
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    with pytest.raises(ValueError, match=f"TensorFlow backend for format='{fmt}'.*"
+                                         f"Received: format='{fmt}'"):
+        E.export_model(model, tmp_path / "x", format=fmt, verbose=False)
+    assert not (tmp_path / "x").exists()
+
+
 def test_an_unbuilt_model_is_a_value_error(tmp_path):
     unbuilt = keras.Sequential([keras.layers.Dense(2)])
     with pytest.raises(ValueError, match="Expected a built model"):

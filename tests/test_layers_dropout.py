@@ -2,6 +2,7 @@
 
 import inspect
 import math
+import os
 
 import keras
 import numpy as np
@@ -205,3 +206,25 @@ def test_built_from_primitives_only():
                       "keras.src", "tensorflow", "jax."):
         assert forbidden not in code, forbidden
     assert "keras.random.uniform" in code
+
+
+def test_masks_equal_keras_on_jax_with_x64():
+    # jax.random.bernoulli draws in float64 under jax_enable_x64: a float32
+    # draw disagreed with Keras's mask on half of the units.
+    import subprocess
+    import sys
+
+    script = (
+        "import numpy as np, keras, cnnzoo.layers as L\n"
+        "x = np.ones((4, 3, 3, 50), 'float32')\n"
+        "for mine, ref in ((L.Dropout(0.5, seed=7), keras.layers.Dropout(0.5, seed=7)),\n"
+        "                  (L.SpatialDropout2D(0.3, seed=7),\n"
+        "                   keras.layers.SpatialDropout2D(0.3, seed=7))):\n"
+        "    a = np.asarray(mine(x, training=True))\n"
+        "    b = np.asarray(ref(x, training=True))\n"
+        "    print(np.array_equal(a, b))\n")
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_ENABLE_X64="1", TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=env, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "True"]

@@ -53,3 +53,21 @@ def test_a_tensorflow_command_starts_without_notices():
     assert "Total params" in result.stdout
     found = [n for n in _native_log.NOTICES if n in result.stderr]
     assert not found, result.stderr
+
+
+def test_a_jax_command_starts_without_tensorflows_notices_too():
+    # On JAX, Keras imports TensorFlow (where installed) at the first
+    # set_random_seed: its notices came then, outside the filter.
+    script = ("from cnnzoo import _native_log\n"
+              "_native_log.start_backend()\n"
+              "import keras\n"
+              "keras.utils.set_random_seed(0)\n"
+              "print(keras.backend.backend())\n")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["KERAS_BACKEND"] = "jax"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=300, env=env, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["jax"]
+    found = [n for n in _native_log.NOTICES if n in result.stderr]
+    assert not found, result.stderr

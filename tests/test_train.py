@@ -194,3 +194,13 @@ def test_bad_input_leaves_nothing(tmp_path, capsys):
     with pytest.raises(ValueError, match="holds no cnnzoo run"):
         T.train("simple_cnn", "digits", out=other, epochs=1, verbose=0)
     assert os.listdir(other) == ["notes.txt"]
+
+
+def test_a_run_without_tensorflow_keeps_everything_but_tensorboard(tmp_path, monkeypatch):
+    # Keras's TensorBoard callback needs TensorFlow: on JAX without it, a run
+    # failed in fit() and was left unfinished.
+    monkeypatch.setattr(T, "_has_tensorflow", lambda: False)
+    result = T.train("simple_cnn", out=tmp_path / "run", epochs=1, **KW)
+    assert sorted(os.listdir(tmp_path / "run")) == sorted(
+        [T.RUN_FILE, T.MODEL_FILE, T.HISTORY_FILE, T.CURVES_FILE])
+    assert "tensorboard" not in T.summary_text(result)

@@ -10,8 +10,8 @@ that, for the same seed, the mask is bit for bit Keras's:
 
 - TensorFlow (`tf.nn.experimental.stateless_dropout`): noise in the input's
   dtype, an element is kept where `noise >= rate`.
-- JAX (`jax.random.bernoulli`): noise in float32, kept where
-  `noise < 1 - rate`.
+- JAX (`jax.random.bernoulli`): noise in float32 (float64 with
+  `jax_enable_x64`), kept where `noise < 1 - rate`.
 - Other backends: TensorFlow's rule (not compared with Keras).
 
 Kept values are `x / (1 - rate)` in the input's dtype: correctly rounded on
@@ -22,6 +22,7 @@ from the quotient in the last bit (never for rates such as 0.5 or 0.25).
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 from cnnzoo import _validation as v
@@ -41,6 +42,15 @@ def _check_noise_shape(noise_shape):
     return dims
 
 
+def _jax_float():
+    """JAX's dtype for a Python float: float64 with `jax_enable_x64`, else float32.
+
+    `jax.random.bernoulli(key, p=1 - rate)` draws its noise in it. (Read
+    through `keras.ops`: a float64 array stays float64 only with x64 on.)
+    """
+    return keras.backend.standardize_dtype(ops.convert_to_tensor(np.float64(0.5)).dtype)
+
+
 def keep_mask(shape, rate, dtype, seed):
     """A boolean tensor of `shape`, True with probability `1 - rate`.
 
@@ -51,7 +61,7 @@ def keep_mask(shape, rate, dtype, seed):
         seed: an int or a `keras.random.SeedGenerator`.
     """
     if keras.backend.backend() == "jax":
-        noise = keras.random.uniform(shape, dtype="float32", seed=seed)
+        noise = keras.random.uniform(shape, dtype=_jax_float(), seed=seed)
         return ops.less(noise, 1.0 - rate)
     noise = keras.random.uniform(shape, dtype=dtype, seed=seed)
     # convert_to_tensor with a dtype rounds the Python float once, as
