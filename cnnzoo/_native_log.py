@@ -70,15 +70,14 @@ def start_backend(tensorflow=True):
     installed (`keras.utils.set_random_seed` seeds it, and TensorBoard and
     SavedModels need it), and its notices would come then.
     """
-    import importlib.util
-
     with without_notices():
         import keras
 
+        from cnnzoo import _validation as v
         from cnnzoo import runtime
 
         if tensorflow and keras.backend.backend() != "tensorflow" \
-                and importlib.util.find_spec("tensorflow") is not None:
+                and v.module_installed("tensorflow"):
             import tensorflow
 
             tensorflow.config.list_physical_devices("GPU")  # where cuInit says its piece

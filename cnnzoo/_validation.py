@@ -192,6 +192,20 @@ def _check_creatable(name, value, folder, what):
              f"{folder!r} is not writable.", name, value)
 
 
+def module_installed(name):
+    """Whether `import name` would find the module (without importing it).
+
+    An import hook that refuses the module (as `benchmarks/gpu.py
+    --block-tensorflow` does) counts as not installed.
+    """
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def starts_as_zip(path):
     """Whether the file at `path` starts as a zip archive does (whole or truncated).
 

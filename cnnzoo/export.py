@@ -398,9 +398,7 @@ _RELOADERS = {"saved_model": _reload_saved_model, "keras": _reload_keras,
 
 
 def _require(format):
-    import importlib.util
-
-    missing = [m for m in EXTRAS[format] if importlib.util.find_spec(m) is None]
+    missing = [m for m in EXTRAS[format] if not v.module_installed(m)]
     if missing:
         v.fail(f"Exporting to {format} needs {', '.join(EXTRAS[format])}; missing "
                f"{', '.join(missing)}. Install them with: pip install 'cnnzoo[{format}]'.",

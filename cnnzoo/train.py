@@ -546,9 +546,7 @@ def _check_run_dir(run_dir, config):
 
 
 def _has_tensorflow():
-    import importlib.util
-
-    return importlib.util.find_spec("tensorflow") is not None
+    return v.module_installed("tensorflow")
 
 
 def _first_moments(run_dir, name):

@@ -75,3 +75,18 @@ def test_check_output_folder(tmp_path):
         v.check_output_folder("out", tmp_path / "file" / "sub")
     with pytest.raises(ValueError, match="Received: out=''"):
         v.check_output_folder("out", "")
+
+
+def test_module_installed_counts_a_refusing_import_hook_as_missing(monkeypatch):
+    import sys
+
+    class Refuse:
+        def find_spec(self, name, path=None, target=None):
+            if name == "json":
+                raise ModuleNotFoundError("blocked", name=name)
+
+    assert v.module_installed("json")
+    monkeypatch.setattr(sys, "meta_path", [Refuse(), *sys.meta_path])
+    monkeypatch.delitem(sys.modules, "json", raising=False)
+    assert not v.module_installed("json")
+    assert v.module_installed("math") and not v.module_installed("no_such_module_here")
