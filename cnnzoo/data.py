@@ -312,16 +312,8 @@ def _read_npz(path):
     if min(x.shape) < 1:
         v.fail(f"Expected `x` in {path} to hold at least one non-empty image.", "x.shape",
                x.shape)
-    stored_float = x.dtype.kind == "f"
-    x = x.astype(np.float32)
-    if not np.all(np.isfinite(x)):
-        v.fail(f"Expected finite pixels in `x` of {path}; it holds NaN or inf.", "path", path)
-    low, high = float(x.min()), float(x.max())
-    if low < 0 or high > 255:
-        v.fail(f"Expected raw pixels in [0, 255] (or [0, 1]) in `x` of {path}; they span "
-               f"[{low:g}, {high:g}].", "path", path)
-    if stored_float and high <= 1.0:
-        x = x * 255.0  # pixels stored in [0, 1]
+    x = _pixel_range(x.astype(np.float32), f"`x` of {path}", path,
+                     stored_float=x.dtype.kind == "f")
 
     if y.ndim != 1 or y.dtype.kind not in "uif":
         v.fail(f"Expected `y` in {path} to be a 1-D array of integer labels.", "y.shape",
@@ -390,7 +382,7 @@ def read_image(path, *, image_size=None, color_mode=None):
                 else f"not an image file? Images are {', '.join(IMAGE_EXTENSIONS)}")
         v.fail(f"Could not read the image {path} ({what}): {detail}.", "path", path)
     if stored_float:
-        pixels = _float_pixels(pixels, path)
+        pixels = _pixel_range(pixels, f"the float image {path}", path, stored_float=True)
     if pixels.ndim == 2:
         pixels = pixels[..., None]
     if color_mode == "rgb" and pixels.shape[2] == 1:
@@ -398,15 +390,19 @@ def read_image(path, *, image_size=None, color_mode=None):
     return pixels
 
 
-def _float_pixels(pixels, path):
-    """Float pixels (a float TIFF) under `.npz`'s rule: [0, 1] is scaled to [0, 255]."""
-    if not np.all(np.isfinite(pixels)):
-        v.fail(f"Expected finite pixels in the image {path}; it holds NaN or inf.", "path", path)
-    low, high = float(pixels.min()), float(pixels.max())
+def _pixel_range(x, where, path, *, stored_float):
+    """Float32 pixels checked finite and in [0, 255]; stored floats in [0, 1] are scaled up.
+
+    One rule for `.npz` arrays and float images (TIFF): floats whose
+    maximum is at most 1 are taken as [0, 1] pixels.
+    """
+    if not np.all(np.isfinite(x)):
+        v.fail(f"Expected finite pixels in {where}; it holds NaN or inf.", "path", path)
+    low, high = float(x.min()), float(x.max())
     if low < 0 or high > 255:
-        v.fail(f"Expected pixels in [0, 255] (or [0, 1]) in the float image {path}; they span "
+        v.fail(f"Expected raw pixels in [0, 255] (or [0, 1]) in {where}; they span "
                f"[{low:g}, {high:g}].", "path", path)
-    return pixels * np.float32(255.0) if high <= 1.0 else pixels
+    return x * np.float32(255.0) if stored_float and high <= 1.0 else x
 
 
 def _convert(image, color_mode):
