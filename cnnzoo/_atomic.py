@@ -108,3 +108,26 @@ def atomic_dir(path, overwrite=False):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def save_keras(model, path):
+    """Saves a Keras model to the `.keras` file `path` atomically.
+
+    Temporaries of a save that a kill interrupted (`.NAME.*.keras`, never
+    complete models) are removed first.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    for name in os.listdir(folder):
+        if name.startswith(f".{os.path.basename(path)}.") and name.endswith(".keras"):
+            os.unlink(os.path.join(folder, name))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".keras", dir=folder)
+    os.close(fd)
+    try:
+        model.save(tmp)
+        public_mode(tmp, 0o666)  # mkstemp made it 0600
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

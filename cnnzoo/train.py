@@ -40,7 +40,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 
 import keras
 import numpy as np
@@ -625,24 +624,6 @@ def plot_learning_curves(history, path, *, best_epoch=None, title=None):
     _atomic.write_bytes(path, buffer.getvalue())
 
 
-def _save_keras_atomically(model, path):
-    folder = os.path.dirname(path)
-    # Temporaries of a save that a kill interrupted: never complete models.
-    for name in os.listdir(folder):
-        if name.startswith(f".{os.path.basename(path)}.") and name.endswith(".keras"):
-            os.unlink(os.path.join(folder, name))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".keras", dir=folder)
-    os.close(fd)
-    try:
-        model.save(tmp)
-        _atomic.public_mode(tmp, 0o666)  # mkstemp made it 0600
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _finish(run_dir, net, dataset, state, run_record, batch_size, done, verbose):
     """Best weights back, test metrics, model.keras, plots, run.json; idempotent."""
     ckpt_dir = os.path.join(run_dir, CHECKPOINT_DIR)
@@ -655,7 +636,7 @@ def _finish(run_dir, net, dataset, state, run_record, batch_size, done, verbose)
                                     verbose=0, return_dict=True)
         test_metrics = {k: float(val) for k, val in test_metrics.items()}
     paths = run_record["paths"]
-    _save_keras_atomically(net, paths["model"])
+    _atomic.save_keras(net, paths["model"])
     _write_history(paths["history"], history)
     lists = _history_lists(history)
     plot_learning_curves(lists, paths["learning_curves"], best_epoch=state["best_epoch"],

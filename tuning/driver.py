@@ -684,22 +684,10 @@ def _export_best(the_tuner, hypermodel, oracle, best, ds, out, meta, say, epochs
 
 
 def _save_keras(model, path):
-    import tempfile
-
     # The export's copy never trained: its optimizer has no slots yet. Saved
     # so, every `keras.saving.load_model` of the file (which builds the
     # optimizer) warned that the optimizer's variables did not match.
     optimizer = getattr(model, "optimizer", None)
     if optimizer is not None and not optimizer.built:
         optimizer.build(model.trainable_variables)
-    folder = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=".best_model.", suffix=".keras", dir=folder)
-    os.close(fd)
-    try:
-        model.save(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    _atomic.save_keras(model, path)
