@@ -26,6 +26,7 @@ import numpy as np
 from keras import ops
 
 from cnnzoo import _validation as v
+from cnnzoo.layers._stateless import build_at_init
 
 
 def _check_noise_shape(noise_shape):
@@ -155,7 +156,7 @@ class Dropout(keras.layers.Layer):
             # Created once, here, as Keras does: the layer's draws advance it.
             self.seed_generator = keras.random.SeedGenerator(seed)
         self.supports_masking = True
-        self.built = True
+        build_at_init(self)
 
     def call(self, inputs, training=False):
         if training and self.rate > 0:

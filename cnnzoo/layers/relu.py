@@ -36,6 +36,7 @@ import keras
 from keras import ops
 
 from cnnzoo import _validation as v
+from cnnzoo.layers._stateless import build_at_init
 
 
 def _leaky_grad_at_zero_is_one():
@@ -194,7 +195,7 @@ class ReLU(keras.layers.Layer):
         self.negative_slope = v.check_number("negative_slope", negative_slope, low=0.0)
         self.threshold = v.check_number("threshold", threshold, low=0.0)
         self.supports_masking = True
-        self.built = True
+        build_at_init(self)
 
     def call(self, inputs):
         return relu(inputs, negative_slope=self.negative_slope, max_value=self.max_value,
