@@ -18,5 +18,8 @@ __all__ = ["create_model", "list_models", "model_info", "__version__", *_SUBMODU
 
 def __getattr__(name):
     if name in _SUBMODULES:
+        from cnnzoo import _native_log
+
+        _native_log.quiet_start()
         return importlib.import_module(f"cnnzoo.{name}")
     raise AttributeError(f"module 'cnnzoo' has no attribute {name!r}")

@@ -62,6 +62,18 @@ def without_notices(notices=NOTICES):
                 os.write(2, b"".join(kept))
 
 
+def quiet_start():
+    """`start_backend()`, once, for the Python API: unless Keras is imported already.
+
+    `create_model` and the first access to a submodule that needs Keras
+    call it, so that `import cnnzoo` and building a model print nothing on
+    a machine without a GPU. A caller that imported Keras first has had
+    TensorFlow's notices already, from its own import.
+    """
+    if "keras" not in sys.modules:
+        start_backend()
+
+
 def start_backend(tensorflow=True):
     """Imports Keras and lists the accelerators, without the start-up notices.
 

@@ -71,3 +71,17 @@ def test_a_jax_command_starts_without_tensorflows_notices_too():
     assert result.stdout.split() == ["jax"]
     found = [n for n in _native_log.NOTICES if n in result.stderr]
     assert not found, result.stderr
+
+
+@pytest.mark.parametrize("code", [
+    "import cnnzoo; cnnzoo.create_model('lenet5')",
+    "import numpy, cnnzoo.layers; cnnzoo.layers.ReLU()(numpy.ones(2))",
+    "from cnnzoo import train",
+])
+def test_python_api_starts_quietly(code):
+    # Where the caller has not imported Keras itself, TensorFlow's notices are
+    # cnnzoo's to drop: a plain import and a first model print nothing.
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120, check=False, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"})
+    assert result.returncode == 0, result.stderr
+    assert (result.stdout, result.stderr) == ("", "")

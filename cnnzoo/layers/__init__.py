@@ -37,6 +37,9 @@ def custom_objects():
 
 def __getattr__(name):
     if name in _LAZY:
+        from cnnzoo import _native_log
+
+        _native_log.quiet_start()
         return getattr(importlib.import_module(_LAZY[name]), name)
     if name == "factory":
         return importlib.import_module("cnnzoo.layers.factory")

@@ -294,6 +294,9 @@ def create_model(name, /, **kwargs):
     ...                             num_classes=10, dropout_rate=0.25)
     """
     cfg = resolve_config(name, **kwargs)
+    from cnnzoo import _native_log
+
+    _native_log.quiet_start()
     import keras
 
     if keras.config.image_data_format() != "channels_last":
