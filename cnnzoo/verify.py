@@ -269,6 +269,32 @@ def special_values(dtype):
     return np.array(vals, dtype=np.float64).astype(_np_dtype(dtype))
 
 
+def relu_definition(x, max_value=None, negative_slope=0.0, threshold=0.0):
+    """`keras.layers.ReLU`'s documented function, in NumPy, exact on the special values.
+
+    `max_value` at and above it, `x` between `threshold` and `max_value`,
+    `negative_slope * (x - threshold)` at and below the threshold, where a
+    slope of 0 gives 0 (also at -inf: the limit, not `0 * -inf`); NaN stays
+    NaN. Returned in `x`'s dtype.
+    """
+    x = np.asarray(x)
+    w = x.astype(np.float64)
+    below = np.zeros_like(w) if not negative_slope else negative_slope * (w - threshold)
+    out = np.where(w > threshold, w, below)
+    if max_value is not None:
+        out = np.where(w >= max_value, max_value, out)
+    return np.where(np.isnan(w), w, out).astype(x.dtype)
+
+
+def _definition_points(x):
+    """Where `verify` takes the definition, not Keras, as the truth: +-inf and +-0.
+
+    (NaN is no number the definition's cases speak of: there Keras decides.)
+    """
+    w = np.asarray(x).astype(np.float64)
+    return np.isinf(w) | (w == 0)
+
+
 def relu_inputs(dtype, n, seed=0):
     """Random normal values (scale 4) around the kinks, then the special values."""
     rng = np.random.default_rng(seed)
@@ -393,7 +419,9 @@ def check_relu(relu_class=None, reference_class=None, quick=False, dtypes=None):
     for dtype in dtypes:
         x_np = relu_inputs(dtype, n)
         x = ops.convert_to_tensor(x_np)
+        points = _definition_points(x_np)
         mismatches, flushed, bad_configs = 0, 0, []
+        wrong, reference_wrong = [], []  # against the definition, at its points
         for config in RELU_GRID:
             want = _to_numpy(reference_class(dtype=dtype, **config)(x))
             got = _to_numpy(relu_class(dtype=dtype, **config)(x))
@@ -401,6 +429,15 @@ def check_relu(relu_class=None, reference_class=None, quick=False, dtypes=None):
                 mismatches += x_np.size
                 bad_configs.append(f"{_relu_name(config)} (dtype {got.dtype} vs {want.dtype})")
                 continue
+            truth = relu_definition(x_np, **config)
+            for out, found in ((got, wrong), (want, reference_wrong)):
+                ok, _ = _same_bits(out, truth)
+                for i in np.flatnonzero(points & ~ok):
+                    found.append(f"{_relu_name(config)} at x={x_np[i]!r}: {out[i]!r} "
+                                 f"(definition {truth[i]!r})")
+            # The definition is the truth at its points (Keras before 3.15 gave NaN at
+            # -inf with a threshold), Keras's layer everywhere else.
+            want = np.where(points, truth, want)
             ok, fl = _same_bits(got, want)
             flushed += int(fl.sum())
             if not ok.all():
@@ -415,6 +452,15 @@ def check_relu(relu_class=None, reference_class=None, quick=False, dtypes=None):
         if bad_configs:
             detail += "; differs for " + "; ".join(bad_configs[:4])
         checks.append(_check(f"relu/forward/{dtype}", mismatches, 0, detail))
+        detail = (f"outputs at +-inf and +-0 that differ from ReLU's definition over "
+                  f"{len(RELU_GRID)} configurations; {reference_class.__name__} "
+                  f"(Keras {keras.__version__}) ")
+        detail += ("agrees with it there" if not reference_wrong else
+                   f"differs from it at {len(reference_wrong)} (compared with the definition "
+                   f"there instead): " + "; ".join(reference_wrong[:3]))
+        if wrong:
+            detail += "; differs for " + "; ".join(wrong[:3])
+        checks.append(_check(f"relu/definition/{dtype}", len(wrong), 0, detail))
 
     # Gradients, bit for bit, everywhere and at the kinks.
     grad_dtypes = [d for d in ("float32", "float64") if d in dtypes]
@@ -958,7 +1004,9 @@ def verify(quick=False, models=None, relu_class=None, dropout_class=None,
            else "no (checked statistically)"),
         "ReLU forward: bit-exact, except that zero/subnormal pairs count as equal whatever "
         "their sign (TensorFlow's ReLU kernel flushes subnormals and signs zeros depending "
-        "on the SIMD lane)",
+        "on the SIMD lane); at +-inf and +-0 against ReLU's definition "
+        "(`relu/definition/*` says where keras.layers.ReLU differs from it: Keras before "
+        "3.15 gives NaN at -inf with a threshold), elsewhere against keras.layers.ReLU",
         f"kept dropout values: within {DIVISION_ULPS.get(backend, 1)} ulp of x/(1-rate) "
         f"correctly rounded, and within {KEPT_VALUE_ULPS.get(backend, 1)} ulp of Keras's "
         "(TensorFlow's Keras multiplies by a rounded 1/(1-rate); XLA:CPU's vectorized "
