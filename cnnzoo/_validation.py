@@ -12,8 +12,38 @@ import numbers
 import os
 
 
+# The longest value a message quotes; past it, the start and a count.
+MAX_RECEIVED_CHARS = 120
+
+
+def describe(value):
+    """A short stand-in for a value in a message: arrays by type, shape and dtype.
+
+    An array, a tensor or a data set (anything with `shape` and `dtype`) is
+    named, never printed (one message held 22,086 characters of digits);
+    other reprs longer than `MAX_RECEIVED_CHARS` (eight times that for
+    strings and paths) are cut, saying how long.
+    """
+    shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)
+    if shape is not None and dtype is not None and shape != ():
+        try:
+            shape = tuple(None if d is None else int(d) for d in shape)
+        except TypeError:
+            pass
+        return f"<{type(value).__name__} shape={shape} dtype={getattr(dtype, 'name', dtype)}>"
+    if isinstance(value, (tuple, list)) and 0 < len(value) <= 4 \
+            and any(getattr(item, "shape", ()) != () for item in value):
+        inner = ", ".join(describe(item) for item in value)  # `(x, y)` arrays
+        return f"({inner})" if isinstance(value, tuple) else f"[{inner}]"
+    text = repr(value)
+    limit = MAX_RECEIVED_CHARS * (8 if isinstance(value, (str, bytes, os.PathLike)) else 1)
+    if len(text) > limit:  # a path may be long; a list of numbers is data
+        text = f"{text[:limit - 20]}... ({len(text):,} characters)"
+    return text
+
+
 def _received(name, value):
-    return f"Received: {name}={value!r}"
+    return f"Received: {name}={describe(value)}"
 
 
 def fail(expected, name, value):

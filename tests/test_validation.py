@@ -1,4 +1,5 @@
 import math
+import re
 
 import pytest
 
@@ -90,3 +91,21 @@ def test_module_installed_counts_a_refusing_import_hook_as_missing(monkeypatch):
     monkeypatch.delitem(sys.modules, "json", raising=False)
     assert not v.module_installed("json")
     assert v.module_installed("math") and not v.module_installed("no_such_module_here")
+
+
+def test_messages_name_arrays_never_print_them():
+    np = pytest.importorskip("numpy")
+    x = np.zeros((1797, 8, 8), dtype="float32")
+    with pytest.raises(ValueError) as info:
+        v.fail("Expected data.", "data", (x, np.arange(1797)))
+    message = str(info.value)
+    assert message.endswith("Received: data=(<ndarray shape=(1797, 8, 8) dtype=float32>, "
+                            f"<ndarray shape=(1797,) dtype={np.arange(1).dtype.name}>)")
+    with pytest.raises(ValueError, match=r"Received: rate=1.5$"):
+        v.check_rate("rate", np.float64(1.5))  # a NumPy scalar is a number: its value shown
+    with pytest.raises(ValueError) as info:
+        v.fail("Expected a few numbers.", "values", list(range(5000)))
+    assert len(str(info.value)) < 200 and str(info.value).endswith(f"({len(repr(list(range(5000)))):,} characters)")
+    path = "/tmp/" + "d" * 300
+    with pytest.raises(ValueError, match=re.escape(f"Received: path={path!r}")):
+        v.fail("Expected a folder.", "path", path)  # paths are quoted whole
