@@ -33,6 +33,7 @@ different lengths, labels out of range, an empty folder, ...) raises a
 import dataclasses
 import difflib
 import os
+import sys
 import zipfile
 import zlib
 
@@ -62,6 +63,7 @@ class Dataset:
         name: the dataset's short name (`"digits"`, `"shapes"`, or the file
             or folder name).
         source: where it came from, in words (a path for files and folders).
+        skipped: the unreadable image files left out (`skip_bad_images=True`).
     """
 
     x_train: np.ndarray
@@ -73,6 +75,7 @@ class Dataset:
     class_names: list
     name: str
     source: str
+    skipped: list = dataclasses.field(default_factory=list)
 
     @property
     def num_classes(self):
@@ -98,7 +101,8 @@ class Dataset:
 
 
 def load_dataset(name_or_path="digits", *, image_size=None, num_samples=None,
-                 validation_split=0.15, test_split=0.15, seed=0, color_mode=None):
+                 validation_split=0.15, test_split=0.15, seed=0, color_mode=None,
+                 skip_bad_images=False):
     """Loads a dataset by name or path into stratified, seeded splits.
 
     Args:
@@ -118,6 +122,10 @@ def load_dataset(name_or_path="digits", *, image_size=None, num_samples=None,
             error), `"grayscale"` or `"rgb"` (convert every image: a folder's
             with PIL; arrays the same way, grey repeated into three channels,
             colour to grey by PIL's ITU-R 601-2 luma, alpha dropped).
+        skip_bad_images: for a folder, leave out the image files that cannot
+            be read (corrupt, truncated, not images), listing them once on
+            standard error with their count. Defaults to `False`: the first
+            one is a `ValueError` that names it.
 
     Returns:
         A `Dataset`.
@@ -141,6 +149,8 @@ def load_dataset(name_or_path="digits", *, image_size=None, num_samples=None,
                validation_split + test_split)
     seed = v.check_int("seed", seed, low=0)
     v.check_choice("color_mode", color_mode, COLOR_MODES)
+    skip_bad_images = v.check_bool("skip_bad_images", skip_bad_images)
+    skipped = []
 
     if isinstance(name_or_path, str) and name_or_path in NAMES:
         name = name_or_path
@@ -157,7 +167,8 @@ def load_dataset(name_or_path="digits", *, image_size=None, num_samples=None,
         path = _check_path(name_or_path)
         name = os.path.basename(path.rstrip(os.sep)) or path
         if os.path.isdir(path):
-            x, y, class_names = _read_folder(path, size, color_mode)
+            x, y, class_names, skipped = _read_folder(path, size, color_mode,
+                                                      skip_bad_images)
             size = None  # resized while reading
         else:
             x, y, class_names = _read_npz(path)
@@ -191,7 +202,7 @@ def load_dataset(name_or_path="digits", *, image_size=None, num_samples=None,
         x_train=x[train], y_train=y[train],
         x_val=x[val], y_val=y[val],
         x_test=x[test], y_test=y[test],
-        class_names=list(class_names), name=name, source=source,
+        class_names=list(class_names), name=name, source=source, skipped=skipped,
     )
 
 
@@ -456,7 +467,7 @@ def list_images(folder, recursive=False):
     return sorted(found)
 
 
-def _read_folder(path, size, color_mode):
+def _read_folder(path, size, color_mode, skip_bad_images=False):
     classes = sorted(d for d in os.listdir(path)
                      if not d.startswith(".") and os.path.isdir(os.path.join(path, d)))
     if not classes:
@@ -465,7 +476,7 @@ def _read_folder(path, size, color_mode):
                 else "it is empty")
         v.fail(f"Expected the folder {path} to hold one sub-folder of images per class; "
                f"{what}.", "path", path)
-    images, labels, first = [], [], {}
+    images, labels, first, bad = [], [], {}, []
     for label, cls in enumerate(classes):
         files = list_images(os.path.join(path, cls), recursive=True)
         if not files:
@@ -473,7 +484,16 @@ def _read_folder(path, size, color_mode):
                    f"folder; {os.path.join(path, cls)} has none.", "path",
                    os.path.join(path, cls))
         for file in files:
-            pixels = read_image(file, image_size=size, color_mode=color_mode)
+            try:
+                pixels = read_image(file, image_size=size, color_mode=color_mode)
+            except ValueError as error:
+                if not skip_bad_images:
+                    raise
+                # "Could not read the image P (what): detail. Received: ..." -> "what: detail"
+                why = str(error).rsplit(" Received:", 1)[0].replace(
+                    f"Could not read the image {file} (", "", 1).replace("): ", ": ", 1)
+                bad.append((file, why.replace(f" '{file}'", "").replace(file, "").rstrip(".")))
+                continue
             if not first:
                 first = {"file": file, "shape": pixels.shape}
             elif pixels.shape[2] != first["shape"][2]:
@@ -486,7 +506,15 @@ def _read_folder(path, size, color_mode):
                        f"Pass image_size (--image-size) to resize them all.", "path", file)
             images.append(pixels)
             labels.append(label)
-    return np.stack(images), np.asarray(labels, np.int32), classes
+    if bad:
+        listed = "; ".join(f"{os.path.relpath(file, path)} ({why})" for file, why in bad)
+        print(f"Skipped {len(bad)} unreadable image file(s) of {path}: {listed}.",
+              file=sys.stderr)
+        empty = [cls for label, cls in enumerate(classes) if label not in set(labels)]
+        if empty:
+            v.fail(f"Expected a readable image in every class folder; every image of "
+                   f"{', '.join(empty)} is unreadable.", "path", os.path.join(path, empty[0]))
+    return np.stack(images), np.asarray(labels, np.int32), classes, [file for file, _ in bad]
 
 
 # -- helpers -----------------------------------------------------------------

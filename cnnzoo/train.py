@@ -103,7 +103,7 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
           drop_path_rate=None, learning_rate=DEFAULT_LEARNING_RATE, seed=0,
           precision="auto", jit="auto", patience=DEFAULT_PATIENCE, image_size=None,
           num_samples=None, validation_split=0.15, test_split=0.15, color_mode=None,
-          verbose=1, threads="auto"):
+          skip_bad_images=False, verbose=1, threads="auto"):
     """Trains a zoo model on a dataset into a run folder, resuming if it was cut short.
 
     Args:
@@ -132,8 +132,9 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
             TensorFlow starts in this process (`cnnzoo.runtime.configure`).
         patience: epochs without a lower validation loss before stopping.
             Defaults to 5.
-        image_size, num_samples, validation_split, test_split, color_mode:
-            passed to `cnnzoo.data.load_dataset` when `data` is a name or a path.
+        image_size, num_samples, validation_split, test_split, color_mode,
+            skip_bad_images: passed to `cnnzoo.data.load_dataset` when `data`
+            is a name or a path.
         verbose: 0 silent, 1 progress bars and the summary, 2 one line per
             epoch and the summary.
 
@@ -175,7 +176,8 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
                                            num_samples=num_samples,
                                            validation_split=validation_split,
                                            test_split=test_split, seed=seed,
-                                           color_mode=color_mode)
+                                           color_mode=color_mode,
+                                           skip_bad_images=skip_bad_images)
         data_config = {
             # A name as given; a file or folder as its absolute path.
             "dataset": dataset.source if os.path.isabs(dataset.source) else data,
@@ -183,6 +185,9 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
             "validation_split": validation_split, "test_split": test_split,
             "color_mode": color_mode,
         }
+        if skip_bad_images:  # recorded only where set: earlier runs resume as they were
+            data_config["skipped_images"] = [os.path.relpath(f, dataset.source)
+                                             for f in dataset.skipped]
     if len(dataset.y_val) == 0:
         v.fail("Expected a validation split (early stopping watches the validation loss).",
                "validation_split", validation_split)

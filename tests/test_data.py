@@ -317,3 +317,28 @@ def test_a_file_that_is_not_an_image_is_named_as_such(tmp_path):
     (tmp_path / "data.npz").write_bytes(b"PK\x03\x04 not an image")
     with pytest.raises(ValueError, match=r"not an image file\? Images are \.png"):
         data.read_image(tmp_path / "data.npz")
+
+
+def test_folder_skip_bad_images_lists_them_once_and_goes_on(tmp_path, capsys):
+    root = _folder(str(tmp_path / "pets"))
+    with open(os.path.join(root, "cat", "0.png"), "rb") as f:
+        png = f.read()
+    for name in ("cat/half.png", "dog/sub/empty.jpg"):
+        os.makedirs(os.path.dirname(os.path.join(root, name)), exist_ok=True)
+        with open(os.path.join(root, name), "wb") as f:
+            f.write(png[: len(png) // 2] if "half" in name else b"")
+    with pytest.raises(ValueError, match=r"half\.png.*corrupt or truncated"):
+        data.load_dataset(root)  # the default: the first bad file stops it
+    ds = data.load_dataset(root, skip_bad_images=True, validation_split=0.25, test_split=0.25)
+    _check_splits(ds, 8, 2)  # the 8 good images, as without the bad ones
+    assert sorted(os.path.relpath(p, root) for p in ds.skipped) == [
+        os.path.join("cat", "half.png"), os.path.join("dog", "sub", "empty.jpg")]
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("Skipped 2 unreadable image file(s) of ")
+    assert "half.png (corrupt or truncated?: " in err and "empty.jpg (corrupt or truncated?: " in err
+    for i in range(4):
+        os.remove(os.path.join(root, "dog", f"{i}.png"))
+    with pytest.raises(ValueError, match=r"every image of dog is unreadable"):
+        data.load_dataset(root, skip_bad_images=True)
+    with pytest.raises(ValueError, match=r"Received: skip_bad_images='yes'"):
+        data.load_dataset(root, skip_bad_images="yes")

@@ -204,3 +204,20 @@ def test_a_run_without_tensorflow_keeps_everything_but_tensorboard(tmp_path, mon
     assert sorted(os.listdir(tmp_path / "run")) == sorted(
         [T.RUN_FILE, T.MODEL_FILE, T.HISTORY_FILE, T.CURVES_FILE])
     assert "tensorboard" not in T.summary_text(result)
+
+
+def test_cli_skip_bad_images_trains_on_the_rest(tmp_path, capsys):
+    from PIL import Image
+
+    for i in range(12):
+        (tmp_path / "imgs" / f"c{i % 2}").mkdir(parents=True, exist_ok=True)
+        Image.new("L", (8, 8), 40 + 150 * (i % 2)).save(tmp_path / "imgs" / f"c{i % 2}" / f"{i}.png")
+    (tmp_path / "imgs" / "c0" / "bad.png").write_bytes(b"\x89PNG broken")
+    out = tmp_path / "run"
+    argv = ["train", "--data", str(tmp_path / "imgs"), "--out", str(out), "--epochs", "1",
+            "--precision", "float32", "--verbose", "0"]
+    assert cli.main(argv) == 2 and "bad.png" in capsys.readouterr().err and not out.exists()
+    assert cli.main(argv + ["--skip-bad-images"]) == 0
+    assert "Skipped 1 unreadable image file(s)" in capsys.readouterr().err
+    with open(out / "run.json") as f:
+        assert json.load(f)["config"]["data"]["skipped_images"] == [os.path.join("c0", "bad.png")]

@@ -43,6 +43,9 @@ def add_arguments(parser):
     parser.add_argument("--color-mode", default=None, choices=["grayscale", "rgb"],
                         help="Convert every image to grey or RGB (needed for a folder of mixed "
                              "channel counts).")
+    parser.add_argument("--skip-bad-images", action="store_true",
+                        help="Leave out unreadable image files of a folder (listed once) "
+                             "instead of stopping at the first.")
     parser.add_argument("--num-samples", type=int, default=None,
                         help="Use a stratified subset of this many examples.")
     parser.add_argument("--validation-split", type=float, default=0.15)
@@ -84,6 +87,7 @@ def run(args):
         seed=args.seed, precision=args.precision, jit=args.jit, patience=args.patience,
         image_size=args.image_size, num_samples=args.num_samples,
         validation_split=args.validation_split, test_split=args.test_split,
-        color_mode=args.color_mode, verbose=args.verbose, threads=args.threads,
+        color_mode=args.color_mode, skip_bad_images=args.skip_bad_images,
+        verbose=args.verbose, threads=args.threads,
     )
     return 0
