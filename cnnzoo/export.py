@@ -523,8 +523,12 @@ def build_card(model, *, format, artifact, class_names, verification, serving_ve
     description = (f"raw pixels (0-255) of {raw_shape[0]}x{raw_shape[1]} images (resize "
                    f"others to that size first)")
     if resize:
+        from cnnzoo import pipeline
+
+        why = pipeline.resize_reason(_zoo_name(model), raw_shape,
+                                     (resize["height"], resize["width"]))
         description += (f"; the model resizes them to {resize['height']}x{resize['width']} "
-                        f"and rescales them itself")
+                        f"({why}) and rescales them itself")
     elif preprocessing:
         description += "; the model rescales them itself"
     card = {

@@ -34,6 +34,34 @@ def model_input_size(model_name, raw_input_shape, input_size=None):
     return raw, size
 
 
+def resize_reason(model_name, raw_size, size):
+    """Why raw `(height, width)` images are resized to `size` inside the model, in words.
+
+    `None` where they are not; `"vgg16's minimum"` where `size` is the raw
+    size raised to the model's minimum input; `"input_size"` where it was
+    asked for.
+    """
+    import cnnzoo
+
+    raw, size = tuple(int(n) for n in raw_size[:2]), tuple(int(n) for n in size[:2])
+    if raw == size:
+        return None
+    least = (cnnzoo.model_info(model_name)["min_input_size"]
+             if model_name in cnnzoo.list_models() else None)
+    if least and size == (max(raw[0], least), max(raw[1], least)):
+        return f"{model_name}'s minimum"
+    return "input_size"
+
+
+def describe_resize(model_name, raw_size, size):
+    """`"8x8 images, resized to 32x32 inside the model: vgg16's minimum"` (or `fed as they are`)."""
+    text = f"{int(raw_size[0])}x{int(raw_size[1])} images"
+    why = resize_reason(model_name, raw_size, size)
+    if why is None:
+        return f"{text}, fed as they are"
+    return f"{text}, resized to {int(size[0])}x{int(size[1])} inside the model: {why}"
+
+
 def build_classifier(model_name, raw_input_shape, num_classes, *, input_size=None,
                      scale=1.0 / 255.0, **zoo_kwargs):
     """Builds `images (raw) -> [Resizing] -> Rescaling -> zoo model -> probabilities`.

@@ -262,10 +262,15 @@ def _train(model, dataset, run_dir, config, previous, knobs, *, input_size, epoc
     state = _restore_latest(net, run_dir)
     done = state["epoch"] if state else 0
     if verbose:
-        h, w, c = dataset.input_shape
+        c = dataset.input_shape[2]
+        from cnnzoo import pipeline
+
+        size = pipeline.model_input_size(model, dataset.input_shape, input_size)[1]
+        seen = pipeline.describe_resize(model, dataset.input_shape, size)
         print(f"Training {model} ({net.count_params():,} parameters) on {dataset.name}: "
               f"{len(dataset.y_train)} train / {len(dataset.y_val)} validation / "
-              f"{len(dataset.y_test)} test images, {h}x{w}x{c}, {dataset.num_classes} classes; "
+              f"{len(dataset.y_test)} test images; {seen}, {c} channel{'s' if c > 1 else ''}, "
+              f"{dataset.num_classes} classes; "
               f"{rt['backend']} on {', '.join(rt['devices'])}, {rt['precision']}, "
               f"XLA {'on' if rt['jit'] else 'off'}"
               + (f", {rt['threads']} intra-op thread{'s' if rt['threads'] > 1 else ''}"

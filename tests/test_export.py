@@ -334,7 +334,21 @@ def test_the_card_says_what_size_to_feed():
                                  verification={})["input"]["description"]
                     for size in (None, 16))
     assert plain.startswith("raw pixels (0-255) of 8x8 images") and "resizes" not in plain
-    assert "the model resizes them to 16x16" in inner
+    assert "the model resizes them to 16x16 (input_size)" in inner
+    # Images below the model's minimum: the card says why they are resized.
+    small = E.build_card(build_classifier("lenet5", (8, 8, 1), 3), format="keras", artifact="x",
+                         class_names=None, verification={})["input"]["description"]
+    assert "the model resizes them to 32x32 (lenet5's minimum)" in small
+
+
+def test_progress_says_why_images_are_resized():
+    from cnnzoo import pipeline
+
+    assert pipeline.describe_resize("vgg16", (8, 8, 1), (32, 32)) == (
+        "8x8 images, resized to 32x32 inside the model: vgg16's minimum")
+    assert pipeline.describe_resize("vgg16", (8, 40, 1), (32, 40)).endswith("vgg16's minimum")
+    assert pipeline.describe_resize("vgg16", (64, 64, 3), (96, 96)).endswith("(input_size)"[1:-1])
+    assert pipeline.describe_resize("vgg16", (64, 64, 3), (64, 64)) == "64x64 images, fed as they are"
 
 
 def test_tflite_card_describes_the_float32_copy(tmp_path):
