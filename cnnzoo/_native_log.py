@@ -68,10 +68,12 @@ def quiet_start():
     `create_model` and the first access to a submodule that needs Keras
     call it, so that `import cnnzoo` and building a model print nothing on
     a machine without a GPU. A caller that imported Keras first has had
-    TensorFlow's notices already, from its own import.
+    TensorFlow's notices already, from its own import. On another backend
+    TensorFlow is not imported here: a JAX user's `seed_trial` or model
+    never needs it.
     """
     if "keras" not in sys.modules:
-        start_backend()
+        start_backend(tensorflow=False)
 
 
 def start_backend(tensorflow=True):
