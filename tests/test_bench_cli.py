@@ -8,6 +8,7 @@ import pytest
 
 from cnnzoo import _flops, cli
 from cnnzoo.bench import common, flops
+from tests.helpers import weight_signature
 
 
 def test_bench_quick_only_serving_writes_valid_json(tmp_path, capsys):
@@ -85,12 +86,6 @@ def test_plain_simple_cnn_matches_the_zoo_parameter_count():
     assert plain.count_params() == zoo.count_params() == 421_642
 
 
-def _weight_signature(model):
-    """(kernel shape, strides) of every layer with a kernel, sorted."""
-    return sorted((tuple(layer.kernel.shape), tuple(getattr(layer, "strides", ())))
-                  for layer in model.layers if hasattr(layer, "kernel"))
-
-
 @pytest.mark.parametrize("name", sorted(common.APPLICATIONS))
 def test_zoo_builds_the_plain_build_architecture(name):
     # The float32 throughput ratio compares builds, not architectures: the
@@ -98,7 +93,7 @@ def test_zoo_builds_the_plain_build_architecture(name):
     shape = (32, 32, 3)
     plain = common.plain_model(name, shape, 10)
     zoo = common.zoo_model(name, shape, 10)
-    assert _weight_signature(zoo) == _weight_signature(plain)
+    assert weight_signature(zoo) == weight_signature(plain)
     assert _flops.forward_flops(zoo) == _flops.forward_flops(plain)
     dropouts = [[layer for layer in m.layers if "Dropout" in type(layer).__name__]
                 for m in (zoo, plain)]
