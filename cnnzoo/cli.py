@@ -7,11 +7,9 @@ without its start-up notices (`cnnzoo._native_log`). Bad input (a
 `ValueError`) prints one line and exits with code 2.
 """
 
-import argparse
 import gc
 import importlib
 import os
-import re
 import sys
 
 from cnnzoo import _validation as v
@@ -37,20 +35,10 @@ COMMANDS = {
 LIGHT_COMMANDS = ("list", "info")
 
 
-class _Parser(argparse.ArgumentParser):
+class _Parser(commands.Parser):
     """argparse's own errors (an unknown or missing option) in one line too."""
 
     def error(self, message):
-        # A sub-command's name (positional, so argparse's): the project's message.
-        match = re.fullmatch(r"argument (\S+): invalid choice: '(.*)' \(choose from (.*)\)",
-                             message)
-        if match:
-            label, value, listed = match.groups()
-            choices = re.findall(r"'([^']*)'", listed) or [c.strip() for c in listed.split(",")]
-            try:
-                v.check_choice(label.lower(), value, choices)
-            except ValueError as error:
-                self.exit(2, f"{self.prog}: error: {error}\n")
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`).\n")
 
 
@@ -70,7 +58,6 @@ def _parser(command=None):
                 module.add_arguments_for(name, sub_parser)
             else:
                 module.add_arguments(sub_parser)
-            commands.defer_types(sub_parser)  # checked in `main`, with our errors
             sub_parser.set_defaults(_module=module)
     return parser
 
@@ -85,6 +72,7 @@ def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = _parser(command if command in COMMANDS else None)
+    commands.check_subcommands(parser, argv)  # names, with the project's error
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

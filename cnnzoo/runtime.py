@@ -126,21 +126,14 @@ def gpu_has_fast_bf16():
     return bool(caps) and all(c >= (8, 0) for c in caps)
 
 
-# Zoo families whose training measured slower in mixed bfloat16 than in
-# float32 on CPUs with bfloat16 units (`cnnzoo bench --only throughput`, and a
-# per-family sweep at 32x32, batch 16): MobileNetV2 0.47-0.66x (depthwise
-# convolutions have no bfloat16 kernels there), DenseNet-121 0.81x (hundreds
-# of small convolutions and concatenations, each cast). Plain and
-# batch-normalized convolution stacks gain (VGG 1.3-1.4x); ResNets break even.
-CPU_FLOAT32_FAMILIES = ("mobilenet_v2", "densenet")
-
-
-def _family(model):
+def _cpu_mixed_bfloat16(model):
+    # Whether the model's family trains faster in mixed bfloat16 on CPUs
+    # with bfloat16 units: declared where it registers (`cpu_mixed_bfloat16`).
     if model is None:
-        return None
+        return True
     import cnnzoo
 
-    return cnnzoo.model_info(model)["family"]
+    return cnnzoo.model_info(model)["cpu_mixed_bfloat16"]
 
 
 def resolve_precision(precision="auto", model=None):
@@ -152,16 +145,16 @@ def resolve_precision(precision="auto", model=None):
             hardware runs it fast (AMX / AVX-512 BF16 CPUs, GPUs of compute
             capability >= 8.0) and float32 elsewhere; on CPUs also float32
             for the zoo families that train slower in bfloat16 there
-            (`CPU_FLOAT32_FAMILIES`).
+            (`model_info(model)["cpu_mixed_bfloat16"]` is `False`).
         model: optional zoo model name that will train.
     """
     v.check_choice("precision", precision, PRECISIONS)
-    family = _family(model)  # checks the name
+    cpu_bf16 = _cpu_mixed_bfloat16(model)  # checks the name
     if precision != "auto":
         return precision
     if accelerators():
         return "mixed_bfloat16" if gpu_has_fast_bf16() else "float32"
-    if not cpu_has_fast_bf16() or family in CPU_FLOAT32_FAMILIES:
+    if not cpu_has_fast_bf16() or not cpu_bf16:
         return "float32"
     return "mixed_bfloat16"
 
@@ -220,7 +213,10 @@ def resolve(precision="auto", jit="auto", model=None):
         elif policy != "float32":
             why = "CPU with AMX / AVX-512 BF16"
         elif cpu_has_fast_bf16():
-            why = f"the {_family(model)} family trains slower in bfloat16 on CPUs"
+            import cnnzoo
+
+            why = (f"the {cnnzoo.model_info(model)['family']} family trains slower in "
+                   f"bfloat16 on CPUs")
         else:
             why = "CPU without bfloat16 units"
         why = f"precision auto -> {policy} ({why})"

@@ -8,6 +8,7 @@ import pytest
 
 from cnnzoo import _flops, cli
 from cnnzoo.bench import common, flops
+from tests.helpers import weight_signature
 
 
 def test_bench_quick_only_serving_writes_valid_json(tmp_path, capsys):
@@ -56,39 +57,11 @@ def test_bench_rejects_an_unknown_benchmark(capsys):
     assert "Did you mean 'flops'?" in err and err.endswith("Received: only='flop'")
 
 
-def test_flops_of_simple_cnn_counted_by_hand():
-    model = common.zoo_model("simple_cnn", (28, 28, 1), 10)
-    conv1 = 2 * 28 * 28 * 3 * 3 * 1 * 32
-    conv2 = 2 * 14 * 14 * 3 * 3 * 32 * 64
-    fc1 = 2 * 7 * 7 * 64 * 128
-    out = 2 * 128 * 10
-    assert _flops.forward_flops(model) == (conv1 + conv2 + fc1 + out, conv1)
-    # Forward, weight gradient, input gradient; no input gradient for the first layer.
-    assert _flops.training_flops(model) == 3 * (conv1 + conv2 + fc1 + out) - conv1
-
-
-def test_flops_count_nested_models_and_depthwise():
-    inner_in = keras.Input((8, 8, 4))
-    inner = keras.Model(inner_in, keras.layers.DepthwiseConv2D(3, padding="same")(inner_in))
-    x_in = keras.Input((8, 8, 4))
-    y = keras.layers.Conv2D(6, 1, groups=2)(inner(x_in))
-    model = keras.Model(x_in, y)
-    depthwise = 2 * 8 * 8 * 3 * 3 * 4
-    grouped = 2 * 8 * 8 * 1 * 1 * 2 * 6
-    assert _flops.forward_flops(model) == (depthwise + grouped, depthwise)
-
-
 def test_plain_simple_cnn_matches_the_zoo_parameter_count():
     # The plain baseline must be the same architecture as the zoo model.
     plain = common.plain_simple_cnn((28, 28, 1), 10)
     zoo = common.zoo_model("simple_cnn", (28, 28, 1), 10)
     assert plain.count_params() == zoo.count_params() == 421_642
-
-
-def _weight_signature(model):
-    """(kernel shape, strides) of every layer with a kernel, sorted."""
-    return sorted((tuple(layer.kernel.shape), tuple(getattr(layer, "strides", ())))
-                  for layer in model.layers if hasattr(layer, "kernel"))
 
 
 @pytest.mark.parametrize("name", sorted(common.APPLICATIONS))
@@ -98,7 +71,7 @@ def test_zoo_builds_the_plain_build_architecture(name):
     shape = (32, 32, 3)
     plain = common.plain_model(name, shape, 10)
     zoo = common.zoo_model(name, shape, 10)
-    assert _weight_signature(zoo) == _weight_signature(plain)
+    assert weight_signature(zoo) == weight_signature(plain)
     assert _flops.forward_flops(zoo) == _flops.forward_flops(plain)
     dropouts = [[layer for layer in m.layers if "Dropout" in type(layer).__name__]
                 for m in (zoo, plain)]

@@ -7,6 +7,7 @@ import pytest
 from cnnzoo.blocks import Blocks
 from cnnzoo.layers.drop_path import DropPath
 from cnnzoo.models import ZooConfig
+from tests.helpers import max_pool_reference
 
 pytestmark = pytest.mark.multibackend
 
@@ -74,15 +75,6 @@ def test_strided_padding_is_pytorchs():
     assert Blocks.strided_padding(1, 2) == 0
 
 
-def _max_pool_reference(x, size, stride, pad):
-    """PyTorch's MaxPool2d: -inf padding on both sides, "valid" windows (NHWC)."""
-    x = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), constant_values=-np.inf)
-    rows = (x.shape[1] - size) // stride + 1
-    cols = (x.shape[2] - size) // stride + 1
-    return np.array([[[x[:, i * stride:i * stride + size, j * stride:j * stride + size].max(
-        axis=(1, 2))[n] for j in range(cols)] for i in range(rows)] for n in range(len(x))])
-
-
 @pytest.mark.parametrize("size", [7, 6])
 def test_padded_max_pool_pads_with_minus_inf(size):
     from cnnzoo.layers.padding import MaxPoolPadding2D
@@ -93,7 +85,7 @@ def test_padded_max_pool_pads_with_minus_inf(size):
     assert names(model) == ["stem_pool_pad", "stem_pool"]
     assert isinstance(model.get_layer("stem_pool_pad"), MaxPoolPadding2D)
     x = -np.abs(images((size, size, 3)))  # all negative: a zero border would win
-    want = _max_pool_reference(x, 3, 2, 1)
+    want = max_pool_reference(x, 3, 2, 1)
     np.testing.assert_array_equal(run(model, x), want)
     assert (want < 0).all()
     zero_padded = keras.layers.MaxPooling2D(3, 2)(keras.layers.ZeroPadding2D(1)(x))

@@ -12,6 +12,7 @@ from keras import ops
 import cnnzoo.layers.dropout as dropout_module
 from cnnzoo import verify
 from cnnzoo.layers import Dropout, SpatialDropout2D, VariableDropout
+from tests.helpers import code_only
 
 
 def _x(shape, seed=0, dtype="float32"):
@@ -199,9 +200,8 @@ def test_spatial_dropout_data_format_is_case_insensitive_as_keras():
 
 
 def test_built_from_primitives_only():
-    from tests.test_layers_relu import _code_only
 
-    code = _code_only(inspect.getsource(dropout_module))
+    code = code_only(inspect.getsource(dropout_module))
     for forbidden in ("random.dropout", "layers.Dropout", "layers.SpatialDropout",
                       "keras.src", "tensorflow", "jax."):
         assert forbidden not in code, forbidden

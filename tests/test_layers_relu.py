@@ -10,6 +10,7 @@ from keras import ops
 import cnnzoo.layers.relu as relu_module
 from cnnzoo import verify
 from cnnzoo.layers import ReLU
+from tests.helpers import code_only
 
 GRID = verify.RELU_GRID
 
@@ -146,19 +147,7 @@ def test_invalid_arguments(kwargs, name):
 
 
 def test_built_from_primitives_only():
-    code = _code_only(inspect.getsource(relu_module))
+    code = code_only(inspect.getsource(relu_module))
     for forbidden in ("ops.relu", "ops.maximum", "ops.minimum", "ops.clip", "leaky_relu",
                       "activations", "layers.ReLU", "keras.src", "tensorflow", "jax."):
         assert forbidden not in code, forbidden
-
-
-def _code_only(source):
-    # Drop docstrings and comments: only executable code counts.
-    import ast
-
-    tree = ast.parse(source)
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.Module)) and node.body and \
-                isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant):
-            node.body = node.body[1:] or [ast.Pass()]
-    return ast.unparse(tree)

@@ -1,4 +1,4 @@
-"""Runtime defaults (precision, XLA), the seeded input pipeline, bfloat16's accuracy on digits."""
+"""Runtime defaults (precision, XLA) and bfloat16's accuracy on digits."""
 
 import os
 import subprocess
@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from cnnzoo import input_pipeline, runtime
+from cnnzoo import runtime
 
 
 @pytest.fixture
@@ -247,86 +247,6 @@ def test_seed_trial_leaves_tensorflows_seed_and_caches_alone(monkeypatch):
                             check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False"]
-
-
-# -- the input pipeline ---------------------------------------------------------
-
-
-def _labels_of_epochs(data, epochs):
-    """The label order a model would see over `epochs` epochs."""
-    ds = data["x"]
-    seen = []
-    if "steps_per_epoch" in data:  # tf.data: one endless stream of epochs
-        it = iter(ds)
-        for _ in range(epochs):
-            seen.append(np.concatenate([np.asarray(next(it)[1])
-                                        for _ in range(data["steps_per_epoch"])]))
-        return seen
-    for _ in range(epochs):  # PyDataset: Keras asks for 0 .. len - 1 each epoch
-        ds.on_epoch_begin()
-        seen.append(np.concatenate([np.asarray(ds[i][1]) for i in range(len(ds))]))
-        ds.on_epoch_end()
-    return seen
-
-
-@pytest.mark.multibackend
-@pytest.mark.parametrize("n", [50, 8], ids=["7 batches", "one batch"])
-def test_a_peek_before_training_does_not_move_the_batch_order(n):
-    # Keras peeks at the first batch to build a model that has not been
-    # built: a new model and one built earlier must see the same batches.
-    x = np.arange(n, dtype="float32").reshape(n, 1)
-    y = np.arange(n)
-    plain = _labels_of_epochs(input_pipeline.train_data(x, y, batch_size=8, seed=3), 2)
-    data = input_pipeline.train_data(x, y, batch_size=8, seed=3)
-    if "steps_per_epoch" not in data:
-        data["x"][0]
-        data["x"].on_epoch_end()  # what Keras's `EpochIterator.reset()` calls next
-    peeked = _labels_of_epochs(data, 2)
-    for a, b in zip(plain, peeked):
-        np.testing.assert_array_equal(a, b)
-
-
-@pytest.mark.multibackend
-def test_batch_order_depends_only_on_the_seed():
-    x = np.arange(50, dtype="float32").reshape(50, 1)
-    y = np.arange(50)
-    keras.utils.set_random_seed(1)
-    first = _labels_of_epochs(input_pipeline.train_data(x, y, batch_size=8, seed=3), 2)
-    keras.utils.set_random_seed(99)  # other global random state: same order
-    again = _labels_of_epochs(input_pipeline.train_data(x, y, batch_size=8, seed=3), 2)
-    other = _labels_of_epochs(input_pipeline.train_data(x, y, batch_size=8, seed=4), 2)
-    for a, b in zip(first, again):
-        np.testing.assert_array_equal(a, b)
-    # Every epoch is a permutation of the data, a new one each epoch.
-    assert all(sorted(e) == list(range(50)) for e in first)
-    assert not np.array_equal(first[0], first[1])
-    assert not np.array_equal(first[0], other[0])
-
-
-@pytest.mark.multibackend
-def test_pipeline_labels_for_several_outputs_and_fit():
-    x = np.random.default_rng(0).uniform(size=(20, 3)).astype("float32")
-    y = np.arange(20) % 2
-    inputs = keras.Input((3,))
-    outs = [keras.layers.Dense(2, activation="softmax", name=n)(inputs) for n in ("a", "b")]
-    model = keras.Model(inputs, outs)
-    model.compile("adam", loss={"a": "sparse_categorical_crossentropy",
-                                "b": "sparse_categorical_crossentropy"})
-    train = input_pipeline.train_data(x, y, batch_size=8, outputs=["a", "b"])
-    val = input_pipeline.eval_data(x, y, outputs=["a", "b"])
-    history = model.fit(**train, validation_data=val["x"], epochs=2, verbose=0)
-    assert {"a_loss", "b_loss", "val_a_loss"} <= set(history.history)
-
-
-@pytest.mark.parametrize("kwargs", [
-    {"x": np.zeros((4, 2)), "y": np.zeros(3), "batch_size": 2},
-    {"x": np.zeros((4, 2)), "y": np.zeros(4), "batch_size": 0},
-    {"x": np.zeros((0, 2)), "y": np.zeros(0), "batch_size": 2},
-    {"x": np.zeros((4, 2)), "y": np.zeros(4), "batch_size": 2, "outputs": "a"},
-])
-def test_pipeline_bad_arguments(kwargs):
-    with pytest.raises(ValueError, match="Received"):
-        input_pipeline.train_data(**kwargs)
 
 
 # -- bfloat16 keeps the accuracy ------------------------------------------------

@@ -31,24 +31,6 @@ except ImportError:  # pragma: no cover - keras-tuner is a declared dependency
     kt = None
     _HyperModelBase = object
 
-# `(low, high, step)` of the head and block dropout rates, per family.
-_PLAIN = {"dropout_rate": (0.0, 0.7, 0.1), "block_dropout_rate": (0.0, 0.5, 0.1)}
-# Batch-normalized and residual families: dropout inside the blocks shifts
-# batch-norm statistics between training and inference, so block rates stay
-# small (Wide ResNet's paper uses 0.3; DenseNet's 0.2).
-_NORMALIZED = {"dropout_rate": (0.0, 0.5, 0.1), "block_dropout_rate": (0.0, 0.3, 0.05)}
-FAMILY_SPACES = {
-    "simple_cnn": _PLAIN,
-    "lenet": _PLAIN,
-    "alexnet": _PLAIN,
-    "vgg": _PLAIN,
-    "resnet": _NORMALIZED,
-    "wide_resnet": _NORMALIZED,
-    "densenet": _NORMALIZED,
-    "mobilenet": _NORMALIZED,
-    "mobilenet_v2": _NORMALIZED,
-}
-DEFAULT_SPACE = _PLAIN
 DROPOUT_TYPES = ("standard", "spatial")
 DEFAULT_LEARNING_RATE = 1e-3
 # Searched when `learning_rate=True`.
@@ -71,7 +53,8 @@ class ZooHyperModel(_HyperModelBase):
         input_shape: `(height, width, channels)` of the raw images.
         num_classes: number of classes.
         dropout_rate: the head rate. Defaults to the family's range
-            (`FAMILY_SPACES`) with the paper's rate as the default value.
+            (`model_info(model_name)["search_space"]`, declared where the
+            family registers) with the paper's rate as the default value.
         block_dropout_rate: the rate inside the convolutional blocks.
             Defaults to the family's range with the paper's rate as default.
         per_stage: declare one block rate per stage instead of one shared
@@ -126,7 +109,7 @@ class ZooHyperModel(_HyperModelBase):
         self.tunable_dropout = v.check_bool("tunable_dropout", tunable_dropout)
         self.jit_compile = jit_compile
         self.stages = info["stages"]
-        space = FAMILY_SPACES.get(info["family"], DEFAULT_SPACE)
+        space = info["search_space"]
         paper = info["dropout"]
 
         head_default = paper["dropout_rate"]

@@ -2,48 +2,84 @@
 
 argparse answers a value that an option's `type=` or `choices=` rejects
 with a message of its own ("invalid int value: 'x'"), not the project's.
-`cnnzoo.cli` calls `defer_types(parser)` once a command has added its
-options, and `convert_types(args)` before the command runs, which converts
-and checks those values instead: a bad one is `cnnzoo NAME: error:
+Every parser of the command line is a `Parser`, which takes each option's
+`type=` conversion and `choices` away from argparse as the option is added;
+`cnnzoo.cli` calls `convert_types(args)` before the command runs, which
+converts and checks those values instead: a bad one is `cnnzoo NAME: error:
 Expected ... Received: name='x'` (with a "Did you mean" for a near miss of
-a choice).
+a choice). Only argparse's public API is used: the actions `add_argument`
+and `add_subparsers` return, and parser defaults.
 """
 
 import argparse
 
 from cnnzoo import _validation as v
 
+# The defaults that carry each parser's deferred conversions: one key per
+# parser (`_deferred_types:<prog>`), so that a sub-command's parser, whose
+# defaults argparse merges over its parents', keeps theirs too.
+_DEFERRED = "_deferred_types"
 
-def defer_types(parser, inherited=None):
-    """Takes the options' `type=` conversions and `choices` away from argparse.
 
-    The values stay text until `convert_types`; what each option needs is
-    kept in the parser's defaults (a sub-command's parser, which argparse
-    lets override them, also keeps its parents'). Help and usage do not
-    change. Positional arguments (and sub-commands) are left to argparse.
+class Parser(argparse.ArgumentParser):
+    """An `argparse.ArgumentParser` whose options are converted by `convert_types`.
+
+    Help and usage do not change. Positional arguments (and sub-commands)
+    are left to argparse. `subcommands` is the action of
+    `add_subparsers()` (`None` without sub-commands), whose `choices` map
+    each name to its parser.
     """
-    deferred = dict(inherited or {})
-    subparsers = []
-    for action in parser._actions:
-        if isinstance(action.choices, dict) and all(
-                isinstance(p, argparse.ArgumentParser) for p in action.choices.values()):
-            subparsers += action.choices.values()
+
+    subcommands = None
+
+    def add_argument(self, *args, **kwargs):
+        action = super().add_argument(*args, **kwargs)
+        if action.option_strings and (action.type is not None or action.choices is not None):
+            if action.metavar is None and action.choices is not None:
+                action.metavar = "{" + ",".join(str(c) for c in action.choices) + "}"
+            key = f"{_DEFERRED}:{self.prog}"
+            deferred = dict(self.get_default(key) or {})
+            deferred[action.dest] = (action.type, action.choices)
+            self.set_defaults(**{key: deferred})
+            action.type = None
+            action.choices = None
+        return action
+
+    def add_subparsers(self, **kwargs):
+        self.subcommands = super().add_subparsers(**kwargs)
+        return self.subcommands
+
+
+def check_subcommands(parser, argv):
+    """Checks the sub-command names in `argv` with the project's error, before argparse.
+
+    Follows `argv`'s words that are not options down the parsers'
+    sub-commands; an unknown name exits with code 2 and one line, `PROG:
+    error: Expected ... Received: command='x'` (with a "Did you mean").
+    The parsers that have sub-commands take no option values before them
+    (only flags such as `--version` and `--help`).
+    """
+    for word in argv:
+        if parser.subcommands is None:
+            return
+        if word.startswith("-"):
             continue
-        if not action.option_strings or (action.type is None and action.choices is None):
-            continue
-        if action.metavar is None and action.choices is not None:
-            action.metavar = "{" + ",".join(str(c) for c in action.choices) + "}"
-        deferred[action.dest] = (action.type, action.choices)
-        action.type = None
-        action.choices = None
-    parser.set_defaults(_deferred_types=deferred)
-    for sub in subparsers:
-        defer_types(sub, deferred)
+        choices = parser.subcommands.choices
+        label = (parser.subcommands.metavar or parser.subcommands.dest).lower()
+        try:
+            v.check_choice(label, word, list(choices))
+        except ValueError as error:
+            parser.exit(2, f"{parser.prog}: error: {error}\n")
+        parser = choices[word]
 
 
 def convert_types(args):
-    """Converts the values `defer_types` left as text, in place, with the project's errors."""
-    for name, (convert, choices) in getattr(args, "_deferred_types", {}).items():
+    """Converts the values `Parser` left as text, in place, with the project's errors."""
+    deferred = {}
+    for key, value in vars(args).items():
+        if key.startswith(_DEFERRED):
+            deferred.update(value)
+    for name, (convert, choices) in deferred.items():
         value = getattr(args, name, None)
         if isinstance(value, list):  # action="append"
             setattr(args, name, [_convert(name, item, convert, choices) for item in value])

@@ -19,9 +19,10 @@ IMPLEMENTATIONS = ("keras", "primitive")
 DROPOUT_TYPES = ("standard", "spatial")
 POOLINGS = (None, "avg", "max")
 
-# The vocabulary every model accepts. Families add their own through
-# `register_model(extra_kwargs=...)` (`drop_path_rate` for residual models,
-# `stride_in_1x1` for the bottleneck ResNets).
+# The vocabulary every model accepts. Residual families add `drop_path_rate`
+# (`register_model(residual_blocks=...)`), others their own through
+# `register_model(extra_kwargs=...)` (`stride_in_1x1` for the bottleneck
+# ResNets).
 COMMON_KWARGS = (
     "input_shape",
     "num_classes",
@@ -36,6 +37,17 @@ COMMON_KWARGS = (
     "tunable_dropout",
     "name",
 )
+
+
+# The dropout search's ranges, `(low, high, step)` of the head rate and of
+# the block rate, that a family declares with `register_model(search_space=...)`
+# and `tuning.ZooHyperModel` searches by default.
+PLAIN_SEARCH_SPACE = {"dropout_rate": (0.0, 0.7, 0.1), "block_dropout_rate": (0.0, 0.5, 0.1)}
+# Batch-normalized and residual families: dropout inside the blocks shifts
+# batch-norm statistics between training and inference, so block rates stay
+# small (Wide ResNet's paper uses 0.3; DenseNet's 0.2).
+NORMALIZED_SEARCH_SPACE = {"dropout_rate": (0.0, 0.5, 0.1),
+                           "block_dropout_rate": (0.0, 0.3, 0.05)}
 
 
 @dataclasses.dataclass
@@ -95,11 +107,18 @@ class _Entry:
 
 
 def register_model(*, family, paper, default_input_shape, min_input_size,
-                   stages, params, reference, default_num_classes=1000,
-                   dropout_rate=0.0, block_dropout_rate=0.0, dropout_placement="",
-                   trainable_params=None, extra_kwargs=None, description="",
-                   default_activation="relu"):
+                   stages, params, reference, block_dropout_layers, head_dropout_layers,
+                   default_num_classes=1000, dropout_rate=0.0, block_dropout_rate=0.0,
+                   dropout_placement="", residual_blocks=0, trainable_params=None,
+                   extra_kwargs=None, description="", default_activation="relu",
+                   search_space=None, cpu_mixed_bfloat16=True):
     """Registers a model factory under its function name.
+
+    Everything particular to a family is declared here, as data: what it
+    is (paper, reference counts), what its dropout knobs control, how the
+    dropout search ranges over them and how it trains fastest. The tests,
+    the search and `cnnzoo.runtime` read it from `model_info`; see
+    `docs/adding-a-model.md`.
 
     Args:
         family: the family name (`"vgg"`, `"resnet"`, ...).
@@ -111,11 +130,20 @@ def register_model(*, family, paper, default_input_shape, min_input_size,
         params: total parameter count (`model.count_params()`) at the
             canonical configuration.
         reference: the reference implementation the count is checked
-            against, with its count, e.g. `"torchvision.models.vgg11: 132,863,336"`.
+            against, with its count, e.g. `"torchvision.models.vgg11: 132,863,336"`
+            (every comma-grouped count in it is `params` or
+            `trainable_params`: the tests check it).
+        block_dropout_layers: one count per stage: how many dropout layers
+            that stage's `block_dropout_rate` controls when it is non-zero.
+        head_dropout_layers: how many dropout layers `dropout_rate`
+            controls when it is non-zero.
         default_num_classes: the paper's number of classes.
         dropout_rate: the paper's head dropout.
         block_dropout_rate: the paper's block dropout.
         dropout_placement: where the paper puts dropout, in words.
+        residual_blocks: how many blocks have a residual branch that
+            stochastic depth may drop; a non-zero count adds the
+            `drop_path_rate` keyword (its rate grows linearly over them).
         trainable_params: trainable count, where the reference counts only
             trainable weights (torchvision keeps batch-norm statistics as
             buffers, not parameters).
@@ -124,13 +152,31 @@ def register_model(*, family, paper, default_input_shape, min_input_size,
         default_activation: the hidden activation when the user passes
             none: `"relu"` for every model except where the paper uses
             another (`"relu6"` for MobileNetV2).
+        search_space: the dropout search's default ranges, a dict of
+            `(low, high, step)` for `"dropout_rate"` and
+            `"block_dropout_rate"`. Defaults to `PLAIN_SEARCH_SPACE`;
+            batch-normalized and residual families take
+            `NORMALIZED_SEARCH_SPACE`.
+        cpu_mixed_bfloat16: whether `precision="auto"` trains in mixed
+            bfloat16 on CPUs with bfloat16 units. `False` for the families
+            that train slower in it there (measured by
+            `cnnzoo bench --only throughput`, see `benchmarks/README.md`).
     """
+
+    stages = int(stages)
+    space = _check_search_space(PLAIN_SEARCH_SPACE if search_space is None else search_space)
+    block_layers = [int(n) for n in block_dropout_layers]
+    if len(block_layers) != stages or min(block_layers, default=0) < 0:
+        raise ValueError(f"Expected `block_dropout_layers` to give one count per stage "
+                         f"({stages}). Received: block_dropout_layers={block_dropout_layers!r}")
+    residual_blocks = int(residual_blocks)
 
     def decorator(fn):
         name = fn.__name__
         if name in _REGISTRY:
             raise ValueError(f"Model `{name}` is registered twice.")
-        extra = dict(extra_kwargs or {})
+        extra = {"drop_path_rate": 0.0} if residual_blocks else {}
+        extra.update(extra_kwargs or {})
         info = {
             "name": name,
             "family": family,
@@ -139,13 +185,18 @@ def register_model(*, family, paper, default_input_shape, min_input_size,
             "default_input_shape": tuple(default_input_shape),
             "min_input_size": int(min_input_size),
             "default_num_classes": int(default_num_classes),
-            "stages": int(stages),
+            "stages": stages,
             "default_activation": default_activation,
             "dropout": {
                 "placement": dropout_placement,
                 "dropout_rate": float(dropout_rate),
                 "block_dropout_rate": block_dropout_rate,
+                "block_layers": block_layers,
+                "head_layers": int(head_dropout_layers),
             },
+            "residual_blocks": residual_blocks,
+            "search_space": space,
+            "cpu_mixed_bfloat16": bool(cpu_mixed_bfloat16),
             "params": int(params),
             "trainable_params": int(trainable_params if trainable_params is not None else params),
             "reference": reference,
@@ -155,6 +206,28 @@ def register_model(*, family, paper, default_input_shape, min_input_size,
         return fn
 
     return decorator
+
+
+def _check_search_space(space):
+    # Checked where a family registers, so that a bad range fails at import,
+    # not in the middle of a search.
+    if not isinstance(space, dict) or set(space) != {"dropout_rate", "block_dropout_rate"}:
+        raise ValueError("Expected `search_space` to be a dict of 'dropout_rate' and "
+                         f"'block_dropout_rate' ranges. Received: search_space={space!r}")
+    out = {}
+    for key, value in space.items():
+        if not isinstance(value, (tuple, list)) or len(value) != 3:
+            raise ValueError(f"Expected `search_space[{key!r}]` as (low, high, step). "
+                             f"Received: search_space={space!r}")
+        low, high = v.check_rate(f"search_space[{key!r}][0]", value[0]), \
+            v.check_rate(f"search_space[{key!r}][1]", value[1])
+        step = v.check_number(f"search_space[{key!r}][2]", value[2], low=0.0,
+                              low_inclusive=False)
+        if high <= low:
+            raise ValueError(f"Expected `search_space[{key!r}]` with low < high. "
+                             f"Received: search_space={space!r}")
+        out[key] = (low, high, step)
+    return out
 
 
 def _ensure_loaded():
@@ -200,9 +273,12 @@ def model_info(name):
 
     Keys: `name`, `family`, `paper`, `description`, `default_input_shape`,
     `min_input_size`, `default_num_classes`, `stages`, `default_activation`,
-    `dropout` (the paper's placement and rates), `params` and
-    `trainable_params` at the canonical configuration, `reference`,
-    `supported_kwargs`.
+    `dropout` (the paper's placement and rates, and how many layers each
+    rate controls: `block_layers` per stage, `head_layers`),
+    `residual_blocks`, `search_space` (the dropout search's default
+    ranges), `cpu_mixed_bfloat16`, `params` and `trainable_params` at the
+    canonical configuration, `reference`, `supported_kwargs`. See
+    `register_model`.
     """
     return copy.deepcopy(_check_name(name).info)
 

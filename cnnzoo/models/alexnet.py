@@ -49,6 +49,8 @@ OPS = _ops(CONVS)
     reference="torchvision.models.alexnet: 61,100,840",
     dropout_rate=0.5,
     dropout_placement="0.5 before fc6 and before fc7 (torchvision's order)",
+    block_dropout_layers=[1] * len(CONVS),
+    head_dropout_layers=2,
 )
 def alexnet(cfg):
     """AlexNet: five convolutions, three max pools, fc6 and fc7 (4096) with dropout 0.5.

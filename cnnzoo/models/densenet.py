@@ -6,7 +6,8 @@ Reference:
 """
 
 from cnnzoo.blocks import Blocks
-from cnnzoo.models._registry import min_input_size, register_model, total_stride
+from cnnzoo.models._registry import (NORMALIZED_SEARCH_SPACE, min_input_size, register_model,
+                                     total_stride)
 
 # Architectures as data: growth rate, stem width and dense layers per block.
 CFGS = {
@@ -27,6 +28,11 @@ def _transition(blocks, x, prefix, rate):
     x = blocks.conv(x, int(x.shape[-1] * COMPRESSION), 1, f"{prefix}_conv", use_bias=False)
     x = blocks.drop(x, rate, f"{prefix}_drop")
     return blocks.pool(x, f"{prefix}_pool", kind="avg", pool_size=2, strides=2)
+
+
+def _block_dropout_layers(depths):
+    """Two convolutions per dense layer, and the transition's after each block but the last."""
+    return [2 * n + (i < len(depths) - 1) for i, n in enumerate(depths)]
 
 
 def _densenet(cfg, growth_rate, stem_filters, depths):
@@ -67,6 +73,12 @@ def _densenet(cfg, growth_rate, stem_filters, depths):
     block_dropout_rate=0.0,
     dropout_placement="optional (the paper: 0.2 without data augmentation) after every "
                       "convolution except the stem's",
+    block_dropout_layers=_block_dropout_layers(CFGS["densenet121"][2]),
+    head_dropout_layers=1,
+    search_space=NORMALIZED_SEARCH_SPACE,
+    # Hundreds of small convolutions and concatenations, each cast: slower
+    # in bfloat16 on CPUs.
+    cpu_mixed_bfloat16=False,
 )
 def densenet121(cfg):
     """DenseNet-121 (BC, growth 32): dense blocks of 6-12-24-16 layers."""

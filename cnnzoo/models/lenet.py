@@ -27,6 +27,8 @@ OPS = [(5, 1, "valid"), (2, 2, "valid"), (5, 1, "valid"), (2, 2, "valid"), (5, 1
               "re-implementation): 61,706",
     dropout_rate=0.0,
     dropout_placement="none in the paper",
+    block_dropout_layers=[1] * len(CONVS),  # after C1, C3 and C5
+    head_dropout_layers=1,  # after F6
 )
 def lenet5(cfg):
     """LeNet-5: C1-S2-C3-S4-C5 convolutions, F6 (84 units), the classifier.

@@ -6,7 +6,8 @@ Reference:
 """
 
 from cnnzoo.blocks import Blocks
-from cnnzoo.models._registry import min_input_size, register_model, total_stride
+from cnnzoo.models._registry import (NORMALIZED_SEARCH_SPACE, min_input_size, register_model,
+                                     total_stride)
 
 # Architectures as data: the paper's Table 2, one row per bottleneck group:
 # (expansion t, output channels c, repeats n, stride s of the first block).
@@ -53,7 +54,12 @@ def _num_residual_blocks(cfg, in_channels):
     dropout_placement="0.2 before the classifier (torchvision); optional block dropout "
                       "after the depthwise convolution's activation",
     default_activation="relu6",
-    extra_kwargs={"drop_path_rate": 0.0},
+    block_dropout_layers=[n for _, _, n, _ in CFG],  # one in each block of a group
+    head_dropout_layers=1,
+    residual_blocks=_num_residual_blocks(CFG, STEM_FILTERS),
+    search_space=NORMALIZED_SEARCH_SPACE,
+    # Depthwise convolutions have no bfloat16 kernels on CPUs: slower in it.
+    cpu_mixed_bfloat16=False,
 )
 def mobilenet_v2(cfg):
     """MobileNetV2 (width 1.0): 17 inverted residual blocks in 7 groups, relu6 by default.

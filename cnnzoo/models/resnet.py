@@ -12,7 +12,8 @@ Reference:
 """
 
 from cnnzoo.blocks import Blocks
-from cnnzoo.models._registry import min_input_size, register_model, total_stride
+from cnnzoo.models._registry import (NORMALIZED_SEARCH_SPACE, min_input_size, register_model,
+                                     total_stride)
 
 # Architectures as data: block kind and blocks per stage (the paper's Table 1).
 CFGS = {
@@ -71,32 +72,49 @@ def _resnet(cfg, kind, depths):
     return blocks.model(inputs, x)
 
 
-def _register(name, params, trainable):
-    kind, depths = CFGS[name]
+def _registered(params, trainable, reference, depths, bottleneck=False):
+    """`register_model` with what every ResNet shares.
 
-    def factory(cfg):
-        return _resnet(cfg, kind, depths)
-
-    factory.__name__ = name
-    factory.__doc__ = (f"ResNet-{name[6:]} ({kind} blocks {'-'.join(map(str, depths))}"
-                       f"{', stride on the 3x3 (v1.5)' if kind == 'bottleneck' else ''}).")
-    extra = {"drop_path_rate": 0.0}
-    if kind == "bottleneck":
-        extra["stride_in_1x1"] = False
-    register_model(
+    Counts at 224x224x3, 1000 classes. torchvision keeps batch-norm
+    statistics as buffers, so its count is the trainable count; the total
+    adds them.
+    """
+    return register_model(
         family="resnet", paper=PAPER, default_input_shape=(224, 224, 3),
         min_input_size=MIN_INPUT, stages=4, params=params, trainable_params=trainable,
-        reference=f"torchvision.models.{name}: {trainable:,} trainable",
+        reference=reference,
         dropout_placement="none in the paper; optional block dropout after the 3x3 "
                           "convolution's activation, stochastic depth on each branch",
-        extra_kwargs=extra,
-    )(factory)
-    globals()[name] = factory
+        # One block dropout inside each block; one before the classifier.
+        block_dropout_layers=list(depths), head_dropout_layers=1,
+        residual_blocks=sum(depths), search_space=NORMALIZED_SEARCH_SPACE,
+        extra_kwargs={"stride_in_1x1": False} if bottleneck else None,
+    )
 
 
-# Counts at 224x224x3, 1000 classes. torchvision keeps batch-norm statistics
-# as buffers, so its count is the trainable count; the total adds them.
-_register("resnet18", 11_699_112, 11_689_512)
-_register("resnet34", 21_814_696, 21_797_672)
-_register("resnet50", 25_610_152, 25_557_032)
-_register("resnet101", 44_654_504, 44_549_160)
+@_registered(11_699_112, 11_689_512, "torchvision.models.resnet18: 11,689,512 trainable",
+             CFGS["resnet18"][1])
+def resnet18(cfg):
+    """ResNet-18 (basic blocks 2-2-2-2)."""
+    return _resnet(cfg, *CFGS["resnet18"])
+
+
+@_registered(21_814_696, 21_797_672, "torchvision.models.resnet34: 21,797,672 trainable",
+             CFGS["resnet34"][1])
+def resnet34(cfg):
+    """ResNet-34 (basic blocks 3-4-6-3)."""
+    return _resnet(cfg, *CFGS["resnet34"])
+
+
+@_registered(25_610_152, 25_557_032, "torchvision.models.resnet50: 25,557,032 trainable",
+             CFGS["resnet50"][1], bottleneck=True)
+def resnet50(cfg):
+    """ResNet-50 (bottleneck blocks 3-4-6-3, stride on the 3x3 (v1.5))."""
+    return _resnet(cfg, *CFGS["resnet50"])
+
+
+@_registered(44_654_504, 44_549_160, "torchvision.models.resnet101: 44,549,160 trainable",
+             CFGS["resnet101"][1], bottleneck=True)
+def resnet101(cfg):
+    """ResNet-101 (bottleneck blocks 3-4-23-3, stride on the 3x3 (v1.5))."""
+    return _resnet(cfg, *CFGS["resnet101"])

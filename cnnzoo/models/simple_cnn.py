@@ -24,6 +24,8 @@ DENSE_UNITS = 128
     reference="a hand-written keras.Sequential of the same layers: 421,642",
     dropout_rate=0.5,
     dropout_placement="0.5 after the hidden dense layer's ReLU",
+    block_dropout_layers=[1] * len(FILTERS),
+    head_dropout_layers=1,
 )
 def simple_cnn(cfg):
     """Two conv-ReLU-pool stages and a dense-ReLU-dropout head; for 8x8 to 64x64 inputs (4x4 at least)."""

@@ -50,35 +50,66 @@ def _vgg(cfg, layers, batch_norm):
     return blocks.model(inputs, x)
 
 
-def _register(name, batch_norm, params, trainable, reference):
-    def factory(cfg):
-        return _vgg(cfg, CFGS[name.replace("_bn", "")], batch_norm)
+def _registered(params, reference, trainable=None):
+    """`register_model` with what every VGG shares.
 
-    factory.__name__ = name
-    factory.__doc__ = (f"{name.replace('_bn', '').upper()}"
-                       f"{' with batch normalization' if batch_norm else ''} "
-                       f"(dropout 0.5 after fc1 and fc2).")
-    register_model(
+    Counts at 224x224x3, 1000 classes. Batch-norm variants: torchvision
+    counts only trainable weights (the statistics are buffers), so its number
+    is the trainable count; the total adds 2 statistics per channel.
+    """
+    return register_model(
         family="vgg", paper=PAPER, default_input_shape=(224, 224, 3),
         min_input_size=MIN_INPUT, stages=5, params=params, trainable_params=trainable,
         reference=reference, dropout_rate=0.5,
         dropout_placement="0.5 after the activations of fc1 and fc2",
-    )(factory)
-    globals()[name] = factory
+        # Each stage's last convolution; fc1 and fc2.
+        block_dropout_layers=[1] * 5, head_dropout_layers=2,
+    )
 
 
-# Counts at 224x224x3, 1000 classes. Batch-norm variants: torchvision counts
-# only trainable weights (the statistics are buffers), so its number is the
-# trainable count here; the total adds 2 statistics per channel.
-_register("vgg11", False, 132_863_336, None, "torchvision.models.vgg11: 132,863,336")
-_register("vgg13", False, 133_047_848, None, "torchvision.models.vgg13: 133,047,848")
-_register("vgg16", False, 138_357_544, None, "keras.applications.VGG16: 138,357,544")
-_register("vgg19", False, 143_667_240, None, "keras.applications.VGG19: 143,667,240")
-_register("vgg11_bn", True, 132_874_344, 132_868_840,
-          "torchvision.models.vgg11_bn: 132,868,840 trainable")
-_register("vgg13_bn", True, 133_059_624, 133_053_736,
-          "torchvision.models.vgg13_bn: 133,053,736 trainable")
-_register("vgg16_bn", True, 138_374_440, 138_365_992,
-          "torchvision.models.vgg16_bn: 138,365,992 trainable")
-_register("vgg19_bn", True, 143_689_256, 143_678_248,
-          "torchvision.models.vgg19_bn: 143,678,248 trainable")
+@_registered(132_863_336, "torchvision.models.vgg11: 132,863,336")
+def vgg11(cfg):
+    """VGG11 (dropout 0.5 after fc1 and fc2)."""
+    return _vgg(cfg, CFGS["vgg11"], batch_norm=False)
+
+
+@_registered(133_047_848, "torchvision.models.vgg13: 133,047,848")
+def vgg13(cfg):
+    """VGG13 (dropout 0.5 after fc1 and fc2)."""
+    return _vgg(cfg, CFGS["vgg13"], batch_norm=False)
+
+
+@_registered(138_357_544, "keras.applications.VGG16: 138,357,544")
+def vgg16(cfg):
+    """VGG16 (dropout 0.5 after fc1 and fc2)."""
+    return _vgg(cfg, CFGS["vgg16"], batch_norm=False)
+
+
+@_registered(143_667_240, "keras.applications.VGG19: 143,667,240")
+def vgg19(cfg):
+    """VGG19 (dropout 0.5 after fc1 and fc2)."""
+    return _vgg(cfg, CFGS["vgg19"], batch_norm=False)
+
+
+@_registered(132_874_344, "torchvision.models.vgg11_bn: 132,868,840 trainable", 132_868_840)
+def vgg11_bn(cfg):
+    """VGG11 with batch normalization (dropout 0.5 after fc1 and fc2)."""
+    return _vgg(cfg, CFGS["vgg11"], batch_norm=True)
+
+
+@_registered(133_059_624, "torchvision.models.vgg13_bn: 133,053,736 trainable", 133_053_736)
+def vgg13_bn(cfg):
+    """VGG13 with batch normalization (dropout 0.5 after fc1 and fc2)."""
+    return _vgg(cfg, CFGS["vgg13"], batch_norm=True)
+
+
+@_registered(138_374_440, "torchvision.models.vgg16_bn: 138,365,992 trainable", 138_365_992)
+def vgg16_bn(cfg):
+    """VGG16 with batch normalization (dropout 0.5 after fc1 and fc2)."""
+    return _vgg(cfg, CFGS["vgg16"], batch_norm=True)
+
+
+@_registered(143_689_256, "torchvision.models.vgg19_bn: 143,678,248 trainable", 143_678_248)
+def vgg19_bn(cfg):
+    """VGG19 with batch normalization (dropout 0.5 after fc1 and fc2)."""
+    return _vgg(cfg, CFGS["vgg19"], batch_norm=True)

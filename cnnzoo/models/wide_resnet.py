@@ -6,7 +6,8 @@ Reference:
 """
 
 from cnnzoo.blocks import Blocks
-from cnnzoo.models._registry import min_input_size, register_model, total_stride
+from cnnzoo.models._registry import (NORMALIZED_SEARCH_SPACE, min_input_size, register_model,
+                                     total_stride)
 
 # Architectures as data: depth and widening factor (WRN-d-k). Depth 6n + 4:
 # n blocks in each of three stages of 16k, 32k, 64k channels.
@@ -25,6 +26,11 @@ CONV_INIT = {"class_name": "VarianceScaling",
              "config": {"scale": 2.0, "mode": "fan_in", "distribution": "untruncated_normal"}}
 
 
+def _blocks_per_stage(depth, width):
+    """Depth 6n + 4: n blocks in each stage."""
+    return (depth - 4) // 6
+
+
 def _wide_resnet(cfg, depth, width):
     """3x3 stem, three stages of pre-activation wide blocks, BN-act, average pool, classifier.
 
@@ -33,8 +39,8 @@ def _wide_resnet(cfg, depth, width):
     of the pre-activated input where the shape changes). Convolutions have no
     bias, as in the authors' code.
     """
-    n = (depth - 4) // 6
-    blocks = Blocks(cfg, kernel_initializer=CONV_INIT, num_residual_blocks=3 * n)
+    n = _blocks_per_stage(depth, width)
+    blocks = Blocks(cfg, kernel_initializer=CONV_INIT, num_residual_blocks=len(BASE_WIDTHS) * n)
     inputs = blocks.inputs()
     x = blocks.conv(inputs, STEM_FILTERS, 3, "stem_conv", use_bias=False)
     for stage, (base, stride) in enumerate(zip(BASE_WIDTHS, STAGE_STRIDES)):
@@ -61,7 +67,10 @@ def _wide_resnet(cfg, depth, width):
               "CIFAR-10: 36,479,194 trainable (the paper's 36.5M)",
     block_dropout_rate=0.3,
     dropout_placement="0.3 between the two 3x3 convolutions of every block",
-    extra_kwargs={"drop_path_rate": 0.0},
+    block_dropout_layers=[_blocks_per_stage(*CFGS["wide_resnet28_10"])] * len(BASE_WIDTHS),
+    head_dropout_layers=1,
+    residual_blocks=len(BASE_WIDTHS) * _blocks_per_stage(*CFGS["wide_resnet28_10"]),
+    search_space=NORMALIZED_SEARCH_SPACE,
 )
 def wide_resnet28_10(cfg):
     """WRN-28-10 for 32x32 images: 3 stages of 4 pre-activation blocks, 160-320-640 channels."""
