@@ -48,9 +48,13 @@ def run_once(pack):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=7)
+    parser.add_argument("--commit", default=None, help="The commit the code under test is.")
     args = parser.parse_args()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, cwd=HERE).stdout.strip()
+    # Run from an exported copy of the checkout (so that editing the checkout
+    # cannot change the code under test), pass the commit it was exported from.
+    commit = args.commit or subprocess.run(["git", "rev-parse", "--short", "HEAD"],
+                                           capture_output=True, text=True,
+                                           cwd=HERE).stdout.strip()
     rows = []
     for i in range(args.pairs):
         order = (1, 2) if i % 2 == 0 else (2, 1)
