@@ -19,13 +19,11 @@ Everything is written under `out`; Keras Tuner's own state under
 import contextlib
 import dataclasses
 import functools
-import math
-import numbers
 import os
 import sys
 import time
 
-from cnnzoo import _atomic, _flops, runtime
+from cnnzoo import _atomic, runtime
 from cnnzoo import _validation as v
 from tuning import memory
 
@@ -39,8 +37,6 @@ DEFAULT_OUT = "tune_results"
 DEFAULT_MAX_TRIALS = 10
 DEFAULT_EPOCHS = 10
 DEFAULT_BATCH_SIZE = 32
-# The most trials one packed model trains side by side (`pack`).
-MAX_PACK = 64
 SETTINGS_FILE = "search.json"
 # Settings that define a search: resuming with other values would mix two searches.
 _IDENTITY = ("model", "data", "tuner", "objective", "seed", "epochs", "batch_size",
@@ -79,7 +75,7 @@ def search(model=DEFAULT_MODEL, data=DEFAULT_DATA, *, tuner="random",
            batch_size=DEFAULT_BATCH_SIZE, image_size=None, num_samples=None, input_size=None,
            overwrite=False, export=True, chief=None, worker=None, hypermodel=None,
            hypermodel_kwargs=None, max_consecutive_failures=3, tuner_class=None, stream=None,
-           quiet=False, pack="auto", worker_timeout=300.0, threads="auto", color_mode=None):
+           quiet=False, worker_timeout=300.0, threads="auto", color_mode=None):
     """Searches the dropout rates of a zoo model on a dataset and exports the best model.
 
     Running it again with the same `out` resumes: finished trials are kept,
@@ -137,12 +133,6 @@ def search(model=DEFAULT_MODEL, data=DEFAULT_DATA, *, tuner="random",
         tuner_class: the tuner class (see `tuning.tuners.make_tuner`).
         stream: where progress goes. Defaults to `sys.stdout`.
         quiet: print nothing but errors.
-        pack: train this many trials at once, packed into one model
-            (`tuning.packed`; same results as one at a time), or `"auto"`
-            (the default): one trial per core on a CPU where each op runs
-            on one thread (`threads`), several small trials per step on a
-            GPU, and 1 otherwise or for a search too short to repay
-            compiling a packed model (`tuning.packed.auto_pack`).
 
     Returns:
         A `SearchResult`.
@@ -159,7 +149,6 @@ def search(model=DEFAULT_MODEL, data=DEFAULT_DATA, *, tuner="random",
     batch_size = v.check_int("batch_size", batch_size, low=1)
     v.check_choice("objective", objective, OBJECTIVES)
     v.check_choice("distribution", distribution, DISTRIBUTIONS)
-    pack = check_pack(pack)
     v.check_bool("overwrite", overwrite)
     v.check_bool("export", export)
     v.check_bool("quiet", quiet)
@@ -221,22 +210,12 @@ def _callers_dtype_policy():
         keras.config.set_dtype_policy(policy)
 
 
-def check_pack(pack):
-    """`pack` as `search` takes it: `"auto"` or an int in [1, `MAX_PACK`]."""
-    if isinstance(pack, str) and pack == "auto":
-        return pack
-    if isinstance(pack, bool) or not isinstance(pack, numbers.Integral) \
-            or not 1 <= pack <= MAX_PACK:
-        v.fail(f"Expected `pack` to be 'auto' or an integer in [1, {MAX_PACK}].", "pack", pack)
-    return int(pack)
-
-
 @_callers_dtype_policy()
 @memory.existing_objects_frozen()  # collections walk only what the search makes
 def _search(*, model, data, tuner, max_trials, epochs, objective, seed, out, precision, jit,
             distribution, batch_size, image_size, num_samples, input_size, overwrite, export,
             chief, worker, hypermodel, hypermodel_kwargs, max_consecutive_failures,
-            tuner_class, stream, quiet, role, distributed, pack, worker_timeout, threads,
+            tuner_class, stream, quiet, role, distributed, worker_timeout, threads,
             color_mode, held):
     import cnnzoo.data
     from tuning import report, tuners
@@ -274,7 +253,7 @@ def _search(*, model, data, tuner, max_trials, epochs, objective, seed, out, pre
         hypermodel = ZooHyperModel(model, input_shape=ds.input_shape,
                                    num_classes=ds.num_classes, input_size=input_size,
                                    jit_compile=setup["jit"], **(hypermodel_kwargs or {}))
-    flops = _preflight(hypermodel, ds, model, strategy)
+    _preflight(hypermodel, ds, model, strategy)
 
     settings = {
         "model": model, "data": data if not os.path.exists(str(data)) else
@@ -300,34 +279,6 @@ def _search(*, model, data, tuner, max_trials, epochs, objective, seed, out, pre
         held.enter_context(state.search_lock(out))  # one search of a folder at a time
         _check_settings(out, settings, overwrite)
 
-    from tuning import packed
-
-    if pack != "auto" and pack > 1:
-        reason = (packed.unpackable_hypermodel(hypermodel)
-                  or ("the tuner class is given (tuner_class)" if tuner_class else None))
-        if reason:
-            v.fail(f"Expected pack=1 or 'auto' here: {reason}, so each trial trains on its "
-                   f"own.", "pack", pack)
-    if pack == "auto":
-        pack, why = packed.auto_pack(
-            accelerator=bool(runtime.accelerators()), tuner=tuner,
-            step_flops=None if flops is None else flops * batch_size,
-            max_trials=None if tuner == "hyperband" else max_trials,
-            search_steps=None if tuner == "hyperband" else
-            max_trials * epochs * math.ceil(len(ds.x_train) / batch_size),
-            distribution=distribution, threads=setup["threads"])
-        # Packed by default only where `reuse_key` tells which trials compile
-        # alike: a plain build(hp) may close over a searched value unseen.
-        if pack > 1 and (tuner_class or packed.unpackable_hypermodel(hypermodel)
-                         or getattr(hypermodel, "reuse_key", None) is None):
-            pack = 1
-        if pack > 1 and role != "chief":
-            say(f"Packing {pack} trials side by side per model ({why})")
-    if tuner_class is None and (pack > 1 or distribution == "none") \
-            and not packed.own_training(hypermodel):
-        # The packed tuner, even for one trial at a time: it keeps the compiled
-        # model between trials that differ only in dropout (`tuning.packed`).
-        tuner_class = packed.packed_tuner_class(tuners.TUNERS[tuner][0], pack)
     the_tuner = tuners.make_tuner(
         tuner, hypermodel, directory=out, objective=objective, max_trials=max_trials,
         epochs=epochs, seed=seed, overwrite=overwrite, distribution_strategy=strategy,
@@ -367,8 +318,7 @@ def _search(*, model, data, tuner, max_trials, epochs, objective, seed, out, pre
     best = ranked[0] if ranked and ranked[0]["status"] == "COMPLETED" else None
     meta = dict(settings, backend=setup["backend"], devices=setup["devices"],
                 precision=setup["precision"], jit=setup["jit"], threads=setup["threads"],
-                distribution=distribution,
-                pack=pack, role=role, fixed=hypermodel.fixed_values()
+                distribution=distribution, role=role, fixed=hypermodel.fixed_values()
                 if hasattr(hypermodel, "fixed_values") else {})
     files = {}
     say("")
@@ -440,11 +390,7 @@ def _default_hp():
 
 
 def _preflight(hypermodel, ds, model_name, strategy):
-    """Builds the model once with the default hyperparameters and runs two images.
-
-    Returns its forward FLOPs per image (`cnnzoo._flops`), or `None` where
-    its layers' shapes cannot be read (a subclassed model).
-    """
+    """Builds the model once with the default hyperparameters and runs two images."""
     import contextlib
 
     import keras
@@ -478,13 +424,8 @@ def _preflight(hypermodel, ds, model_name, strategy):
                f"image, got {outputs.shape[1:]}.", "model", model_name)
     if not np.isfinite(outputs).all():
         v.fail("Expected finite outputs from the freshly built model.", "model", model_name)
-    try:
-        flops = _flops.forward_flops(model)[0] or None
-    except (AttributeError, ValueError, TypeError):
-        flops = None
     del model
     runtime.clear_session()  # keeping the precision `configure` set
-    return flops
 
 
 def _distribution_strategy(distribution, backend, say):

@@ -88,18 +88,7 @@ def add_arguments(parser):
                              "worker when nothing has been heard of it for SECONDS (its "
                              "worker has died; live workers report every 30 s, so at least "
                              "60). 0: wait for it forever. Default: 300.")
-    parser.add_argument("--pack", type=_pack, default="auto", metavar="K",
-                        help="Train K trials at once, packed side by side in one model (same "
-                             "results as one at a time; faster per epoch, slower to compile). "
-                             "Default: auto (on a CPU running each op on one thread, one trial "
-                             "per core for 2,000 training steps or more over all trials; on a "
-                             "GPU, for 50,000 or more, up to 8 small trials per step; else 1).")
     parser.add_argument("--quiet", action="store_true", help="Print only errors.")
-
-
-def _pack(text):
-    """`--pack`: "auto" or an integer, checked by `tuning.search`."""
-    return int(text) if text.strip().lstrip("-").isdigit() else text
 
 
 def run(args):
@@ -127,7 +116,7 @@ def run(args):
             batch_size=args.batch_size, image_size=args.image_size,
             num_samples=args.num_samples, overwrite=args.overwrite,
             export=not args.no_export, chief=args.chief, worker=args.worker,
-            hypermodel_kwargs=kwargs, quiet=args.quiet, pack=args.pack,
+            hypermodel_kwargs=kwargs, quiet=args.quiet,
             worker_timeout=None if args.worker_timeout == 0 else args.worker_timeout,
             threads=args.threads, color_mode=args.color_mode,
         )
