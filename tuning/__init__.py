@@ -16,6 +16,8 @@ import importlib
 _LAZY = {
     "ZooHyperModel": "tuning.hypermodel",
     "search": "tuning.driver",
+    "run": "tuning.driver",
+    "SearchConfig": "tuning.config",
     "SearchResult": "tuning.driver",
     "make_tuner": "tuning.tuners",
     "TUNERS": "tuning.tuners",
