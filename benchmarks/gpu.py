@@ -6,18 +6,14 @@ wheels (see `benchmarks/README.md` for the exact command). This script:
 
 1. checks, before anything runs, that every module it needs imports and
    says which are missing;
-2. runs the search benchmark: cnnzoo's default search (one trial at a
-   time at this budget) and the packed search (`--pack 8`) against plain
+2. runs the search benchmark: cnnzoo's default search against plain
    Keras Tuner, trials per hour and best objective (target on a GPU:
    >= 5x);
-3. measures where packing pays: searches one trial at a time and 8 packed,
-   at 5 and 20 epochs, split into a fixed cost and a cost per trial-epoch
-   (the measurement behind `tuning.packed.AUTO_PACK_MIN_STEPS`);
-4. runs the FLOP/s benchmark (against an in-run bfloat16 and float32
+3. runs the FLOP/s benchmark (against an in-run bfloat16 and float32
    matmul ceiling) and the training-throughput benchmark (cnnzoo vs
    keras.applications / a hand-written Keras model, with GPU-sized
    batches, one model at a time);
-5. writes JSON and a Markdown table (`--json`, `--markdown`) after every
+4. writes JSON and a Markdown table (`--json`, `--markdown`) after every
    part, so that a run cut short keeps what it measured.
 
 `--tiny` shrinks everything so that the whole script runs in a couple of
@@ -57,15 +53,8 @@ TINY_THROUGHPUT = {
 # ((model, input size, batch size, steps), matmul size)
 GPU_FLOPS = (("vgg16", 64, 128, 5), 8192)
 TINY_FLOPS = (("vgg11", 32, 2, 1), 256)
-# This budget (3,200 trial-steps) is too short for `pack="auto"` to pack on a
-# GPU (`tuning.packed.AUTO_PACK_MIN_STEPS`), so the second contender is the
-# packed search, `--pack 8`.
-GPU_SEARCH = {"max_trials": 16, "epochs": 5, "repeats": 2, "pack": 8}
-TINY_SEARCH = {"max_trials": 2, "epochs": 1, "repeats": 1, "pack": 2}
-# Where packing pays (`cnnzoo.bench.search.packing`): 16 trials at 5 and at 20
-# epochs, one at a time and 8 packed.
-GPU_PACKING = {"max_trials": 16, "epochs": (5, 20), "pack": 8, "repeats": 1}
-TINY_PACKING = {"max_trials": 2, "epochs": (1, 2), "pack": 2, "repeats": 1}
+GPU_SEARCH = {"max_trials": 16, "epochs": 5, "repeats": 2}
+TINY_SEARCH = {"max_trials": 2, "epochs": 1, "repeats": 1}
 REQUIRED = ("numpy", "jax", "keras", "keras_tuner", "cnnzoo", "tuning")
 
 
@@ -106,7 +95,7 @@ def parse_args(argv):
     parser.add_argument("--tiny", action="store_true",
                         help="Tiny sizes: a check that runs in minutes on a CPU.")
     parser.add_argument("--only", action="append",
-                        choices=["search", "packing", "flops", "throughput"],
+                        choices=["search", "flops", "throughput"],
                         help="Run only this part (repeatable).")
     parser.add_argument("--json", default=None, help="Write the results as JSON here.")
     parser.add_argument("--markdown", default=None, help="Write the Markdown table here.")
@@ -142,10 +131,10 @@ def main(argv=None):
               file=sys.stderr)
         return 2
     # The search first: its target (>= 5x) is the one only a GPU can judge; then
-    # where packing pays (about 2 minutes), the FLOP/s part (one model), and
-    # throughput (four models, most of their time spent compiling). Results
-    # are written after every part, so a run cut short keeps what it measured.
-    parts = args.only or ["search", "packing", "flops", "throughput"]
+    # the FLOP/s part (one model), and throughput (four models, most of their
+    # time spent compiling). Results are written after every part, so a run
+    # cut short keeps what it measured.
+    parts = args.only or ["search", "flops", "throughput"]
     start = time.perf_counter()
     rows = []
 
@@ -178,22 +167,18 @@ def main(argv=None):
             _atomic.write_text(args.markdown, text)
         return text
 
-    # Both search parts run `tuning.search`, whose report plots.
+    # The search part runs `tuning.search`, whose report plots.
     data = "digits" if not check_modules(["sklearn"]) else "shapes"
     plots = not check_modules(["matplotlib"])
-    for name in ("search", "packing"):
-        if name in parts and not plots:
-            rows.append(harness.unavailable(name, "matplotlib is missing (the search "
+    if "search" in parts and not plots:
+        rows.append(harness.unavailable("search", "matplotlib is missing (the search "
                                                   "report plots); add its wheel"))
     if "search" in parts and plots:
         budget = TINY_SEARCH if args.tiny else GPU_SEARCH
         guarded("search", lambda: search.run(
             quick=True, repeats=budget["repeats"], max_trials=budget["max_trials"],
-            epochs=budget["epochs"], pack=budget["pack"], data=data, target=5.0,
+            epochs=budget["epochs"], data=data, target=5.0,
             where="one GPU"))
-    if "packing" in parts and plots:
-        budget = TINY_PACKING if args.tiny else GPU_PACKING
-        guarded("packing", lambda: search.packing(data=data, **budget))
     if "flops" in parts:
         if args.tiny:
             guarded("flops", lambda: flops.run(quick=True, repeats=2, config=TINY_FLOPS[0],

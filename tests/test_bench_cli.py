@@ -1,7 +1,6 @@
 """`cnnzoo bench` end to end on a cheap benchmark, and the analytic FLOP count."""
 
 import json
-import math
 
 import keras
 import pytest
@@ -127,30 +126,6 @@ def test_search_best_objective_is_reached_unless_worse_beyond_two_binomial_se():
 
 
 
-def test_packing_break_even_splits_fixed_and_per_epoch_costs():
-    from cnnzoo.bench import search
-
-    # Fixed 2 s and 10 s, 0.1 s and 0.05 s per trial-epoch; 4 trials of 5 and 10 epochs.
-    short = {"one": 2 + 0.1 * 20, "packed": 10 + 0.05 * 20}
-    long = {"one": 2 + 0.1 * 40, "packed": 10 + 0.05 * 40}
-    found = search.break_even(short, long, max_trials=4, epochs=(5, 10), steps_per_epoch=10)
-    assert found["fixed"] == pytest.approx({"one": 2, "packed": 10})
-    assert found["per_epoch"] == pytest.approx({"one": 0.1, "packed": 0.05})
-    # 8 s more to start, 0.05 s saved per trial-epoch: 160 trial-epochs of 10 steps.
-    assert found["trial_steps"] == pytest.approx(1600)
-    never = search.break_even(short, {"one": 6, "packed": 14}, max_trials=4, epochs=(5, 10),
-                              steps_per_epoch=10)
-    assert never["trial_steps"] == math.inf  # saves nothing per epoch
-    always = search.break_even({"one": 4, "packed": 3}, {"one": 6, "packed": 4},
-                               max_trials=4, epochs=(5, 10), steps_per_epoch=10)
-    assert always["trial_steps"] == 0
-    # Cheaper to start but slower per epoch: never faster in the long run.
-    assert search.break_even({"one": 4, "packed": 3}, {"one": 6, "packed": 6}, max_trials=4,
-                             epochs=(5, 10), steps_per_epoch=10)["trial_steps"] == math.inf
-    with pytest.raises(ValueError, match=r"Received: epochs=\(10, 5\)"):
-        search.break_even(short, long, max_trials=4, epochs=(10, 5), steps_per_epoch=10)
-
-
 @pytest.mark.parametrize("kind, threads", [("zoo", 1), ("plain", 0)])
 def test_search_contender_in_a_fresh_process(tmp_path, kind, threads):
     """What `search.run` runs per contender on TensorFlow: cnnzoo sets 1 thread, plain none."""
@@ -159,7 +134,7 @@ def test_search_contender_in_a_fresh_process(tmp_path, kind, threads):
     import sys
 
     spec = {"kind": kind, "data": "digits", "max_trials": 1, "epochs": 1, "seed": 0,
-            "pack": None, "out": str(tmp_path)}
+            "out": str(tmp_path)}
     result = subprocess.run([sys.executable, "-m", "cnnzoo.bench.search", json.dumps(spec)],
                             capture_output=True, text=True, timeout=300, check=False,
                             env={**os.environ, "KERAS_BACKEND": "tensorflow"})
@@ -167,8 +142,6 @@ def test_search_contender_in_a_fresh_process(tmp_path, kind, threads):
     found = json.loads(result.stdout.splitlines()[-1])
     assert found["seconds"] > 0 and 0 <= found["best"] <= 1
     assert found["threads"] == threads
-    # cnnzoo says how many trials trained per model (one trial here: one).
-    assert found.get("pack") == (1 if kind == "zoo" else None)
 
 
 def test_fresh_searches_give_every_search_its_own_folder_and_clock(monkeypatch, tmp_path):
@@ -186,25 +159,18 @@ def test_fresh_searches_give_every_search_its_own_folder_and_clock(monkeypatch, 
                 "I0000 00:00:1.0 1 port.cc:153] oneDNN custom operations are on.\n"
                 "Traceback (most recent call last):\nValueError: bad folder\n"))
         found = {"seconds": 1.5 + len(specs), "best": 0.5, "threads": 1}
-        if spec["kind"] == "zoo":
-            found["pack"] = spec["pack"] or 2
         return subprocess.CompletedProcess(argv, 0, json.dumps(found) + "\n", "")
 
     monkeypatch.setattr(search.subprocess, "run", fake_run)
     runs = search._FreshSearches("digits", 3, 1, str(tmp_path))
-    for name, pack in [("plain Keras Tuner", None), ("cnnzoo default", None),
-                       ("cnnzoo --pack 3", 3), ("cnnzoo default", None)]:
+    for name in ["plain Keras Tuner", "cnnzoo default", "cnnzoo default"]:
         before = runs.clock()
-        runs.run(name, pack)
+        runs.run(name)
         assert runs.clock() - before == 1.5 + len(specs)  # the child's own time
     outs = [s["out"] for s in specs]
     assert len(set(outs)) == len(outs)  # a used folder would make the next search resume
-    assert [s["kind"] for s in specs] == ["plain", "zoo", "zoo", "zoo"]
-    assert [s["pack"] for s in specs] == [None, None, 3, None]
+    assert [s["kind"] for s in specs] == ["plain", "zoo", "zoo"]
     assert runs.best["cnnzoo default"] == [0.5, 0.5]
-    assert runs.packs == {"cnnzoo default": 2, "cnnzoo --pack 3": 3}
-    assert search._packing("cnnzoo default", 2) == "; cnnzoo default: 2 trials packed per model"
-    assert search._packing("cnnzoo --pack 1", 1) == "; cnnzoo --pack 1: one trial at a time"
     runs.seed = 9
     with pytest.raises(RuntimeError, match=r"cnnzoo default search failed.*ValueError: bad "
                                            r"folder$") as error:

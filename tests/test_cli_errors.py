@@ -190,7 +190,7 @@ def test_experiment_good_initializer_passes_the_check(tmp_path, initializer, mon
 ], ids=["precision", "max-trials", "image-size", "tuner"])
 def test_tune_bad_option_is_one_line(capsys, monkeypatch, argv, received):
     # Every command's typed and choice options are checked by `cnnzoo.cli`.
-    _no_work(monkeypatch, "tuning", "search")
+    _no_work(monkeypatch, "tuning", "run")
     assert _main(["tune", *argv]) == 2
     line = _one_line_error(capsys, "tune", received)
     if argv[0] == "--precision":
@@ -199,11 +199,11 @@ def test_tune_bad_option_is_one_line(capsys, monkeypatch, argv, received):
 
 @pytest.mark.parametrize("text, size", [("8,16", (8, 16)), ("12x10", (12, 10)), ("9", 9)])
 def test_tune_image_size_takes_height_and_width_as_train_does(monkeypatch, text, size):
-    seen = {}
-    monkeypatch.setattr(importlib.import_module("tuning"), "search",
-                        lambda *args, **kwargs: seen.update(kwargs))
+    seen = []
+    monkeypatch.setattr(importlib.import_module("tuning"), "run",
+                        lambda settings, **kwargs: seen.append(settings))
     _main(["tune", "--image-size", text])
-    assert seen["image_size"] == size
+    assert seen[0].image_size == size
 
 
 def test_export_bad_serving_version_is_one_line(capsys, tmp_path):

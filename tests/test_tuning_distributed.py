@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from tests.test_tuning_state import _finish, _oracle
+from tests.tuning_helpers import finish as _finish
+from tests.tuning_helpers import make_oracle as _oracle
 
 TRIALS = 6
 ARGS = ["--max-trials", str(TRIALS), "--epochs", "1", "--num-samples", "120", "--batch-size", "42",
@@ -40,16 +41,16 @@ def _ran(log, worker):
 
 
 def test_chief_and_two_workers_on_loopback(tmp_path):
-    """Worker 1 packs two trials at a time; worker 2 runs the default (one).
+    """Two workers share the trials; each runs one at a time.
 
     Worker 2 starts once worker 1 is about to ask for trials, so that worker
-    1's first request gets two whatever the machine's load. Worker 2 may
-    then find the search over (its start-up takes seconds); it ends at once.
+    1 gets some whatever the machine's load. Worker 2 may then find the
+    search over (its start-up takes seconds); it ends at once.
     """
     out = tmp_path / "shared"  # one folder for all: the results folder of several machines
     address = f"127.0.0.1:{_free_port()}"
     procs = {"chief": _start(["--chief", address], out)}
-    procs["worker1"] = _start(["--worker", "1", "--chief", address, "--pack", "2"], out)
+    procs["worker1"] = _start(["--worker", "1", "--chief", address], out)
     logs = {"worker1": ""}
     try:
         for line in procs["worker1"].stdout:  # ends at exit if the line never comes
@@ -79,13 +80,10 @@ def test_chief_and_two_workers_on_loopback(tmp_path):
     assert sorted(t["trial"] for t in saved["trials"]) == list(range(1, TRIALS + 1))
     assert all(t["status"] == "COMPLETED" for t in saved["trials"])
     assert all(0 <= t["val_accuracy"] <= 1 for t in saved["trials"])
-    sizes = {t["trial"]: t["pack_size"] for t in saved["trials"]}
-    assert all(sizes[n] == 1 for n in two), sizes
-    assert any(sizes[n] == 2 for n in one), sizes  # worker 1 packed
 
 
-def _kill_a_packing_worker_then(tmp_path, chief_args, name, worker_args, **env_vars):
-    """A chief and `--worker 1 --pack 2`, SIGKILLed once its pack began; then worker `name`.
+def _kill_a_worker_then(tmp_path, chief_args, name, worker_args, **env_vars):
+    """A chief and `--worker 1`, SIGKILLed once its first trial began; then worker `name`.
 
     Returns `(procs, logs, out, every)` once the chief and worker `name`
     (`worker_args`, with the chief's address) have ended. The chief and
@@ -94,12 +92,12 @@ def _kill_a_packing_worker_then(tmp_path, chief_args, name, worker_args, **env_v
     out = tmp_path / "shared"
     address = f"127.0.0.1:{_free_port()}"
     procs = {"chief": _start(["--chief", address, *chief_args], out, **env_vars),
-             "killed": _start(["--worker", "1", "--chief", address, "--pack", "2"], out)}
+             "killed": _start(["--worker", "1", "--chief", address], out)}
     logs = {"killed": ""}
     try:
         for line in procs["killed"].stdout:
             logs["killed"] += line
-            if logs["killed"].count("worker1 runs trial") == 2:  # the whole pack began
+            if "worker1 runs trial" in logs["killed"]:  # its trial began
                 procs["killed"].kill()
                 break
         procs["killed"].wait(timeout=60)
@@ -112,22 +110,22 @@ def _kill_a_packing_worker_then(tmp_path, chief_args, name, worker_args, **env_v
     return procs, logs, out, "\n".join(f"== {k}\n{v}" for k, v in logs.items())
 
 
-def test_a_killed_packed_worker_restarted_with_its_id_finishes_its_trials(tmp_path):
-    """SIGKILL a worker mid-pack; the same `--worker 1 --pack 2` gets both trials back.
+def test_a_killed_worker_restarted_with_its_id_finishes_its_trial(tmp_path):
+    """SIGKILL a worker mid-trial; the same `--worker 1` gets its trial back.
 
-    The chief keeps each tuner ID's ongoing trial (`worker1`, `worker1_pack1`)
-    for that ID until `--worker-timeout` (default 300 s) passes without word
-    of it; a worker that restarts sooner gets it back first.
+    The chief keeps each tuner ID's ongoing trial for that ID until
+    `--worker-timeout` (default 300 s) passes without word of it; a worker
+    that restarts sooner gets it back first.
     """
-    procs, logs, out, every = _kill_a_packing_worker_then(
-        tmp_path, [], "restarted", ["--worker", "1", "--pack", "2"])
+    procs, logs, out, every = _kill_a_worker_then(
+        tmp_path, [], "restarted", ["--worker", "1"])
     assert procs["killed"].returncode == -9, every
     assert procs["chief"].returncode == 0 and procs["restarted"].returncode == 0, every
     assert "worker1 finished" not in logs["killed"], every
     killed = {int(n) for n in re.findall(r"^worker1 runs trial (\d+)/", logs["killed"], re.MULTILINE)}
-    assert len(killed) == 2, every
+    assert len(killed) == 1, every
     restarted = re.findall(r"^worker1 runs trial (\d+)/", logs["restarted"], re.MULTILINE)
-    assert {int(n) for n in restarted[:2]} == killed, every  # handed back first
+    assert {int(n) for n in restarted[:1]} == killed, every  # handed back first
     assert _ran(logs["restarted"], "worker1") == set(range(1, TRIALS + 1)), every
     assert f"Chief: search complete ({TRIALS} trials)." in logs["chief"], every
     saved = json.loads((out / "results.json").read_text())
@@ -135,22 +133,21 @@ def test_a_killed_packed_worker_restarted_with_its_id_finishes_its_trials(tmp_pa
 
 
 def test_a_killed_workers_trials_go_to_another_worker_after_the_timeout(tmp_path):
-    """SIGKILL worker 1 mid-pack and never restart it: worker 2 runs everything.
+    """SIGKILL worker 1 mid-trial and never restart it: worker 2 runs everything.
 
     Worker 2 beats every second; the chief gives a trial up after 8 s of
     silence. Worker 2 runs the trials left, is told to wait (not to stop)
-    while worker 1's two trials are held, then gets them.
+    while worker 1's trial is held, then gets it.
     """
-    procs, logs, out, every = _kill_a_packing_worker_then(
+    procs, logs, out, every = _kill_a_worker_then(
         tmp_path, ["--worker-timeout", "8"], "other", ["--worker", "2"], CNNZOO_HEARTBEAT_S="1")
     assert procs["killed"].returncode == -9, every
     assert procs["chief"].returncode == 0 and procs["other"].returncode == 0, every
     killed = {int(n) for n in re.findall(r"^worker1 runs trial (\d+)/", logs["killed"], re.MULTILINE)}
-    assert len(killed) == 2, every
-    for tuner_id in ("worker1", "worker1_pack1"):
-        assert re.search(rf"^Chief: nothing heard from {tuner_id} on trial \d+ for \d+ s; "
-                         r"handing it to the next worker that asks\.$", logs["chief"],
-                         re.MULTILINE), every
+    assert len(killed) == 1, every
+    assert re.search(r"^Chief: nothing heard from worker1 on trial \d+ for \d+ s; "
+                     r"handing it to the next worker that asks\.$", logs["chief"],
+                     re.MULTILINE), every
     assert _ran(logs["other"], "worker2") == set(range(1, TRIALS + 1)), every
     assert f"Chief: search complete ({TRIALS} trials)." in logs["chief"], every
     saved = json.loads((out / "results.json").read_text())
@@ -221,12 +218,13 @@ def test_a_worker_with_other_settings_is_refused_once_the_chief_answers(tmp_path
 
 
 def test_the_chief_hands_a_silent_workers_trial_to_another(tmp_path):
+    from tuning import _compat_keras_tuner as compat
     from tuning import distributed
 
     oracle = _oracle(tmp_path)
     now = [0.0]
     liveness = distributed.Liveness(oracle, timeout=10, clock=lambda: now[0])
-    a1, b, a2 = (oracle.create_trial(t) for t in ("workerA", "workerB", "workerA_pack1"))
+    a1, b, a2 = (oracle.create_trial(t) for t in ("workerA", "workerB", "workerC"))
     assert [t.status for t in (a1, b, a2)] == ["RUNNING"] * 3
     now[0] = 6.0
     _finish(oracle, b)
@@ -235,10 +233,10 @@ def test_the_chief_hands_a_silent_workers_trial_to_another(tmp_path):
     assert oracle.create_trial("workerB").status == "IDLE"
     assert not distributed._search_over(oracle)
     now[0] = 9.0
-    oracle.get_trial(a2.trial_id)  # workerA_pack1's heartbeat (its process lives)
+    oracle.get_trial(a2.trial_id)  # workerC's heartbeat (its process lives)
     now[0] = 10.5
     assert liveness.check() == [("workerA", a1.trial_id, 10.5)]
-    assert a1.trial_id in oracle._retry_queue and "workerA" not in oracle.tuner_ids
+    assert a1.trial_id in compat.retry_queue(oracle) and "workerA" not in oracle.tuner_ids
     assert liveness.check() == []  # once
     # The silent worker's trial goes to the next worker that asks.
     again = oracle.create_trial("workerB")
@@ -246,11 +244,11 @@ def test_the_chief_hands_a_silent_workers_trial_to_another(tmp_path):
     now[0] = 20.0
     oracle.update_trial(again.trial_id, {"val_accuracy": 0.5}, step=0)  # B's first epoch
     now[0] = 25.0
-    assert liveness.check() == [("workerA_pack1", a2.trial_id, 16.0)]
+    assert liveness.check() == [("workerC", a2.trial_id, 16.0)]
     # The first worker was slow, not dead: it ends its trial after all, and
     # it is not run again.
     _finish(oracle, a2)
-    assert oracle._retry_queue == []
+    assert compat.retry_queue(oracle) == []
     _finish(oracle, again)
     assert oracle.create_trial("workerB").status == "STOPPED"
     assert distributed._search_over(oracle)

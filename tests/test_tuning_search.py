@@ -14,13 +14,17 @@ import pytest
 import tuning
 from cnnzoo import cli
 from tuning.hypermodel import ZooHyperModel
-from tuning.tuners import SearchFailedError, zoo_tuner_class
+from tuning.tuners import SearchFailedError, ZooTunerMixin
 
 # A small slice of digits: 140 train / 30 validation / 30 test images.
 TINY = dict(num_samples=200, epochs=1, batch_size=35, precision="float32", quiet=True)
 
 
-class RecordingTuner(zoo_tuner_class(kt.RandomSearch)):
+class FreshRandomSearch(ZooTunerMixin, kt.RandomSearch):
+    """Keras Tuner's own run_trial for every trial: a fresh model each (no `ReuseMixin`)."""
+
+
+class RecordingTuner(FreshRandomSearch):
     """Counts the objects and Keras layers still alive (and those frozen) after each trial."""
 
     counts = []
@@ -151,9 +155,9 @@ def test_every_trial_and_the_export_are_built_at_the_search_precision(tmp_path, 
     assert os.path.isdir(result.files["model"])
 
 
-@pytest.mark.parametrize("unpacked", [False, True], ids=["packed", "keras-tuner-run-trial"])
+@pytest.mark.parametrize("fresh", [False, True], ids=["reused", "keras-tuner-run-trial"])
 def test_an_unreadable_best_checkpoint_is_trained_again_the_same_way(tmp_path, monkeypatch,
-                                                                    capsys, unpacked):
+                                                                    capsys, fresh):
     # A distributed search without a shared folder: the chief cannot read the
     # worker's checkpoint, so it trains the best configuration again as the
     # search trained it (`train_again`), and exports the same model as from
@@ -161,8 +165,8 @@ def test_an_unreadable_best_checkpoint_is_trained_again_the_same_way(tmp_path, m
     from tuning.tuners import ZooTunerMixin
 
     settings = dict(TINY, quiet=False, epochs=2)
-    if unpacked:
-        settings["tuner_class"] = zoo_tuner_class(kt.RandomSearch)
+    if fresh:
+        settings["tuner_class"] = FreshRandomSearch
     from_checkpoint = tuning.search(out=tmp_path / "a", max_trials=2, **settings)
 
     def unreadable(self, trial):
@@ -180,11 +184,11 @@ def test_an_unreadable_best_checkpoint_is_trained_again_the_same_way(tmp_path, m
     assert os.path.isdir(retrained.files["model"])
 
 
-def test_an_unpacked_tuner_seeds_each_trial_whatever_ran_before(tmp_path):
+def test_a_fresh_model_tuner_seeds_each_trial_whatever_ran_before(tmp_path):
     # Keras Tuner's own run_trial (the mirrored strategy, or a tuner class of
     # one's own) fits on the arrays, which Keras shuffles with TensorFlow's
     # seed: each trial must set it.
-    settings = dict(TINY, tuner_class=zoo_tuner_class(kt.RandomSearch), export=False)
+    settings = dict(TINY, tuner_class=FreshRandomSearch, export=False)
     first = tuning.search(out=tmp_path / "a", max_trials=2, **settings)
     keras.utils.set_random_seed(123)  # whatever else the process did in between
     second = tuning.search(out=tmp_path / "b", max_trials=2, **settings)
@@ -261,14 +265,10 @@ def test_a_hypermodel_with_its_own_fit_trains_through_it(tmp_path):
     hypermodel = SearchesBatchSize("simple_cnn", input_shape=(8, 8, 1), num_classes=10,
                                    dropout_rate=[0.0, 0.5], block_dropout_rate=0.0,
                                    dropout_type="standard")
-    with pytest.raises(ValueError, match=r"fit\(\) of its own.*Received: pack=2"):
-        tuning.search(out=tmp_path / "packed", max_trials=2, hypermodel=hypermodel, pack=2,
-                      **TINY)
     result = tuning.search(out=tmp_path / "search", max_trials=2, hypermodel=hypermodel,
                            export=False, **TINY)
     assert len(SearchesBatchSize.calls) == 2
     assert all("batch_size" in r["values"] for r in result.trials)
-    assert json.loads((tmp_path / "search" / "results.json").read_text())["search"]["pack"] == 1
 
 
 class PlainBuild(kt.HyperModel):
@@ -281,17 +281,13 @@ class PlainBuild(kt.HyperModel):
         return model
 
 
-def test_auto_never_packs_a_hypermodel_without_a_reuse_key(tmp_path, monkeypatch):
-    # Even where it would pack the same search of a ZooHyperModel.
-    from tuning import packed
-
-    monkeypatch.setattr(packed, "auto_pack", lambda **kwargs: (2, "forced"))
+def test_a_plain_build_trains_every_trial_on_a_fresh_model(tmp_path):
+    # A build(hp) may close over a searched value unseen: without a declared
+    # `variable_hyperparameters` no compiled model is kept between trials.
     result = tuning.search(out=tmp_path / "plain", max_trials=2, hypermodel=PlainBuild(),
                            export=False, **TINY)
-    assert {r["pack_size"] for r in result.trials} == {1}
-    result = tuning.search(out=tmp_path / "zoo", max_trials=2, export=False,
-                           **dict(TINY, num_samples=100))
-    assert {r["pack_size"] for r in result.trials} == {2}
+    assert [r["status"] for r in result.trials] == ["COMPLETED"] * 2
+    assert {r["values"]["dropout_rate"] for r in result.trials} == {0.0, 0.5}
 
 
 def test_an_export_that_fails_keeps_the_trials_results(tmp_path, monkeypatch):

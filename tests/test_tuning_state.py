@@ -8,33 +8,16 @@ import sys
 import textwrap
 import time
 
-import keras_tuner as kt
 import pytest
 
-from tuning import state
-
-
-def _oracle(folder, max_trials=3):
-    oracle = state.oracle_class(kt.oracles.RandomSearchOracle)(
-        objective="val_accuracy", max_trials=max_trials, seed=1,
-        max_consecutive_failed_trials=None)
-    oracle._set_project_dir(str(folder), "keras_tuner")
-    hp = kt.HyperParameters()
-    hp.Float("dropout_rate", 0.0, 0.7, step=0.1)
-    oracle.update_space(hp)
-    return oracle
+from tests.tuning_helpers import finish as _finish
+from tests.tuning_helpers import make_oracle as _oracle
 
 
 def _reloaded(folder, max_trials=3):
     oracle = _oracle(folder, max_trials)
     oracle.reload()
     return oracle
-
-
-def _finish(oracle, trial, accuracy=0.9):
-    oracle.update_trial(trial.trial_id, {"val_accuracy": accuracy})
-    trial.status = "COMPLETED"
-    oracle.end_trial(trial)
 
 
 def _oracle_file(folder):

@@ -34,6 +34,7 @@ import threading
 import time
 
 from cnnzoo import _validation as v
+from tuning import _compat_keras_tuner as compat
 
 # How long a worker waits for the chief to answer (Keras Tuner waits an hour):
 # long enough for a chief that starts after its workers, short enough that a
@@ -126,9 +127,7 @@ def environment(chief=None, worker=None):
 
 def worker_wait(seconds=None):
     """Sets how long workers wait for the chief's answers (`WORKER_WAIT_S`)."""
-    from keras_tuner.src.distribute import oracle_client
-
-    oracle_client.TIMEOUT = WORKER_WAIT_S if seconds is None else seconds
+    compat.set_client_timeout(WORKER_WAIT_S if seconds is None else seconds)
 
 
 def chief_answers(oracle, seconds=3.0):
@@ -297,7 +296,7 @@ class Liveness:
         if trial.status == status.RUNNING:
             self.seen[trial.trial_id] = self.clock()
         elif trial.status == status.STOPPED and (self.oracle.ongoing_trials
-                                                 or self.oracle._retry_queue):
+                                                 or compat.retry_queue(self.oracle)):
             # Keras Tuner stops a worker once every trial is handed out; it
             # waits instead while one may still come back to be run.
             _keep_waiting(self.oracle, tuner_id)
@@ -338,8 +337,8 @@ def _requeue(oracle, tuner_id, trial_id):
             return False  # it ended or moved meanwhile
         oracle.ongoing_trials.pop(tuner_id)
         oracle.tuner_ids.discard(tuner_id)
-        if trial_id not in oracle._retry_queue:
-            oracle._retry_queue.append(trial_id)
+        if trial_id not in compat.retry_queue(oracle):
+            compat.retry_queue(oracle).append(trial_id)
         oracle.save()
         return True
 
@@ -356,8 +355,8 @@ def _forget_ended(oracle, trial_id):
     def forget(oracle):
         trial = oracle.trials.get(trial_id)
         if trial is not None and trial.status in ("COMPLETED", "FAILED") \
-                and trial_id in oracle._retry_queue:
-            oracle._retry_queue.remove(trial_id)
+                and trial_id in compat.retry_queue(oracle):
+            compat.retry_queue(oracle).remove(trial_id)
 
     _locked(oracle, forget)
 
@@ -366,7 +365,7 @@ def _search_over(oracle):
     # Keras Tuner's condition: no trial running and every worker that asked
     # for a trial has been told to stop; and none waiting to be handed out
     # again.
-    return not oracle.ongoing_trials and not oracle.tuner_ids and not oracle._retry_queue
+    return not oracle.ongoing_trials and not oracle.tuner_ids and not compat.retry_queue(oracle)
 
 
 def serve(oracle, *, poll=0.5, stream=None, worker_timeout=WORKER_TIMEOUT_S):
@@ -390,8 +389,7 @@ def serve(oracle, *, poll=0.5, stream=None, worker_timeout=WORKER_TIMEOUT_S):
     from concurrent import futures
 
     import grpc
-    from keras_tuner.src import protos
-    from keras_tuner.src.distribute.oracle_chief import OracleServicer
+    protos, OracleServicer = compat.oracle_service()
 
     stream = stream or sys.stdout
     worker_timeout = check_worker_timeout(worker_timeout)
@@ -400,7 +398,7 @@ def serve(oracle, *, poll=0.5, stream=None, worker_timeout=WORKER_TIMEOUT_S):
     address = f"{host}:{port}"
     remaining = oracle.remaining_trials()
     if remaining is not None and remaining <= 0 and not oracle.ongoing_trials \
-            and not oracle._retry_queue:
+            and not compat.retry_queue(oracle):
         print(f"Chief: the search in this folder is already complete "
               f"({len(oracle.trials)} trials); not serving.", file=stream, flush=True)
         return
@@ -439,8 +437,8 @@ def serve(oracle, *, poll=0.5, stream=None, worker_timeout=WORKER_TIMEOUT_S):
             elif time.monotonic() - last_note > 30:
                 waiting = ", ".join(f"{tid} (trial {_number(t.trial_id)})"
                                     for tid, t in oracle.ongoing_trials.items())
-                if oracle._retry_queue:
-                    queued = ", ".join(_number(t) for t in oracle._retry_queue)
+                if compat.retry_queue(oracle):
+                    queued = ", ".join(_number(t) for t in compat.retry_queue(oracle))
                     waiting = (f"{waiting}; " if waiting else "") + \
                         f"a worker to take trial {queued}"
                 print(f"Chief: all trials handed out; waiting for {waiting or 'workers'}",

@@ -19,32 +19,19 @@ Everything is written under `out`; Keras Tuner's own state under
 import contextlib
 import dataclasses
 import functools
-import math
-import numbers
 import os
 import sys
 import time
 
-from cnnzoo import _atomic, _flops, runtime
+from cnnzoo import _atomic, runtime
 from cnnzoo import _validation as v
-from tuning import memory
+from tuning import config, memory
+from tuning.config import SearchConfig
 
-TUNER_NAMES = ("random", "bayesian", "hyperband")
-OBJECTIVES = ("val_accuracy", "val_loss", "accuracy", "loss")
-DISTRIBUTIONS = ("none", "mirrored")
-DEFAULT_MODEL = "simple_cnn"
-DEFAULT_DATA = "digits"
-DEFAULT_OUT = "tune_results"
-# The default search: a few minutes on 2 CPU cores (see the README).
-DEFAULT_MAX_TRIALS = 10
-DEFAULT_EPOCHS = 10
-DEFAULT_BATCH_SIZE = 32
-# The most trials one packed model trains side by side (`pack`).
-MAX_PACK = 64
-SETTINGS_FILE = "search.json"
+# The settings' names, defaults and checks: `tuning.config.SearchConfig`.
+SETTINGS_FILE = config.SETTINGS_FILE
 # Settings that define a search: resuming with other values would mix two searches.
-_IDENTITY = ("model", "data", "tuner", "objective", "seed", "epochs", "batch_size",
-             "image_size", "color_mode", "num_samples", "input_size", "space", "precision")
+_IDENTITY = (*config.identity_fields(), "space")
 
 
 @dataclasses.dataclass
@@ -73,76 +60,17 @@ class SearchResult:
     seconds: float
 
 
-def search(model=DEFAULT_MODEL, data=DEFAULT_DATA, *, tuner="random",
-           max_trials=DEFAULT_MAX_TRIALS, epochs=DEFAULT_EPOCHS, objective="val_accuracy",
-           seed=0, out=DEFAULT_OUT, precision="auto", jit="auto", distribution="none",
-           batch_size=DEFAULT_BATCH_SIZE, image_size=None, num_samples=None, input_size=None,
-           overwrite=False, export=True, chief=None, worker=None, hypermodel=None,
-           hypermodel_kwargs=None, max_consecutive_failures=3, tuner_class=None, stream=None,
-           quiet=False, pack="auto", worker_timeout=300.0, threads="auto", color_mode=None):
+def search(*args, **kwargs):
     """Searches the dropout rates of a zoo model on a dataset and exports the best model.
 
     Running it again with the same `out` resumes: finished trials are kept,
     an interrupted one runs again, and the total comes out right (raise
-    `max_trials` to extend a finished search).
+    `max_trials` to extend a finished search). The keywords are the fields
+    of `tuning.config.SearchConfig` (every setting of a search, checked
+    there once), and three objects (the last three below).
 
     Args:
-        model: a zoo model name. Defaults to `"simple_cnn"`.
-        data: `"digits"`, `"shapes"`, a `.npz` file or an image folder
-            (see `cnnzoo.data.load_dataset`). Defaults to `"digits"`.
-        tuner: `"random"`, `"bayesian"` or `"hyperband"`.
-        max_trials: number of trials (random and Bayesian; Hyperband sizes
-            itself from `epochs`). Defaults to 10.
-        epochs: epochs per trial (Hyperband's largest). Defaults to 10.
-        objective: `"val_accuracy"` (default), `"val_loss"`, `"accuracy"`
-            or `"loss"`.
-        seed: seeds the data splits, the oracle and every trial.
-        out: the folder for everything the search writes.
-        precision: `"auto"`, `"float32"`, `"mixed_bfloat16"` or
-            `"mixed_float16"` (see `cnnzoo.runtime`). The search sets Keras's
-            global dtype policy to it, and puts the caller's back at the end.
-        jit: `"auto"`, `True` or `False`: XLA compilation.
-        threads: `"auto"` or an int: TensorFlow's intra-op threads, set
-            before TensorFlow starts in this process (`cnnzoo.runtime`).
-            `"auto"` is 1 on a CPU for models whose training batch is tiny
-            (the default search on digits: a step twice as fast), and
-            TensorFlow's default otherwise or once it has started.
-        distribution: `"none"` or `"mirrored"`: each trial on every local
-            GPU (TensorFlow's `MirroredStrategy`; on JAX, Keras's
-            `DataParallel`).
-        batch_size: training batch size. Defaults to 32.
-        image_size: resize the dataset's images to this size when loading.
-        color_mode: `None` (keep the images' channels), `"grayscale"` or
-            `"rgb"` (convert every image when loading; see
-            `cnnzoo.data.load_dataset`).
-        num_samples: use a stratified subset of this many examples.
-        input_size: the size the model sees (resized inside the model).
-        overwrite: start afresh instead of resuming from `out`.
-        export: export the best model. Defaults to `True`.
-        chief: `"HOST:PORT"`: be the chief of a distributed search (alone),
-            or the chief's address (with `worker`).
-        worker: this worker's ID in a distributed search.
-        worker_timeout: the chief's patience, in seconds: a running trial
-            that nothing has been heard of for this long (its worker has
-            died; a live worker names its trials every 30 s) goes to the
-            next worker that asks. `None`: wait for it forever. Defaults to
-            300 (`tuning.distributed.WORKER_TIMEOUT_S`).
-        hypermodel: a ready `keras_tuner.HyperModel` to search instead of
-            building a `ZooHyperModel` (its model must take the dataset's
-            images).
-        hypermodel_kwargs: arguments of `ZooHyperModel` (ranges, which
-            knobs are searched, `per_stage`, ...).
-        max_consecutive_failures: stop after this many failed trials in a
-            row (resumable).
-        tuner_class: the tuner class (see `tuning.tuners.make_tuner`).
-        stream: where progress goes. Defaults to `sys.stdout`.
-        quiet: print nothing but errors.
-        pack: train this many trials at once, packed into one model
-            (`tuning.packed`; same results as one at a time), or `"auto"`
-            (the default): one trial per core on a CPU where each op runs
-            on one thread (`threads`), several small trials per step on a
-            GPU, and 1 otherwise or for a search too short to repay
-            compiling a packed model (`tuning.packed.auto_pack`).
+{args}
 
     Returns:
         A `SearchResult`.
@@ -152,61 +80,46 @@ def search(model=DEFAULT_MODEL, data=DEFAULT_DATA, *, tuner="random",
             before any trial runs.
         tuning.tuners.SearchFailedError: too many trials failed in a row.
     """
-    v.check_choice("tuner", tuner, TUNER_NAMES)
-    max_trials = v.check_int("max_trials", max_trials, low=1)
-    epochs = v.check_int("epochs", epochs, low=1)
-    seed = v.check_int("seed", seed, low=0)
-    batch_size = v.check_int("batch_size", batch_size, low=1)
-    v.check_choice("objective", objective, OBJECTIVES)
-    v.check_choice("distribution", distribution, DISTRIBUTIONS)
-    pack = check_pack(pack)
-    v.check_bool("overwrite", overwrite)
-    v.check_bool("export", export)
-    v.check_bool("quiet", quiet)
-    max_consecutive_failures = v.check_int("max_consecutive_failures",
-                                           max_consecutive_failures, low=1, allow_none=True)
-    _check_hypermodel(hypermodel, hypermodel_kwargs)
-    out = os.path.abspath(v.check_output_folder("out", out))
+    bound = _SIGNATURE.bind(*args, **kwargs)  # a TypeError names an unknown keyword
+    objects = {name: bound.arguments.pop(name, None) for name in config.OBJECTS}
+    return run(SearchConfig(**bound.arguments), **objects)
+
+
+_SIGNATURE = config.signature()
+search.__signature__ = _SIGNATURE
+search.__doc__ = search.__doc__.replace("{args}", config.args_doc())
+
+
+def run(settings, *, hypermodel=None, tuner_class=None, stream=None):
+    """Runs the search a `SearchConfig` describes (what `search` does once it has one).
+
+    Args:
+        settings: a `tuning.config.SearchConfig`.
+        hypermodel, tuner_class, stream: see `search`.
+
+    Returns:
+        A `SearchResult`.
+    """
+    if not isinstance(settings, SearchConfig):
+        v.fail("Expected a tuning.config.SearchConfig.", "settings", type(settings).__name__)
+    _check_hypermodel(hypermodel)
     stream = stream or sys.stdout
     # Imported here: `cnnzoo tune --help` must not pay for TensorFlow.
     from tuning import distributed
 
-    worker_timeout = distributed.check_worker_timeout(worker_timeout)
-    threads = runtime.check_threads(threads)
-
     # `_search` takes the folder's lock into `held` once its checks pass.
-    with distributed.environment(chief, worker) as role, contextlib.ExitStack() as held:
+    with distributed.environment(settings.chief, settings.worker) as role, \
+            contextlib.ExitStack() as held:
         if role == "chief":
-            distributed.check_timeout_against_heartbeat(worker_timeout)
-        return _search(**locals())
+            distributed.check_timeout_against_heartbeat(settings.worker_timeout)
+        return _search(settings, hypermodel=hypermodel, tuner_class=tuner_class,
+                       stream=stream, role=role, held=held)
 
 
-def _check_hypermodel(hypermodel, hypermodel_kwargs):
+def _check_hypermodel(hypermodel):
     if hypermodel is not None and not (hasattr(hypermodel, "build") or callable(hypermodel)):
         v.fail("Expected `hypermodel` to be a keras_tuner.HyperModel or a build(hp) function.",
                "hypermodel", hypermodel)
-    if hypermodel_kwargs is None:
-        return
-    if not isinstance(hypermodel_kwargs, dict):
-        v.fail("Expected `hypermodel_kwargs` to be a dict of ZooHyperModel arguments.",
-               "hypermodel_kwargs", hypermodel_kwargs)
-    # What the search passes to ZooHyperModel itself.
-    taken = sorted(set(hypermodel_kwargs) & {"input_shape", "num_classes", "input_size",
-                                             "jit_compile"})
-    if taken:
-        v.fail(f"Expected `{taken[0]}` from the search, not in `hypermodel_kwargs` (pass "
-               f"input_size and jit to search() itself; the data sets the others).",
-               "hypermodel_kwargs", hypermodel_kwargs)
-    import inspect
-
-    from tuning.hypermodel import ZooHyperModel
-
-    known = set(inspect.signature(ZooHyperModel).parameters) - {"model_name"}
-    unknown = sorted(set(hypermodel_kwargs) - known)
-    if unknown:
-        v.fail(f"Expected ZooHyperModel arguments in `hypermodel_kwargs`; `{unknown[0]}` is "
-               f"not one (they are {', '.join(sorted(known))}).", "hypermodel_kwargs",
-               hypermodel_kwargs)
 
 
 @contextlib.contextmanager
@@ -221,23 +134,10 @@ def _callers_dtype_policy():
         keras.config.set_dtype_policy(policy)
 
 
-def check_pack(pack):
-    """`pack` as `search` takes it: `"auto"` or an int in [1, `MAX_PACK`]."""
-    if isinstance(pack, str) and pack == "auto":
-        return pack
-    if isinstance(pack, bool) or not isinstance(pack, numbers.Integral) \
-            or not 1 <= pack <= MAX_PACK:
-        v.fail(f"Expected `pack` to be 'auto' or an integer in [1, {MAX_PACK}].", "pack", pack)
-    return int(pack)
-
-
 @_callers_dtype_policy()
 @memory.existing_objects_frozen()  # collections walk only what the search makes
-def _search(*, model, data, tuner, max_trials, epochs, objective, seed, out, precision, jit,
-            distribution, batch_size, image_size, num_samples, input_size, overwrite, export,
-            chief, worker, hypermodel, hypermodel_kwargs, max_consecutive_failures,
-            tuner_class, stream, quiet, role, distributed, pack, worker_timeout, threads,
-            color_mode, held):
+def _search(c, *, hypermodel, tuner_class, stream, role, held):
+    """The search of settings `c` (a `SearchConfig`), in the role `role`."""
     import cnnzoo.data
     from tuning import report, tuners
     from tuning.hypermodel import ZooHyperModel
@@ -245,49 +145,41 @@ def _search(*, model, data, tuner, max_trials, epochs, objective, seed, out, pre
     start = time.perf_counter()
 
     def say(text):
-        if not quiet:
+        if not c.quiet:
             print(text, file=stream, flush=True)
 
-    ds = cnnzoo.data.load_dataset(data, image_size=image_size, num_samples=num_samples,
-                                  seed=seed, color_mode=color_mode)
-    _check_data(ds, objective)
+    ds = cnnzoo.data.load_dataset(c.data, image_size=c.image_size, num_samples=c.num_samples,
+                                  seed=c.seed, color_mode=c.color_mode)
+    _check_data(ds, c.objective)
 
     def build_default():
         counted = hypermodel or ZooHyperModel(
-            model, input_shape=ds.input_shape, num_classes=ds.num_classes,
-            input_size=input_size, jit_compile=False, **(hypermodel_kwargs or {}))
+            c.model, input_shape=ds.input_shape, num_classes=ds.num_classes,
+            input_size=c.input_size, jit_compile=False, **(c.hypermodel_kwargs or {}))
         return counted.build(_default_hp())
 
-    # Counted before TensorFlow starts, so that `threads` can still be set.
-    step_flops = (runtime.count_step_flops(build_default, batch_size)
-                  if threads == "auto" else None)
-    setup = runtime.configure(precision, jit, model=model if hypermodel is None else None,
-                              threads=threads, step_flops=step_flops)
+    # Counted before TensorFlow starts, so that the threads can still be set.
+    step_flops = (runtime.count_step_flops(build_default, c.batch_size)
+                  if c.threads == "auto" else None)
+    setup = runtime.configure(c.precision, c.jit, model=c.model if hypermodel is None else None,
+                              threads=c.threads, step_flops=step_flops)
     say(f"Backend: {setup['backend']} | devices: {', '.join(setup['devices'])} | "
         f"precision: {setup['precision']} | XLA: {'on' if setup['jit'] else 'off'}"
         + (f" | intra-op threads: {setup['threads']}" if setup["threads"] else ""))
-    strategy = _distribution_strategy(distribution, setup["backend"], say)
+    strategy = _distribution_strategy(c.distribution, setup["backend"], say)
     say(f"Data: {ds.name}: {len(ds.x_train)} train / {len(ds.x_val)} validation / "
         f"{len(ds.x_test)} test images of {'x'.join(map(str, ds.input_shape))}, "
         f"{ds.num_classes} classes")
     if hypermodel is None:
-        hypermodel = ZooHyperModel(model, input_shape=ds.input_shape,
-                                   num_classes=ds.num_classes, input_size=input_size,
-                                   jit_compile=setup["jit"], **(hypermodel_kwargs or {}))
-    flops = _preflight(hypermodel, ds, model, strategy)
+        hypermodel = ZooHyperModel(c.model, input_shape=ds.input_shape,
+                                   num_classes=ds.num_classes, input_size=c.input_size,
+                                   jit_compile=setup["jit"], **(c.hypermodel_kwargs or {}))
+    _preflight(hypermodel, ds, c.model, strategy)
 
-    settings = {
-        "model": model, "data": data if not os.path.exists(str(data)) else
-        os.path.abspath(str(data)), "tuner": tuner, "objective": objective, "seed": seed,
-        "epochs": epochs, "batch_size": batch_size,
-        "image_size": list(image_size) if isinstance(image_size, (list, tuple)) else image_size,
-        "color_mode": color_mode, "num_samples": num_samples,
-        "input_size": list(input_size) if isinstance(input_size, (list, tuple)) else input_size,
-        "space": _space_description(hypermodel), "max_trials": max_trials,
-        # As asked ("auto" is this machine's choice): trials in other
-        # precisions score otherwise.
-        "precision": precision,
-    }
+    # What search.json records (`SearchConfig`'s `record` fields; the
+    # precision as asked: "auto" is this machine's choice), and the space.
+    settings = dict(c.recorded(), space=_space_description(hypermodel))
+    overwrite = c.overwrite
     if role == "worker":
         # The folder is the chief's: a worker never starts it afresh (Keras
         # Tuner would delete the state the chief and the other workers share).
@@ -297,45 +189,17 @@ def _search(*, model, data, tuner, max_trials, epochs, objective, seed, out, pre
     else:
         from tuning import state
 
-        held.enter_context(state.search_lock(out))  # one search of a folder at a time
-        _check_settings(out, settings, overwrite)
+        held.enter_context(state.search_lock(c.out))  # one search of a folder at a time
+        _check_settings(c.out, settings, overwrite)
 
-    from tuning import packed
-
-    if pack != "auto" and pack > 1:
-        reason = (packed.unpackable_hypermodel(hypermodel)
-                  or ("the tuner class is given (tuner_class)" if tuner_class else None))
-        if reason:
-            v.fail(f"Expected pack=1 or 'auto' here: {reason}, so each trial trains on its "
-                   f"own.", "pack", pack)
-    if pack == "auto":
-        pack, why = packed.auto_pack(
-            accelerator=bool(runtime.accelerators()), tuner=tuner,
-            step_flops=None if flops is None else flops * batch_size,
-            max_trials=None if tuner == "hyperband" else max_trials,
-            search_steps=None if tuner == "hyperband" else
-            max_trials * epochs * math.ceil(len(ds.x_train) / batch_size),
-            distribution=distribution, threads=setup["threads"])
-        # Packed by default only where `reuse_key` tells which trials compile
-        # alike: a plain build(hp) may close over a searched value unseen.
-        if pack > 1 and (tuner_class or packed.unpackable_hypermodel(hypermodel)
-                         or getattr(hypermodel, "reuse_key", None) is None):
-            pack = 1
-        if pack > 1 and role != "chief":
-            say(f"Packing {pack} trials side by side per model ({why})")
-    if tuner_class is None and (pack > 1 or distribution == "none") \
-            and not packed.own_training(hypermodel):
-        # The packed tuner, even for one trial at a time: it keeps the compiled
-        # model between trials that differ only in dropout (`tuning.packed`).
-        tuner_class = packed.packed_tuner_class(tuners.TUNERS[tuner][0], pack)
     the_tuner = tuners.make_tuner(
-        tuner, hypermodel, directory=out, objective=objective, max_trials=max_trials,
-        epochs=epochs, seed=seed, overwrite=overwrite, distribution_strategy=strategy,
-        max_consecutive_failures=max_consecutive_failures, tuner_class=tuner_class,
-        stream=stream, quiet=quiet, dtype_policy=setup["precision"])
-    the_tuner.worker_timeout = worker_timeout
+        c.tuner, hypermodel, directory=c.out, objective=c.objective, max_trials=c.max_trials,
+        epochs=c.epochs, seed=c.seed, overwrite=overwrite, distribution_strategy=strategy,
+        max_consecutive_failures=c.max_consecutive_failures, tuner_class=tuner_class,
+        stream=stream, quiet=c.quiet, dtype_policy=setup["precision"])
+    the_tuner.worker_timeout = c.worker_timeout
     if role == "worker":
-        the_tuner.before_trials = functools.partial(_check_settings, out, settings, False,
+        the_tuner.before_trials = functools.partial(_check_settings, c.out, settings, False,
                                                     worker=True)
     oracle = the_tuner.oracle
     total = tuners.expected_trials(oracle)
@@ -343,21 +207,21 @@ def _search(*, model, data, tuner, max_trials, epochs, objective, seed, out, pre
     if the_tuner.resumed:
         finished = sum(t.status in ("COMPLETED", "FAILED") for t in oracle.trials.values())
         again = oracle.interrupted_trials()
-        say(f"Resuming the search in {out}: {finished} of {total or '?'} trials finished"
+        say(f"Resuming the search in {c.out}: {finished} of {total or '?'} trials finished"
             + (f", {len(again)} interrupted to run again" if again else ""))
     if role == "worker":
-        say(f"{the_tuner.tuner_id}: asking the chief at {chief} for trials")
+        say(f"{the_tuner.tuner_id}: asking the chief at {c.chief} for trials")
     else:
-        say(f"Searching with {tuner}: {total or '?'} trials of up to {epochs} epochs, "
-            f"objective {objective}; results in {out}")
+        say(f"Searching with {c.tuner}: {total or '?'} trials of up to {c.epochs} epochs, "
+            f"objective {c.objective}; results in {c.out}")
 
     the_tuner.search(ds.x_train, ds.y_train, validation_data=(ds.x_val, ds.y_val),
-                     epochs=epochs, batch_size=batch_size, verbose=0)
+                     epochs=c.epochs, batch_size=c.batch_size, verbose=0)
 
     if role == "worker":
         ran = ", ".join(str(int(t) + 1) if t.isdigit() else t for t in the_tuner.trials_run)
         say(f"{the_tuner.tuner_id}: search over; ran trials {ran or 'none'}")
-        return SearchResult(out=out, role=role, trials=[], best=None, files={},
+        return SearchResult(out=c.out, role=role, trials=[], best=None, files={},
                             test_metrics={}, resumed=False,
                             seconds=time.perf_counter() - start)
 
@@ -367,32 +231,31 @@ def _search(*, model, data, tuner, max_trials, epochs, objective, seed, out, pre
     best = ranked[0] if ranked and ranked[0]["status"] == "COMPLETED" else None
     meta = dict(settings, backend=setup["backend"], devices=setup["devices"],
                 precision=setup["precision"], jit=setup["jit"], threads=setup["threads"],
-                distribution=distribution,
-                pack=pack, role=role, fixed=hypermodel.fixed_values()
+                distribution=c.distribution, role=role, fixed=hypermodel.fixed_values()
                 if hasattr(hypermodel, "fixed_values") else {})
     files = {}
     say("")
     say(report.table(rows, direction))
-    plot_path = report.plot(rows, os.path.join(out, "objective_vs_rates.png"),
-                            objective=objective, direction=direction)
+    plot_path = report.plot(rows, os.path.join(c.out, "objective_vs_rates.png"),
+                            objective=c.objective, direction=direction)
     if plot_path:
         files["plot"] = plot_path
     test_metrics = {}
     meta["test_metrics"] = test_metrics
     # Written before the export too: the trials' results stay whatever it meets.
-    files["json"], files["csv"] = report.write_results(rows, out, meta=meta,
+    files["json"], files["csv"] = report.write_results(rows, c.out, meta=meta,
                                                        direction=direction)
-    if best is not None and export:
-        test_metrics, model_path = _export_best(the_tuner, hypermodel, oracle, best, ds, out,
-                                                meta, say, epochs, batch_size)
+    if best is not None and c.export:
+        test_metrics, model_path = _export_best(the_tuner, hypermodel, oracle, best, ds, c.out,
+                                                meta, say, c.epochs, c.batch_size)
         files["model"] = model_path
         meta["test_metrics"] = test_metrics
-        report.write_results(rows, out, meta=meta, direction=direction)
+        report.write_results(rows, c.out, meta=meta, direction=direction)
     seconds = time.perf_counter() - start
     if best is None:
         say("No trial completed: nothing to export.")
     else:
-        say(f"Best: trial {best['trial']} with {objective}={best['score']:.4f} "
+        say(f"Best: trial {best['trial']} with {c.objective}={best['score']:.4f} "
             f"({report_values(best['values'])})"
             + (f"; test accuracy {test_metrics['accuracy']:.4f}"
                if "accuracy" in test_metrics else ""))
@@ -400,7 +263,7 @@ def _search(*, model, data, tuner, max_trials, epochs, objective, seed, out, pre
         if name in files:
             say(f"  {name:<5} {files[name]}")
     say(f"Done in {seconds:.1f} s.")
-    return SearchResult(out=out, role=role, trials=ranked, best=best, files=files,
+    return SearchResult(out=c.out, role=role, trials=ranked, best=best, files=files,
                         test_metrics=test_metrics, resumed=the_tuner.resumed, seconds=seconds)
 
 
@@ -440,11 +303,7 @@ def _default_hp():
 
 
 def _preflight(hypermodel, ds, model_name, strategy):
-    """Builds the model once with the default hyperparameters and runs two images.
-
-    Returns its forward FLOPs per image (`cnnzoo._flops`), or `None` where
-    its layers' shapes cannot be read (a subclassed model).
-    """
+    """Builds the model once with the default hyperparameters and runs two images."""
     import contextlib
 
     import keras
@@ -478,13 +337,8 @@ def _preflight(hypermodel, ds, model_name, strategy):
                f"image, got {outputs.shape[1:]}.", "model", model_name)
     if not np.isfinite(outputs).all():
         v.fail("Expected finite outputs from the freshly built model.", "model", model_name)
-    try:
-        flops = _flops.forward_flops(model)[0] or None
-    except (AttributeError, ValueError, TypeError):
-        flops = None
     del model
     runtime.clear_session()  # keeping the precision `configure` set
-    return flops
 
 
 def _distribution_strategy(distribution, backend, say):
@@ -649,8 +503,8 @@ def _export_best(the_tuner, hypermodel, oracle, best, ds, out, meta, say, epochs
         },
         "task": "image classification",
         "class_names": list(ds.class_names),
-        "search": {k: meta[k] for k in ("tuner", "objective", "seed", "epochs", "max_trials",
-                                        "space", "backend", "precision")},
+        # `SearchConfig`'s `card` fields (the precision as it ran), the space and backend.
+        "search": {k: meta[k] for k in (*config.card_fields(), "space", "backend")},
         "best_trial": {
             "trial": best["trial"],
             "hyperparameters": best["values"],

@@ -71,7 +71,7 @@ class ZooHyperModel(_HyperModelBase):
         tunable_dropout: build every searched dropout as a
             `cnnzoo.layers.VariableDropout` (rate and type in variables), so
             that trials of the same shape can reuse one compiled model
-            (`reuse_key`); `exportable` turns a trained model back into
+            (`variable_hyperparameters`); `exportable` turns a trained model back into
             plain dropout layers. Defaults to `True`; with `False`, the
             dropout layers are the implementation's own.
         jit_compile: passed to `model.compile`. Defaults to `False`.
@@ -172,16 +172,22 @@ class ZooHyperModel(_HyperModelBase):
                 out[key] = spec[1]
         return out
 
-    def reuse_key(self, values):
-        """What must be equal for two trials' models to share one compiled model.
+    @property
+    def variable_hyperparameters(self):
+        """The hyperparameters whose values the built model holds in variables.
 
-        Everything but the dropout knobs (held in variables) and Keras
-        Tuner's bookkeeping; `None` (never shared) without `tunable_dropout`.
+        Trials that differ only in these can train one after another on one
+        compiled model, its variables assigned from each trial's fresh model
+        (`tuning.reuse`): the learning rate (a variable of the optimizer)
+        and, with `tunable_dropout`, every dropout rate and the dropout type
+        (`cnnzoo.layers.VariableDropout`).
         """
-        if not self.tunable_dropout:
-            return None
-        return tuple(sorted((k, repr(val)) for k, val in values.items()
-                            if "dropout" not in k and not k.startswith("tuner/")))
+        names = {"learning_rate"}
+        if self.tunable_dropout:
+            blocks = ([f"block_dropout_rate_{i + 1}" for i in range(self.stages)]
+                      if self.per_stage else ["block_dropout_rate"])
+            names.update(["dropout_rate", "dropout_type", *blocks])
+        return frozenset(names)
 
     def exportable(self, model, hp):
         """A trained model with plain dropout layers in place of `VariableDropout`.

@@ -16,7 +16,9 @@ from cnnzoo import _atomic
 from tuning.progress import HIDDEN_PREFIX, NO_REASON, failure_reason, trial_number
 
 METRICS = ("val_accuracy", "val_loss", "accuracy", "loss")
-EXTRA = ("best_epoch", "epochs", "seconds", "pack_size")
+# (Searches before issue 22 also recorded `pack_size`, for trials packed side
+# by side; it is no longer reported.)
+EXTRA = ("best_epoch", "epochs", "seconds")
 
 
 def _number(value):
@@ -32,11 +34,8 @@ def collect(oracle):
     Keys: `trial` (1-based number), `trial_id`, `status`, `values` (the
     hyperparameters; Hyperband's bookkeeping under `tuner` instead), `score`
     (the objective), the metrics of the best epoch (`val_accuracy`,
-    `val_loss`, `accuracy`, `loss`), `best_epoch`, `epochs`, `seconds`,
-    `pack_size` (how many trials trained side by side with it, itself
-    included; `seconds` is then the pack's time divided among them; `None`
-    where a tuner other than `tuning.PackedTuner` ran it) and `reason` (why a
-    trial failed, else `None`).
+    `val_loss`, `accuracy`, `loss`), `best_epoch`, `epochs`, `seconds` and
+    `reason` (why a trial failed, else `None`).
     """
     rows = []
     for trial_id in sorted(oracle.trials):

@@ -20,8 +20,10 @@ import keras_tuner as kt
 
 from cnnzoo import _atomic
 from cnnzoo import _validation as v
+from tuning import _compat_keras_tuner as compat
 
 LOCK_FILE = ".cnnzoo-search.lock"
+PID_FILE = ".cnnzoo-search.pid"
 
 RUNNING = "RUNNING"
 COMPLETED = "COMPLETED"
@@ -29,7 +31,7 @@ FAILED = "FAILED"
 FINAL = (COMPLETED, FAILED)
 
 
-class AtomicOracleMixin:
+class AtomicOracleMixin(compat.SaveTrialHook):
     """Atomic state files and a reconciling reload, for any `keras_tuner.Oracle`.
 
     Also takes the failure limit out of `end_trial`: Keras Tuner raises there
@@ -39,11 +41,12 @@ class AtomicOracleMixin:
     """
 
     def save(self):
-        _atomic.write_json(self._get_oracle_fname(), self.get_state(), indent=None)
+        _atomic.write_json(compat.oracle_file(self), self.get_state(), indent=None)
 
-    def _save_trial(self, trial):
-        path = os.path.join(self._get_trial_dir(trial.trial_id), "trial.json")
-        _atomic.write_json(path, trial.get_state(), indent=None)
+    def write_trial(self, trial):
+        # Keras Tuner's `_save_trial` (`compat.SaveTrialHook`), atomic.
+        _atomic.write_json(compat.trial_file(self, trial.trial_id), trial.get_state(),
+                           indent=None)
 
     def reload(self):
         super().reload()
@@ -58,31 +61,33 @@ class AtomicOracleMixin:
         ID, so the total number of trials comes out right.
         """
         ended = set(self.end_order)
+        queue = compat.retry_queue(self)
         for trial_id in sorted(self.trials):
             trial = self.trials[trial_id]
             if trial.status in FINAL:
-                while trial_id in self._retry_queue:
-                    self._retry_queue.remove(trial_id)
+                while trial_id in queue:
+                    queue.remove(trial_id)
                 if trial_id not in ended:
                     self.end_order.append(trial_id)
-            elif trial_id not in self._retry_queue:
+            elif trial_id not in queue:
                 if trial_id not in self.start_order:
                     self.start_order.append(trial_id)
                 self._record_values(trial)
                 # `create_trial` pops from the end: the oldest runs first.
-                self._retry_queue.insert(0, trial_id)
+                queue.insert(0, trial_id)
 
     @kt.synchronized
     def end_trial(self, trial):
         # A chief restarted while a worker kept training queued that worker's
         # trial to run again; its result arriving settles it.
-        while trial.trial_id in self._retry_queue:
-            self._retry_queue.remove(trial.trial_id)
+        queue = compat.retry_queue(self)
+        while trial.trial_id in queue:
+            queue.remove(trial.trial_id)
         super().end_trial(trial)
 
     def interrupted_trials(self):
         """IDs of trials queued to run again after an interruption."""
-        return list(self._retry_queue)
+        return list(compat.retry_queue(self))
 
 
 @functools.lru_cache(maxsize=None)
@@ -129,27 +134,30 @@ def search_lock(out):
 
     A second search of the same folder (not a worker of it) is refused
     while the first runs: both would run the same trials and write the same
-    files. The operating system releases the lock when the process ends,
-    however it ends, so a killed search never leaves the folder locked. (No
-    lock where `fcntl` is missing, on Windows.)
+    files. The lock is the `filelock` package's (the operating system's file
+    lock, on Windows too), which the system releases when the process ends,
+    however it ends, so a killed search never leaves the folder locked. The
+    holder's process ID is kept beside it (`.cnnzoo-search.pid`), for the
+    message.
     """
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
+    import filelock
+
     os.makedirs(out, exist_ok=True)
-    fd = os.open(os.path.join(out, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o666)
+    lock = filelock.FileLock(os.path.join(out, LOCK_FILE), timeout=0)
+    pid_file = os.path.join(out, PID_FILE)
     try:
+        lock.acquire()
+    except filelock.Timeout:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            with open(pid_file) as f:
+                holder = f.read(32).strip()
         except OSError:
-            holder = os.read(fd, 32).decode("ascii", "replace").strip()
-            v.fail(f"Another search is running in {out}" + (f" (process {holder})" if holder
-                                                              else "")
-                   + ": wait for it to end, or choose another --out.", "out", out)
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
+            holder = ""
+        v.fail(f"Another search is running in {out}" + (f" (process {holder})" if holder
+                                                          else "")
+               + ": wait for it to end, or choose another --out.", "out", out)
+    try:
+        _atomic.write_text(pid_file, str(os.getpid()))
         yield
     finally:
-        os.close(fd)
+        lock.release()

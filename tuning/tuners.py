@@ -3,8 +3,9 @@
 `make_tuner(kind, hypermodel, ...)` builds the oracle and the tuner the
 search driver uses. `TUNERS` maps each `--tuner` name to its Keras Tuner
 tuner and oracle classes; `zoo_tuner_class(base)` mixes `ZooTunerMixin` into
-any Keras Tuner tuner class, and `make_tuner(..., tuner_class=...)` accepts
-another (for instance one that trains several trials at once), so the choice
+any Keras Tuner tuner class (and `tuning.reuse.ReuseMixin` before it, which
+trains trials that differ only in values held in variables on one compiled
+model), and `make_tuner(..., tuner_class=...)` accepts another, so the choice
 of tuner lives in one place.
 
 What `ZooTunerMixin` adds to a Keras Tuner tuner:
@@ -17,9 +18,9 @@ What `ZooTunerMixin` adds to a Keras Tuner tuner:
   whenever the oracle's state exists (Keras Tuner resumes only when the
   tuner's own file exists, written after the oracle's);
 - `clear_session`, `gc` and TensorFlow's leaked gradient functions released
-  after every trial (`tuning.memory`), so memory does not grow (the packed
-  tuner, which keeps one compiled model between trials, releases them as
-  each compiled model is dropped);
+  after every trial (`tuning.memory`), so memory does not grow (with
+  `ReuseMixin`, which keeps one compiled model between trials, as each
+  compiled model is dropped);
 - a clear error after `max_consecutive_failures` failed trials in a row,
   raised after the state is saved (Keras Tuner raises before);
 - the chief of a distributed search serves trials with `tuning.distributed`.
@@ -38,7 +39,8 @@ import keras
 import keras_tuner as kt
 
 from cnnzoo import _validation as v
-from tuning import distributed, memory, progress, state
+from tuning import _compat_keras_tuner as compat
+from tuning import distributed, memory, progress, reuse, state
 
 TUNERS = {
     "random": (kt.RandomSearch, kt.oracles.RandomSearchOracle),
@@ -53,7 +55,7 @@ class SearchFailedError(RuntimeError):
     """Too many trials failed in a row; the state on disk is saved."""
 
 
-class ZooTunerMixin:
+class ZooTunerMixin(compat.BuildHook):
     """Mixed into a Keras Tuner tuner class (see the module docstring).
 
     Args:
@@ -107,7 +109,7 @@ class ZooTunerMixin:
         printed = io.StringIO()
         with contextlib.redirect_stdout(printed):
             kt.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **kwargs)
-        if printed.getvalue() and getattr(getattr(oracle, "_display", None), "enabled", True):
+        if printed.getvalue() and getattr(compat.display(oracle), "enabled", True):
             self.stream.write(printed.getvalue())
 
     # -- one trial --------------------------------------------------------------
@@ -119,11 +121,15 @@ class ZooTunerMixin:
     def run_trial(self, trial, *args, **kwargs):
         # Keras's own seeding: here `fit` gets the arrays, and shuffles them
         # with TensorFlow's seed. (Keras Tuner clears the session before each
-        # build anyway; the packed tuner seeds with `runtime.seed_trial`.)
+        # build anyway; `ReuseMixin` seeds with `runtime.seed_trial`.)
         keras.utils.set_random_seed(self.trial_seed(trial))
         start = time.perf_counter()
         histories = super().run_trial(trial, *args, **kwargs)
-        metrics = self.summarize(histories, time.perf_counter() - start)
+        return self.report(trial, histories, time.perf_counter() - start)
+
+    def report(self, trial, histories, seconds):
+        """The metrics `run_trial` returns to Keras Tuner for `trial` (`summarize`), noted."""
+        metrics = self.summarize(histories, seconds)
         self.reported[trial.trial_id] = metrics
         return metrics
 
@@ -133,7 +139,7 @@ class ZooTunerMixin:
         For exporting a trial whose checkpoint is not readable here.
         """
         keras.utils.set_random_seed(self.trial_seed(trial))
-        model = self._build_hypermodel(trial.hyperparameters.copy())  # as run_trial's build
+        model = compat.build_model(self, trial.hyperparameters.copy())  # as run_trial's
         model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0)
         return model
 
@@ -206,13 +212,14 @@ class ZooTunerMixin:
         value = self.reported.get(trial.trial_id, {}).get(self.oracle.objective.name)
         return "?" if value is None else f"{value:.4f}"
 
-    def _build_hypermodel(self, hp):
+    def build_trial(self, hp, build):
+        # Every trial's model is built here (`compat.BuildHook`).
         keras.config.set_dtype_policy(self.dtype_policy)
         # Hyperband continues a trial from another's checkpoint, which holds
         # Adam's slots that a fresh model does not have yet: Keras warns.
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*Skipping variable loading for optimizer")
-            return super()._build_hypermodel(hp)
+            return build(hp)
 
     def load_model(self, trial):
         with warnings.catch_warnings():
@@ -224,7 +231,7 @@ class ZooTunerMixin:
     def save(self):
         if not self._is_worker():
             self.oracle.save()
-        state.write_tuner_state(self._get_tuner_fname(), self.get_state())
+        state.write_tuner_state(compat.tuner_file(self), self.get_state())
 
     def search(self, *fit_args, **fit_kwargs):
         role = distributed.current_role()
@@ -267,8 +274,8 @@ class ZooTunerMixin:
 
 @functools.lru_cache(maxsize=None)
 def zoo_tuner_class(base):
-    """`base` (a Keras Tuner tuner class) with `ZooTunerMixin` mixed in."""
-    return type(f"Zoo{base.__name__}", (ZooTunerMixin, base), {})
+    """`base` (a Keras Tuner tuner class) with `ReuseMixin` and `ZooTunerMixin` mixed in."""
+    return type(f"Zoo{base.__name__}", (reuse.ReuseMixin, ZooTunerMixin, base), {})
 
 
 def expected_trials(oracle):
@@ -281,10 +288,7 @@ def expected_trials(oracle):
         iterations = inner.hyperband_iterations
         if not math.isfinite(iterations):
             return None
-        per_iteration = sum(inner._get_size(b, r)
-                            for b in range(inner._get_num_brackets())
-                            for r in range(inner._get_num_rounds(b)))
-        return int(per_iteration * iterations)
+        return int(compat.hyperband_trials_per_iteration(inner) * iterations)
     return None
 
 
@@ -334,7 +338,7 @@ def make_tuner(kind, hypermodel, *, directory, objective="val_accuracy", max_tri
                          seed=seed)
     display = progress.Progress(oracle, total=expected_trials(oracle), stream=stream)
     display.enabled = not quiet
-    oracle._display = display
+    compat.set_display(oracle, display)
     cls = tuner_class or zoo_tuner_class(TUNERS[kind][0])
     return cls(oracle, hypermodel, seed=seed, directory=os.fspath(directory),
                project_name=PROJECT_NAME, overwrite=overwrite,

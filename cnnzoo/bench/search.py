@@ -10,14 +10,7 @@ Contenders, interleaved, on the same data splits, search space and budget
   (float32, batch size 32, arrays straight into `fit`);
 - `cnnzoo default`: `tuning.search` with its defaults (what `cnnzoo tune`
   runs), without the export of the best model: one compiled model serves
-  every trial (`tuning.packed`), so only the first trial traces, and
-  `pack="auto"` picks how many trials train side by side in it
-  (`tuning.packed.auto_pack`: on 2 CPU cores, with one intra-op thread, 2
-  for the full budget and 1 for the quick one; on a GPU, 1 for searches
-  shorter than `tuning.packed.AUTO_PACK_MIN_STEPS`);
-- `cnnzoo --pack K` (at the full budget, or when asked): the same with
-  `pack=K`; at the full budget K is 1, one trial at a time, which shows
-  what the default's packing adds.
+  every trial (`tuning.reuse`), so only the first trial traces.
 
 On TensorFlow each contender's search runs in a fresh process of its own,
 after an untimed one-trial warm-up there, as a user's run would: cnnzoo
@@ -48,13 +41,11 @@ import sys
 import tempfile
 import time
 
-from cnnzoo import _validation as v
 from cnnzoo.bench import harness
 
 NAME = "search"
 QUICK = {"max_trials": 3, "epochs": 1, "repeats": 2}
 FULL = {"max_trials": 10, "epochs": 10, "repeats": 3}
-PACK = 1
 
 
 def plain_build(input_shape, num_classes):
@@ -96,7 +87,6 @@ class _Searches:
         self.workdir = workdir
         self.seed = 0
         self.best = {}
-        self.packs = {}
         self.count = 0
 
     def warm_up(self, *searches):
@@ -135,18 +125,15 @@ class _Searches:
         self.best.setdefault("plain Keras Tuner", []).append(float(best))
         keras.backend.clear_session()
 
-    def zoo(self, pack=None):
+    def zoo(self):
         import keras
 
         import tuning
 
-        name = "cnnzoo default" if pack is None else f"cnnzoo --pack {pack}"
-        kwargs = {} if pack is None else {"pack": pack}
         result = tuning.search("simple_cnn", self.data, max_trials=self.max_trials,
                                epochs=self.epochs, seed=self.seed, out=self._folder("zoo"),
-                               export=False, quiet=True, **kwargs)
-        self.best.setdefault(name, []).append(float(result.best["score"]))
-        self.packs[name] = int(max(t.get("pack_size") or 1 for t in result.trials))
+                               export=False, quiet=True)
+        self.best.setdefault("cnnzoo default", []).append(float(result.best["score"]))
         keras.config.set_dtype_policy("float32")
         keras.backend.clear_session()
 
@@ -166,14 +153,13 @@ class _FreshSearches(_Searches):
     def clock(self):
         return self.elapsed
 
-    def run(self, name, pack=None):
+    def run(self, name):
         from cnnzoo import _native_log
 
         kind = "plain" if name == "plain Keras Tuner" else "zoo"
         # A folder of its own: a search in a used one would resume.
         spec = {"kind": kind, "data": self.data, "max_trials": self.max_trials,
-                "epochs": self.epochs, "seed": self.seed, "pack": pack,
-                "out": self._folder(kind)}
+                "epochs": self.epochs, "seed": self.seed, "out": self._folder(kind)}
         result = subprocess.run([sys.executable, "-m", "cnnzoo.bench.search", json.dumps(spec)],
                                 capture_output=True, text=True, check=False)
         lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
@@ -186,8 +172,6 @@ class _FreshSearches(_Searches):
         self.elapsed += found["seconds"]
         self.best.setdefault(name, []).append(found["best"])
         self.threads[name] = found["threads"]
-        if found.get("pack"):
-            self.packs[name] = found["pack"]
 
 
 def child(spec):
@@ -195,19 +179,15 @@ def child(spec):
 
     Returns:
         A dict: `seconds` (the timed search's wall time), `best` (its best
-        validation accuracy), `threads` (TensorFlow's intra-op threads, 0 for
-        its default) and, for cnnzoo, `pack` (the trials trained per model).
+        validation accuracy) and `threads` (TensorFlow's intra-op threads, 0
+        for its default).
     """
     import cnnzoo.data
 
     ds = cnnzoo.data.load_dataset(spec["data"], seed=0)
     searches = _Searches(ds, spec["data"], spec["max_trials"], spec["epochs"], spec["out"])
     searches.seed = spec["seed"]
-    if spec["kind"] == "plain":
-        search = searches.plain
-    else:
-        def search():
-            searches.zoo(spec["pack"])
+    search = searches.plain if spec["kind"] == "plain" else searches.zoo
     searches.warm_up(search)
     start = time.perf_counter()
     search()
@@ -220,16 +200,7 @@ def child(spec):
 
         threads = tf.config.threading.get_intra_op_parallelism_threads()
     (best,) = searches.best.values()
-    found = {"seconds": seconds, "best": best[0], "threads": threads}
-    if searches.packs:
-        (found["pack"],) = searches.packs.values()
-    return found
-
-
-def _packing(name, k):
-    if not k:
-        return ""
-    return f"; {name}: " + ("one trial at a time" if k == 1 else f"{k} trials packed per model")
+    return {"seconds": seconds, "best": best[0], "threads": threads}
 
 
 def best_reached(best, base, n_val, name="cnnzoo"):
@@ -249,18 +220,13 @@ def best_reached(best, base, n_val, name="cnnzoo"):
                              f"{beyond})")
 
 
-def run(quick=True, repeats=None, max_trials=None, epochs=None, pack=None, data="digits",
+def run(quick=True, repeats=None, max_trials=None, epochs=None, data="digits",
         target=2.0, where="2 CPU cores", fresh=None):
     """Returns the result rows.
 
     Args:
         quick: the `QUICK` budget, else `FULL`.
         repeats, max_trials, epochs: override the budget.
-        pack: K of the `cnnzoo --pack K` contender. Defaults to `PACK` (one
-            trial at a time, against the default's choice) at the full
-            budget and to none at the quick one (whose search is too short
-            to pack; leaving it out keeps `cnnzoo bench --quick` within five
-            minutes).
         data: the dataset both searches use (`"digits"` needs scikit-learn;
             `"shapes"` is drawn with numpy).
         target, where: the trials-per-hour target and the hardware it is
@@ -280,8 +246,6 @@ def run(quick=True, repeats=None, max_trials=None, epochs=None, pack=None, data=
     settings["repeats"] = repeats or settings["repeats"]
     settings["max_trials"] = max_trials or settings["max_trials"]
     settings["epochs"] = epochs or settings["epochs"]
-    if pack is None and not quick:
-        pack = PACK
     import keras
 
     if fresh is None:
@@ -293,16 +257,11 @@ def run(quick=True, repeats=None, max_trials=None, epochs=None, pack=None, data=
             searches = _FreshSearches(data, settings["max_trials"], settings["epochs"], workdir)
             fns = {"plain Keras Tuner": lambda: searches.run("plain Keras Tuner"),
                    "cnnzoo default": lambda: searches.run("cnnzoo default")}
-            if pack is not None:
-                fns[f"cnnzoo --pack {pack}"] = lambda: searches.run(f"cnnzoo --pack {pack}",
-                                                                    pack)
             clock = searches.clock
         else:
             searches = _Searches(ds, data, settings["max_trials"], settings["epochs"], workdir)
             searches.warm_up()
             fns = {"plain Keras Tuner": searches.plain, "cnnzoo default": searches.zoo}
-            if pack is not None:
-                fns[f"cnnzoo --pack {pack}"] = lambda: searches.zoo(pack)
             clock = time.perf_counter
         # Each repeat gets its own seed: contenders of one repeat share it.
         order = list(fns)
@@ -335,113 +294,9 @@ def run(quick=True, repeats=None, max_trials=None, epochs=None, pack=None, data=
                      f"{name} {per_hour[name]:.0f}" + (
                          f"; each search in a fresh process (TensorFlow intra-op threads: "
                          f"plain {searches.threads['plain Keras Tuner'] or 'default'}, "
-                         f"{name} {searches.threads[name] or 'default'})" if fresh else "")
-                     + _packing(name, searches.packs.get(name))),
+                         f"{name} {searches.threads[name] or 'default'})" if fresh else "")),
             note=f"best val_accuracy (median over repeats): {note}"))
     return rows
-
-
-def break_even(short, long, *, max_trials, epochs, steps_per_epoch):
-    """Fixed cost, cost per trial-epoch, and where packing pays, from two search lengths.
-
-    A search's wall time is modelled as `fixed + per_epoch * trials * epochs`:
-    `fixed` is what a search pays once (set-up, compiling its model's
-    functions, the report), `per_epoch` what each trial-epoch adds. Two
-    lengths give both, for one trial at a time and for K packed.
-
-    Args:
-        short, long: `{"one": seconds, "packed": seconds}` of the searches
-            of `epochs[0]` and of `epochs[1]` epochs.
-        max_trials: the searches' trials.
-        epochs: `(short, long)` epochs per trial.
-        steps_per_epoch: training steps per epoch.
-
-    Returns:
-        A dict: `fixed` and `per_epoch` (seconds, `{"one": ..., "packed":
-        ...}`) and `trial_steps`, the search length (trials x epochs x
-        steps per epoch) from which packing is faster, and stays faster
-        (`math.inf` when it saves nothing per epoch; 0 when it also costs
-        nothing more to start).
-    """
-    e1, e2 = epochs
-    if not 0 < e1 < e2:
-        v.fail("Expected two epoch counts, the first smaller.", "epochs", epochs)
-    fixed, per_epoch = {}, {}
-    for k in ("one", "packed"):
-        per_epoch[k] = (long[k] - short[k]) / (max_trials * (e2 - e1))
-        fixed[k] = short[k] - per_epoch[k] * max_trials * e1
-    saved = per_epoch["one"] - per_epoch["packed"]
-    extra = fixed["packed"] - fixed["one"]
-    if saved <= 0:
-        trial_steps = math.inf
-    else:
-        trial_steps = max(extra, 0.0) / saved * steps_per_epoch
-    return {"fixed": fixed, "per_epoch": per_epoch, "trial_steps": trial_steps}
-
-
-def packing(max_trials=16, epochs=(5, 20), pack=8, repeats=1, data="digits"):
-    """Rows: what packing `pack` trials saves per trial-epoch, and where it breaks even.
-
-    Four searches (one trial at a time and `pack` packed, each at two
-    lengths) after an untimed warm-up, interleaved; `break_even` splits each
-    contender's time into a fixed cost and a cost per trial-epoch. This is
-    the measurement behind `tuning.packed.AUTO_PACK_MIN_STEPS` (run on a GPU
-    by `benchmarks/gpu.py`).
-    """
-    import keras
-
-    import cnnzoo.data
-    import tuning
-    import tuning.driver
-    from tuning import packed
-
-    workdir = tempfile.mkdtemp(prefix="cnnzoo-bench-packing-")
-    count = [0]
-
-    def search(k, n_epochs):
-        count[0] += 1
-        tuning.search("simple_cnn", data, max_trials=max_trials, epochs=n_epochs, seed=0,
-                      out=os.path.join(workdir, str(count[0])), export=False, quiet=True,
-                      pack=k)
-        keras.config.set_dtype_policy("float32")
-        keras.backend.clear_session()
-
-    fns = {(k, e): (lambda k=k, e=e: search(k, e)) for k in (1, pack) for e in epochs}
-    try:
-        search(1, 1)  # what a process pays once
-        times = harness.interleave(fns, repeats=repeats, warmup=0)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    ds = cnnzoo.data.load_dataset(data, seed=0)
-    steps = math.ceil(len(ds.x_train) / tuning.driver.DEFAULT_BATCH_SIZE)
-    found = [break_even({"one": times[1, epochs[0]][r], "packed": times[pack, epochs[0]][r]},
-                        {"one": times[1, epochs[1]][r], "packed": times[pack, epochs[1]][r]},
-                        max_trials=max_trials, epochs=epochs, steps_per_epoch=steps)
-             for r in range(repeats)]
-    per_epoch = harness.summarize([f["per_epoch"]["one"] / f["per_epoch"]["packed"]
-                                   for f in found])
-    where = harness.summarize([f["trial_steps"] for f in found])
-
-    def mean(key, k):
-        return sum(f[key][k] for f in found) / len(found)
-
-    budget = (f"simple_cnn on {data}, {max_trials} trials x {epochs[0]} and x {epochs[1]} "
-              f"epochs of {steps} steps")
-    costs = (f"fixed cost per search: one at a time {mean('fixed', 'one'):.1f} s, packed "
-             f"{mean('fixed', 'packed'):.1f} s; per trial-epoch: "
-             f"{mean('per_epoch', 'one') * 1e3:.0f} ms and "
-             f"{mean('per_epoch', 'packed') * 1e3:.0f} ms")
-    return [
-        harness.row("packing", f"time per trial-epoch: --pack {pack} vs --pack 1",
-                    summary=per_epoch,
-                    context=f"{budget}; {costs}"),
-        harness.row("packing", f"search length from which --pack {pack} is faster",
-                    summary=where,
-                    metric="trial-steps",
-                    context=(f"{costs}; pack='auto' packs on an accelerator from "
-                             f"{packed.AUTO_PACK_MIN_STEPS:,} trial-steps "
-                             f"(`tuning.packed.AUTO_PACK_MIN_STEPS`)")),
-    ]
 
 
 if __name__ == "__main__":

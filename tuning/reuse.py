@@ -1,0 +1,364 @@
+"""One compiled model reused across trials that differ only in values held in variables.
+
+Tracing a model's training step costs about 1-2 s on 2 CPU cores, more than a
+whole trial's training on `digits`. A hypermodel that holds some of its
+hyperparameters in variables (`ZooHyperModel` builds its dropout as
+`cnnzoo.layers.VariableDropout`, whose rate and kind are variables; Adam's
+learning rate is a variable of the optimizer) says which, as the set
+`variable_hyperparameters`. Two trials whose other values are equal then
+build models of the same structure, and `ReuseMixin` trains the second on
+the compiled model of the first: before each trial, every variable of the
+kept model (weights, batch-norm statistics, dropout rates and kinds, random
+seed states, the optimizer's step, learning rate and slots) is assigned from
+a freshly built, never traced model of the trial, seeded as the trial is.
+Nothing is traced or compiled again, and each trial ends exactly as it would
+on its own fresh model (`tests/test_reuse.py`).
+
+The mixin works through Keras Tuner's public tuner hooks (`run_trial`,
+`on_trial_end`, `on_search_end`) and trains with `hypermodel.fit`, on
+`cnnzoo.input_pipeline`'s seeded batches, whose order depends on the
+search's seed only. A trial trains through Keras Tuner's own `run_trial`
+instead (a fresh model after `clear_session`) when its hypermodel declares
+no `variable_hyperparameters`, defines a `fit` of its own, or a `build` that
+the declaration was not written for (a subclass changing `build` alone);
+under a distribution strategy; with more than one execution per trial; or
+with data or `fit` arguments other than arrays and the usual settings.
+"""
+
+import time
+
+import keras
+
+from cnnzoo import _validation as v
+from cnnzoo.runtime import prepare_training, seed_trial
+from tuning import _compat_keras_tuner as compat
+
+# Keras Tuner's own values (Hyperband's epochs, brackets, the trial a
+# continued trial starts from): they change how a trial trains, not the model.
+BOOKKEEPING_PREFIX = "tuner/"
+# What `search` may pass to a reused model's training; anything else trains
+# the trial through Keras Tuner's own `run_trial`.
+FIT_KEYWORDS = ("x", "y", "epochs", "batch_size", "validation_data", "verbose", "shuffle")
+# Training steps per call of the compiled function (Keras's `steps_per_execution`).
+MAX_STEPS_PER_EXECUTION = 16
+
+
+def _defined_by(obj, name):
+    """The class in `obj`'s MRO whose body defines `name` (`None`: none does)."""
+    return next((cls for cls in type(obj).__mro__ if name in vars(cls)), None)
+
+
+def refusal(hypermodel):
+    """Why `hypermodel`'s trials may not share compiled models (`None`: they may).
+
+    The declaration must describe what `build` compiles: a subclass that
+    changes `build` (or `build_model`) without declaring again inherits a
+    set written for another build. A hypermodel with a `fit` of its own (a
+    searched batch size, other data) trains as Keras Tuner would train it.
+    """
+    import keras_tuner as kt
+
+    owner = _defined_by(hypermodel, "variable_hyperparameters")
+    if owner is None:
+        return "the hypermodel declares no variable_hyperparameters"
+    fit_owner = _defined_by(hypermodel, "fit")
+    if fit_owner not in (None, kt.HyperModel) and not issubclass(owner, fit_owner):
+        return "the hypermodel has a fit() of its own"
+    for name in ("build", "build_model"):
+        built_by = _defined_by(hypermodel, name)
+        if built_by is not None and not issubclass(owner, built_by):
+            return (f"the hypermodel's {name}() is not the one its variable_hyperparameters "
+                    f"describe")
+    return None
+
+
+def reuse_key(values, held):
+    """What two trials must share to train on one compiled model: every other value."""
+    return tuple(sorted((k, repr(val)) for k, val in values.items()
+                        if k not in held and not k.startswith(BOOKKEEPING_PREFIX)))
+
+
+def steps_per_execution(steps_per_epoch, limit=MAX_STEPS_PER_EXECUTION):
+    """The largest divisor of `steps_per_epoch` up to `limit` (1 when unknown).
+
+    Keras runs `steps_per_execution` steps per call, also past an epoch's
+    end when the epoch is not a whole number of calls (from an endless
+    dataset such as `cnnzoo.input_pipeline`'s, that would train more steps
+    per epoch): a divisor keeps every epoch exactly `steps_per_epoch` steps.
+    """
+    if not steps_per_epoch:
+        return 1
+    return max(d for d in range(1, limit + 1) if steps_per_epoch % d == 0)
+
+
+def compile_signature(model):
+    """What must be equal for one compiled model to train another's trial.
+
+    The compile configuration (loss, metrics, optimizer class and settings)
+    but the learning rate, which is a variable of the optimizer.
+    """
+    import json
+
+    config = dict(model.get_compile_config() or {})
+    optimizer = config.get("optimizer")
+    if isinstance(optimizer, dict):
+        inner = dict(optimizer.get("config") or {})
+        inner.pop("learning_rate", None)
+        inner.pop("name", None)
+        config["optimizer"] = {**optimizer, "config": inner}
+    return json.dumps(config, sort_keys=True, default=repr) + f"|jit={model.jit_compile}"
+
+
+def _same_shapes(targets, sources):
+    return len(targets) == len(sources) and all(
+        tuple(a.shape) == tuple(b.shape) and a.dtype == b.dtype
+        for a, b in zip(targets, sources))
+
+
+def reset_from(kept, fresh):
+    """Makes the compiled `kept` model start as the freshly built `fresh` one would.
+
+    Every variable (weights, batch-norm statistics, dropout rates and kinds,
+    random-seed states) is assigned from its fresh twin, and the optimizer's
+    (step count, learning rate, slots) from the fresh model's optimizer built
+    over the kept model's weights. Returns `False`, changing nothing, when
+    the structures differ.
+    """
+    if not _same_shapes(kept.variables, fresh.variables):
+        return False
+    template = fresh.optimizer
+    template.build(kept.trainable_variables)
+    if not _same_shapes(kept.optimizer.variables, template.variables):
+        return False
+    for a, b in zip(kept.variables, fresh.variables):
+        a.assign(b)
+    for a, b in zip(kept.optimizer.variables, template.variables):
+        a.assign(b)
+    return True
+
+
+class BestEpochCheckpoint(keras.callbacks.Callback):
+    """Keras Tuner's best-epoch checkpoint, written once when training ends.
+
+    Keras Tuner saves a trial's weights to its checkpoint file at every
+    epoch that improves the objective (40-60 ms an epoch for `simple_cnn` on
+    2 CPU cores, a sixth of a digits trial). Here the weights are copied in
+    memory at the best epoch and written to the same file once, when
+    training ends; a trial killed before then runs again on resume anyway.
+    The model is left holding the best epoch's weights.
+    """
+
+    def __init__(self, objective, path):
+        super().__init__()
+        self.objective = objective
+        self.path = path
+        self.best = None
+        self.best_weights = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.objective.name)
+        if value is None:
+            return
+        if self.best is None or self.objective.better_than(value, self.best):
+            self.best = value
+            self.best_weights = self.model.get_weights()
+
+    def on_train_end(self, logs=None):
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+            self.model.save_weights(self.path)
+
+
+class _NoWindow:
+    """Per-trial memory windows: here a kept model's lifetime is the window."""
+
+    def begin(self):
+        pass
+
+    def end(self):
+        pass
+
+
+class _Kept:
+    """A compiled model kept between trials, with what it was built for."""
+
+    def __init__(self, key, model, signature):
+        self.key = key
+        self.model = model
+        self.signature = signature
+
+
+def _split_fit(args, kwargs):
+    """`(x, y, settings)` for a reused model's training, or `None` where it does not apply."""
+    kwargs = dict(kwargs)
+    args = list(args)
+    x = args.pop(0) if args else kwargs.pop("x", None)
+    y = args.pop(0) if args else kwargs.pop("y", None)
+    if args or not (hasattr(x, "shape") and hasattr(y, "shape")):
+        return None
+    if not kwargs.get("callbacks"):
+        kwargs.pop("callbacks", None)
+    if any(name not in FIT_KEYWORDS for name in kwargs):
+        return None
+    validation = kwargs.get("validation_data")
+    if validation is not None and not (isinstance(validation, (tuple, list))
+                                       and len(validation) == 2):
+        return None
+    return x, y, kwargs
+
+
+class ReuseMixin:
+    """Reuses one compiled model across trials; mixed in before `ZooTunerMixin`.
+
+    Args:
+        reuse: whether to keep compiled models between trials. Defaults to
+            `True`; with `False` every trial builds, traces and trains a model
+            of its own (the same results, slower).
+        **kwargs: passed to the tuner (see `tuning.tuners.ZooTunerMixin`).
+    """
+
+    def __init__(self, oracle, hypermodel=None, *, reuse=True, **kwargs):
+        self.reuse = v.check_bool("reuse", reuse)
+        super().__init__(oracle, hypermodel, **kwargs)
+        # One memory window per compiled model, not per trial: it opens as a
+        # model is built and closes (clearing the session) as it is dropped.
+        self.model_memory = self.memory
+        self.memory = _NoWindow()
+        self._window_open = False
+        self._kept = None
+        # How many models this tuner built and traced for its trials.
+        self.models_built = 0
+
+    # -- which trials share a model ----------------------------------------------
+
+    def trial_reuse_key(self, trial):
+        """The key of the compiled model `trial` may train on (`None`: a fresh model)."""
+        hypermodel = self.hypermodel
+        if (not self.reuse or hypermodel is None or self.distribution_strategy is not None
+                or self.executions_per_trial != 1 or refusal(hypermodel)):
+            return None
+        return reuse_key(trial.hyperparameters.values,
+                         frozenset(hypermodel.variable_hyperparameters))
+
+    # -- Keras Tuner's hooks -------------------------------------------------------
+
+    def run_trial(self, trial, *args, **kwargs):
+        key = self.trial_reuse_key(trial)
+        data = _split_fit(args, kwargs) if key is not None else None
+        if data is None:
+            # Keras Tuner's own way, on a fresh model (`ZooTunerMixin.run_trial`).
+            self.release_model()
+            self._open_window()
+            return super().run_trial(trial, *args, **kwargs)
+        start = time.perf_counter()
+        x, y, fit = data
+        seed_trial(self.trial_seed(trial))
+        model = self._model_for(trial, key)
+        history = self._fit(trial, model, x, y, fit)
+        compat.save_build_config(self, trial.trial_id, model)
+        return self.report(trial, [history], time.perf_counter() - start)
+
+    def on_trial_end(self, trial):
+        if self._kept is None or trial.status != "COMPLETED":
+            # A failed trial's model may hold half a step: the next starts afresh.
+            self.release_model()
+        super().on_trial_end(trial)
+
+    def search_trials(self, *fit_args, **fit_kwargs):
+        try:
+            super().search_trials(*fit_args, **fit_kwargs)
+        finally:
+            self.release_model()
+
+    def train_again(self, trial, x, y, *, epochs, batch_size):
+        """A model of `trial` trained from scratch as the search trained it, for `epochs`.
+
+        For exporting a trial whose checkpoint is not readable here: its
+        seed and the search's seeded batches give, up to the same epoch, the
+        trial's weights (where it started from scratch; Hyperband's
+        continued trials do not).
+        """
+        if self.trial_reuse_key(trial) is None:
+            return super().train_again(trial, x, y, epochs=epochs, batch_size=batch_size)
+        from cnnzoo import input_pipeline
+
+        seed_trial(self.trial_seed(trial))
+        model = self._build(trial)
+        prepare_training(model, x, y)
+        self.hypermodel.fit(trial.hyperparameters, model,
+                            **input_pipeline.train_data(x, y, batch_size=batch_size,
+                                                        seed=self.seed),
+                            epochs=epochs, verbose=0)
+        return model
+
+    # -- the kept model ------------------------------------------------------------
+
+    def _open_window(self):
+        if not self._window_open:
+            self.model_memory.begin()
+            self._window_open = True
+
+    def release_model(self):
+        """Drops the compiled model kept between trials and frees what it held."""
+        self._kept = None
+        if self._window_open:
+            self._window_open = False
+            self.model_memory.end()
+
+    def _build(self, trial):
+        # Keras Tuner's `_try_build` without its `clear_session`, which the
+        # memory window does once per compiled model, not per trial.
+        import keras_tuner as kt
+
+        model = compat.build_model(self, trial.hyperparameters)
+        if not isinstance(model, keras.Model):
+            raise kt.errors.FatalTypeError(
+                f"Expected the model-building function, or HyperModel.build() to return a "
+                f"valid Keras Model instance. Received: {model} of type {type(model)}.")
+        if self.max_model_size and model.count_params() > self.max_model_size:
+            raise kt.errors.FailedTrialError(
+                f"Oversized model: {model.count_params()} parameters. Skip model.")
+        return model
+
+    def _model_for(self, trial, key):
+        """The compiled model for `trial`, started as its fresh model would be."""
+        if self._kept is not None and self._kept.key != key:
+            self.release_model()
+        self._open_window()
+        fresh = self._build(trial)
+        signature = compile_signature(fresh)
+        kept = self._kept
+        if kept is not None:
+            if kept.signature == signature and reset_from(kept.model, fresh):
+                return kept.model
+            self._kept = None  # the window stays open: the fresh model is in it
+        self.models_built += 1
+        self._kept = _Kept(key, fresh, signature)
+        return fresh
+
+    def _fit(self, trial, model, x, y, fit):
+        from cnnzoo import input_pipeline
+
+        hp = trial.hyperparameters
+        fit = dict(fit)
+        if "tuner/epochs" in hp.values:  # Hyperband, as its own run_trial does
+            fit["epochs"] = hp.values["tuner/epochs"]
+            fit["initial_epoch"] = hp.values["tuner/initial_epoch"]
+        batch_size = fit.pop("batch_size", None) or 32
+        validation = fit.pop("validation_data", None)
+        fit.pop("shuffle", None)  # the pipeline shuffles, seeded
+        train = input_pipeline.train_data(x, y, batch_size=batch_size, seed=self.seed)
+        if model.train_function is None:
+            # Set before the first trace only: one call of the compiled function
+            # then runs that many steps (fewer Python round trips per epoch).
+            model.steps_per_execution = steps_per_execution(train.get("steps_per_epoch")
+                                                            or len(train["x"]))
+            # Its optimizer, loss and metrics built first, the step is traced
+            # once, not twice.
+            prepare_training(model, x, y)
+        if validation is not None:
+            fit["validation_data"] = input_pipeline.eval_data(
+                *validation, batch_size=max(batch_size, 256))["x"]
+        checkpoint = BestEpochCheckpoint(self.oracle.objective,
+                                         compat.checkpoint_file(self, trial.trial_id))
+        return self.hypermodel.fit(hp, model, **train, callbacks=[checkpoint], **fit)
