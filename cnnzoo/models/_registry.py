@@ -98,7 +98,7 @@ def register_model(*, family, paper, default_input_shape, min_input_size,
                    stages, params, reference, default_num_classes=1000,
                    dropout_rate=0.0, block_dropout_rate=0.0, dropout_placement="",
                    trainable_params=None, extra_kwargs=None, description="",
-                   default_activation="relu"):
+                   default_activation="relu", weights=None):
     """Registers a model factory under its function name.
 
     Args:
@@ -124,6 +124,9 @@ def register_model(*, family, paper, default_input_shape, min_input_size,
         default_activation: the hidden activation when the user passes
             none: `"relu"` for every model except where the paper uses
             another (`"relu6"` for MobileNetV2).
+        weights: the published weights sets, `{set_name: set}` as built by
+            `cnnzoo.weights.sets` (the first is `weights="imagenet"`), or
+            `None` where there are none.
     """
 
     def decorator(fn):
@@ -150,6 +153,7 @@ def register_model(*, family, paper, default_input_shape, min_input_size,
             "trainable_params": int(trainable_params if trainable_params is not None else params),
             "reference": reference,
             "supported_kwargs": tuple(COMMON_KWARGS) + tuple(extra),
+            "weights": dict(weights or {}),
         }
         _REGISTRY[name] = _Entry(fn, info, info["supported_kwargs"], extra)
         return fn
@@ -202,7 +206,10 @@ def model_info(name):
     `min_input_size`, `default_num_classes`, `stages`, `default_activation`,
     `dropout` (the paper's placement and rates), `params` and
     `trainable_params` at the canonical configuration, `reference`,
-    `supported_kwargs`.
+    `supported_kwargs`, `weights` (the published weights sets by name, the
+    first being `weights="imagenet"`: publisher, URL or hub id, hash,
+    reported top-1 and its source, the input size it holds at, the
+    preprocessing, the licence, the conventions the model is built with).
     """
     return copy.deepcopy(_check_name(name).info)
 
@@ -270,14 +277,22 @@ def resolve_config(name, /, **kwargs):
     )
 
 
-def create_model(name, /, **kwargs):
-    """Builds a registered model by name.
+def create_model(name, /, weights=None, **kwargs):
+    """Builds a registered model by name, with random or pretrained weights.
 
     With no keyword arguments, the paper's canonical configuration. Every
     model accepts the same vocabulary; see `ZooConfig` and the README.
 
     Args:
         name: a name from `list_models()`.
+        weights: `None` (random initialisation), `"imagenet"` (the model's
+            first published set), a set name from `model_info(name)["weights"]`
+            (`"keras_imagenet"`, `"tv_in1k"`, `"tv2_in1k"`), or a local file:
+            keras.applications' `.h5`, torchvision/timm's `.safetensors`, or
+            cnnzoo's own `.weights.h5`. Pretrained models take raw 0-255
+            pixels (a `Preprocessing` layer inside the model does the
+            publisher's preprocessing) and are built the way the weights were
+            trained (ResNet v1, TensorFlow padding) where the set says so.
         **kwargs: `input_shape`, `num_classes`, `include_top`, `pooling`,
             `classifier_activation`, `activation`, `dropout_rate`,
             `block_dropout_rate`, `dropout_type`, `implementation`,
@@ -293,7 +308,15 @@ def create_model(name, /, **kwargs):
     >>> model = cnnzoo.create_model("simple_cnn", input_shape=(8, 8, 1),
     ...                             num_classes=10, dropout_rate=0.25)
     """
+    from cnnzoo import weights as pretrained
+
+    entry = _check_name(name)
+    request = pretrained.resolve(name, entry.info, weights)
+    kwargs, extra = pretrained.apply_conventions(name, request, kwargs)
     cfg = resolve_config(name, **kwargs)
+    cfg.extra.update(extra)
+    if request is not None:
+        pretrained.check_input(name, cfg, request)
     import keras
 
     if keras.config.image_data_format() != "channels_last":
@@ -303,7 +326,10 @@ def create_model(name, /, **kwargs):
                "models take (height, width, channels) images. Set it back with "
                "keras.config.set_image_data_format('channels_last').", "image_data_format",
                keras.config.image_data_format())
-    return _REGISTRY[name].fn(cfg)
+    model = entry.fn(cfg)
+    if request is not None:
+        pretrained.load(model, name, cfg, request)
+    return model
 
 
 def min_input_size(ops, limit=4096):
