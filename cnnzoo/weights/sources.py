@@ -50,6 +50,8 @@ def keras_file(url, md5):
 
     fname = url.rsplit("/", 1)[-1]
     cache = keras_cache_dir()
+    # get_file falls back to /tmp/.keras when the cache folder does not exist yet.
+    os.makedirs(cache, exist_ok=True)
     path = os.path.join(cache, "models", fname)
     if os.path.exists(path) and md5 is not None:
         found = file_hash(path, "md5")
@@ -97,6 +99,11 @@ def hub_file(hub_id, filename="model.safetensors"):
     try:
         return huggingface_hub.hf_hub_download(hub_id, filename)
     except Exception as e:  # noqa: BLE001  (offline, no network, missing entry)
+        # A copy put by hand under snapshots/main (no refs/main): the hub's own
+        # cache lookup resolves the revision "main" to that folder.
+        cached = huggingface_hub.try_to_load_from_cache(hub_id, filename)
+        if isinstance(cached, str) and os.path.isfile(cached):
+            return cached
         folder = "models--" + hub_id.replace("/", "--")
         path = os.path.join(hub_cache_dir(), folder, "snapshots", "main", filename)
         v.fail(f"Could not get {filename} of the Hugging Face hub repository {hub_id} "
