@@ -39,11 +39,13 @@ def _images(size, channels=3, n=2, seed=0):
     return np.random.default_rng(seed).uniform(0, 255, (n, size, size, channels)).astype("float32")
 
 
-def _randomize_batch_norm(model, seed=0):
-    # keras.applications starts with mean 0 and variance 1: a fold of either
-    # would go unseen.
+def _randomize_statistics(model, seed=0):
+    # keras.applications starts with zero biases, mean 0 and variance 1: a
+    # fold of the bias or the epsilon would go unseen.
     rng = np.random.default_rng(seed)
     for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D) and layer.use_bias:
+            layer.bias.assign(rng.normal(0, 0.1, layer.bias.shape[0]))
         if isinstance(layer, keras.layers.BatchNormalization):
             n = layer.gamma.shape[0]
             layer.set_weights([rng.uniform(0.5, 1.5, n), rng.normal(0, 0.1, n),
@@ -114,7 +116,7 @@ def test_keras_applications_file_loads_exactly(tmp_path, name, cls, module, size
     """
     reference = getattr(keras.applications, cls)(
         weights=None, include_top=top, input_shape=(size, size, 3), classifier_activation=None)
-    _randomize_batch_norm(reference)
+    _randomize_statistics(reference)
     path = str(tmp_path / f"{name}.h5")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -137,7 +139,8 @@ def _hub_preset(tmp_path, name, state):
     return folder
 
 
-@pytest.mark.parametrize("name,size", [("resnet18", 64), ("resnet50", 64), ("densenet121", 65)])
+@pytest.mark.parametrize("name,size", [("resnet18", 64), ("resnet34", 64), ("resnet50", 64),
+                                       ("resnet101", 64), ("densenet121", 65)])
 def test_timm_file_loads_as_keras_hub_loads_it(tmp_path, name, size):
     """keras-hub's timm converter on the same file is the reference.
 
@@ -155,12 +158,13 @@ def test_timm_file_loads_as_keras_hub_loads_it(tmp_path, name, size):
     _close(reference((x / 255.0 - MEAN) / STD), model.predict(x, verbose=0))
 
 
-def test_timm_vgg_backbone_loads_as_keras_hub_loads_it(tmp_path):
+@pytest.mark.parametrize("name", ["vgg11", "vgg13", "vgg16", "vgg19"])
+def test_timm_vgg_backbone_loads_as_keras_hub_loads_it(tmp_path, name):
     keras_hub = pytest.importorskip("keras_hub")
-    state = torch_state("vgg11", (32, 32, 3), include_top=False)
-    folder = _hub_preset(tmp_path, "vgg11", state)
+    state = torch_state(name, (32, 32, 3), include_top=False)
+    folder = _hub_preset(tmp_path, name, state)
     reference = keras_hub.models.Backbone.from_preset(str(folder))
-    model = cnnzoo.create_model("vgg11", weights=str(folder / "model.safetensors"),
+    model = cnnzoo.create_model(name, weights=str(folder / "model.safetensors"),
                                 input_shape=(32, 32, 3), include_top=False)
     x = _images(32)
     _close(reference((x / 255.0 - MEAN) / STD), model.predict(x, verbose=0))
