@@ -434,3 +434,29 @@ def test_preprocessing_modes_match_keras_applications():
         ours = Preprocessing(mode)(x)
         theirs = getattr(keras.applications, module).preprocess_input(x.copy())
         np.testing.assert_allclose(np.asarray(ours), theirs, rtol=1e-6, atol=1e-4)
+
+
+# -- command line ---------------------------------------------------------------------------
+
+def test_cli_lists_shows_and_loads_weights(capsys, resnet18_file):
+    from cnnzoo.cli import main
+
+    assert main(["list", "--pretrained"]) == 0
+    out = capsys.readouterr().out
+    assert "resnet50" in out and "tv_in1k, tv2_in1k, keras_imagenet" in out
+    assert "lenet5" not in out and "14 models" in out
+    assert main(["info", "mobilenet_v2"]) == 0
+    out = capsys.readouterr().out
+    assert "keras_imagenet: keras.applications" in out and '{"padding": "tensorflow"}' in out
+    assert main(["summary", "resnet18", "--input-shape", "32,32,3", "--weights",
+                 resnet18_file]) == 0
+    assert "│ preprocessing" in capsys.readouterr().out
+
+
+def test_pipeline_does_not_rescale_twice(resnet18_file):
+    from cnnzoo.pipeline import build_classifier
+
+    model = build_classifier("resnet18", (32, 32, 3), 10, weights=resnet18_file)
+    inner = model.get_layer("resnet18")
+    assert "rescale" not in [layer.name for layer in model.layers]
+    assert inner.get_layer("preprocessing").get_config()["mode"] == "torch"

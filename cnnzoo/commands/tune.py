@@ -94,6 +94,9 @@ def add_arguments(parser):
                              "Default: auto (on a CPU running each op on one thread, one trial "
                              "per core for 2,000 training steps or more over all trials; on a "
                              "GPU, for 50,000 or more, up to 8 small trials per step; else 1).")
+    parser.add_argument("--weights", default=None,
+                        help="Pretrained weights every trial starts from: imagenet, a set name "
+                             "(see `cnnzoo info MODEL`) or a file.")
     parser.add_argument("--quiet", action="store_true", help="Print only errors.")
 
 
@@ -118,6 +121,8 @@ def run(args):
         kwargs["learning_rate"] = True
     if args.search_activation:
         kwargs["activation"] = True
+    if args.weights is not None:
+        kwargs["weights"] = args.weights
     jit = {"auto": "auto", "on": True, "off": False}[args.jit]
     try:
         tuning.search(
