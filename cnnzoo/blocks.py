@@ -182,6 +182,19 @@ class Blocks:
         """
         return "same" if strides == 1 else (kernel_size - 1) // 2
 
+    def padding_for(self, kernel_size, strides):
+        """The padding of a convolution in this model: PyTorch's, or TensorFlow's where asked.
+
+        `strided_padding` by default. A model built for weights trained with
+        TensorFlow's `"same"` (keras.applications' MobileNetV2: bottom and
+        right only at even sizes; `ZooConfig.extra["padding"] ==
+        "tensorflow"`) gets `"same"` for its strided convolutions too: the
+        output size is the same, the pixels each output sees are not.
+        """
+        if self.cfg.extra.get("padding") == "tensorflow":
+            return "same"
+        return self.strided_padding(kernel_size, strides)
+
     def residual_add(self, shortcut, branch, prefix, activation=True):
         """`shortcut + drop_path(branch)`, then the activation."""
         branch = self._drop_path(branch, f"{prefix}_droppath")
@@ -198,7 +211,7 @@ class Blocks:
                                  use_bias=False)
             shortcut = self.bn(shortcut, f"{prefix}_0_bn")
         y = self.conv_block(x, filters, 3, prefix, 1, strides=strides,
-                            padding=self.strided_padding(3, strides), batch_norm=True,
+                            padding=self.padding_for(3, strides), batch_norm=True,
                             dropout_rate=self.stage_rate(stage))
         y = self.conv_block(y, filters, 3, prefix, 2, batch_norm=True, activation=False)
         return self.residual_add(shortcut, y, prefix)
@@ -219,7 +232,7 @@ class Blocks:
         stride_1x1, stride_3x3 = (strides, 1) if stride_in_1x1 else (1, strides)
         y = self.conv_block(x, filters, 1, prefix, 1, strides=stride_1x1, batch_norm=True)
         y = self.conv_block(y, filters, 3, prefix, 2, strides=stride_3x3,
-                            padding=self.strided_padding(3, stride_3x3), batch_norm=True,
+                            padding=self.padding_for(3, stride_3x3), batch_norm=True,
                             dropout_rate=self.stage_rate(stage))
         y = self.conv_block(y, out, 1, prefix, 3, batch_norm=True, activation=False)
         return self.residual_add(shortcut, y, prefix)
@@ -238,7 +251,7 @@ class Blocks:
         else:
             shortcut = x
         y = self.conv(pre, filters, 3, f"{prefix}_conv1", strides=strides,
-                      padding=self.strided_padding(3, strides), use_bias=False)
+                      padding=self.padding_for(3, strides), use_bias=False)
         y = self.bn(y, f"{prefix}_bn2")
         y = self.act(y, f"{prefix}_act2")
         y = self.drop(y, self.stage_rate(stage), f"{prefix}_drop")
@@ -252,7 +265,7 @@ class Blocks:
         if expansion != 1:
             y = self.conv_block(y, in_channels * expansion, 1, prefix, "_expand",
                                 batch_norm=True)
-        padding = self.strided_padding(3, strides)
+        padding = self.padding_for(3, strides)
         if padding != "same":
             y = keras.layers.ZeroPadding2D(padding, name=f"{prefix}_dwpad")(y)
             padding = "valid"
@@ -337,7 +350,26 @@ class Blocks:
         return x
 
     def model(self, inputs, outputs):
-        return keras.Model(inputs, outputs, name=self.cfg.name)
+        """The Keras model from the `inputs()` tensor to `outputs`.
+
+        Where `inputs()` added a preprocessing layer, the model's input is the
+        raw `images` input before it.
+        """
+        return keras.Model(getattr(self, "_images", inputs), outputs, name=self.cfg.name)
 
     def inputs(self):
-        return keras.Input(shape=self.cfg.input_shape, name="images")
+        """The `images` input; preprocessed for the weights where they need it.
+
+        `ZooConfig.extra["preprocessing"]` (set by `create_model` for
+        pretrained weights: keras.applications' `caffe`/`tf`/`torch` modes or
+        a mean and std) adds a `cnnzoo.weights.Preprocessing` layer, so that
+        the model takes raw 0-255 pixels.
+        """
+        images = keras.Input(shape=self.cfg.input_shape, name="images")
+        preprocessing = self.cfg.extra.get("preprocessing")
+        if not preprocessing:
+            return images
+        from cnnzoo.weights.preprocessing import Preprocessing
+
+        self._images = images
+        return Preprocessing(**preprocessing, name="preprocessing")(images)

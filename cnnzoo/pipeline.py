@@ -73,8 +73,10 @@ def build_classifier(model_name, raw_input_shape, num_classes, *, input_size=Non
         input_size: `(height, width)` (or one int) the zoo model sees; the
             raw images are resized to it inside the model. Defaults to the raw
             size, raised to the model's minimum where it is smaller.
-        scale: the factor that maps raw pixels to [0, 1].
-        **zoo_kwargs: passed to `cnnzoo.create_model`.
+        scale: the factor that maps raw pixels to [0, 1]. Not applied with
+            pretrained `weights`: their `Preprocessing` layer inside the zoo
+            model takes the raw pixels.
+        **zoo_kwargs: passed to `cnnzoo.create_model` (`weights` too).
 
     Returns:
         An uncompiled `keras.Model` named after the zoo model, whose input
@@ -89,7 +91,10 @@ def build_classifier(model_name, raw_input_shape, num_classes, *, input_size=Non
     x = inputs
     if size != raw[:2]:
         x = keras.layers.Resizing(size[0], size[1], name="resize")(x)
-    x = keras.layers.Rescaling(scale, name="rescale")(x)
+    if zoo_kwargs.get("weights") is None:
+        # Pretrained weights bring their own preprocessing of raw pixels: no
+        # second rescale.
+        x = keras.layers.Rescaling(scale, name="rescale")(x)
     x = body(x)
     # An identity layer named `probabilities`, so serving signatures get a stable name.
     outputs = keras.layers.Activation("linear", name="probabilities", dtype="float32")(x)

@@ -103,7 +103,7 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
           drop_path_rate=None, learning_rate=DEFAULT_LEARNING_RATE, seed=0,
           precision="auto", jit="auto", patience=DEFAULT_PATIENCE, image_size=None,
           num_samples=None, validation_split=0.15, test_split=0.15, color_mode=None,
-          skip_bad_images=False, verbose=1, threads="auto"):
+          skip_bad_images=False, verbose=1, threads="auto", weights=None):
     """Trains a zoo model on a dataset into a run folder, resuming if it was cut short.
 
     Args:
@@ -137,6 +137,10 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
             is a name or a path.
         verbose: 0 silent, 1 progress bars and the summary, 2 one line per
             epoch and the summary.
+        weights: pretrained weights for the zoo model, as `create_model`'s
+            `weights` (`"imagenet"`, a set name, a file). They are loaded and
+            the whole model trains from them (schedules that freeze the
+            backbone are the transfer-learning issue's). Defaults to `None`.
 
     Returns:
         A `TrainResult`.
@@ -164,9 +168,14 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
                                    ("implementation", implementation),
                                    ("drop_path_rate", drop_path_rate)) if val is not None}
     # Fails fast on an unknown model or knob, before any data is read.
+    from cnnzoo import weights as pretrained
     from cnnzoo.models import _registry
 
     _registry.resolve_config(model, **knobs)  # the knobs' own checks, at the default input
+    if weights is not None:
+        # Checked now (a set name or a file), loaded when the model is built.
+        pretrained.resolve(model, _registry.model_info(model), weights)
+        knobs["weights"] = weights
 
     if isinstance(data, data_module.Dataset):
         dataset = data
@@ -196,6 +205,8 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
         "model": model,
         "data": data_config,
         "input_size": input_size,
+        # Only where given, so that the runs before weights existed still resume.
+        **({"weights": str(weights)} if weights is not None else {}),
         **{k: knobs.get(k) for k in ("activation", "dropout_rate", "block_dropout_rate",
                                      "dropout_type", "implementation", "drop_path_rate")},
         "epochs": epochs,

@@ -14,7 +14,7 @@ HEAVY = ("tensorflow", "keras", "jax")
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["list"], ["list", "resnet*"], ["list", "--json"],
-                                  ["info", "resnet50"], ["info", "nosuchnet"]])
+                                  ["list", "--pretrained"], ["info", "resnet50"], ["info", "nosuchnet"]])
 def test_help_list_info_do_not_import_tensorflow(argv):
     # A fresh interpreter: the test process has imported Keras already.
     script = textwrap.dedent(f"""

@@ -273,7 +273,8 @@ def test_bad_rate_inside_a_per_stage_list_is_named():
 
 @pytest.mark.parametrize("name", ALL)
 def test_unsupported_keyword_names_the_supported_ones(name):
-    for key in ("drop_rate", "weights"):
+    # `weights` is create_model's own keyword now (tests/test_weights.py).
+    for key in ("drop_rate",):
         with pytest.raises(ValueError, match="does not support the keyword") as error:
             cnnzoo.create_model(name, **{key: 0.1})
         for supported in cnnzoo.model_info(name)["supported_kwargs"]:

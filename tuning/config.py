@@ -110,6 +110,15 @@ class SearchConfig:
     color_mode: str = _field(None, "Convert every image to grey or RGB (default: keep their "
                                    "channels, which must then agree across a folder).",
                              cli={"choices": ("grayscale", "rgb")}, identity=True)
+    # Skip unreadable images of a folder (listed once) instead of stopping at the first.
+    skip_bad_images: bool = _field(False, "Image folders: skip the unreadable images (listed "
+                                          "once, with their count) instead of stopping at the "
+                                          "first.", cli={"action": "store_true"},
+                                   identity=True)
+    # Pretrained weights every trial starts from (`cnnzoo.create_model`'s `weights`).
+    weights: str = _field(None, "Pretrained weights every trial starts from: imagenet, a set "
+                                "name (see `cnnzoo info MODEL`) or a file.", cli={},
+                          identity=True, card=True)
     # The size the model sees, resized inside it (None: the images' own).
     input_size: object = _field(None, "The (height, width) the model sees, resized inside "
                                       "it.", identity=True)
@@ -180,7 +189,7 @@ class SearchConfig:
         v.check_choice("color_mode", self.color_mode, COLOR_MODES)
         if not (self.jit == "auto" or isinstance(self.jit, bool)):
             v.fail("Expected `jit` to be 'auto', True or False.", "jit", self.jit)
-        for name in ("overwrite", "export", "quiet"):
+        for name in ("overwrite", "export", "quiet", "skip_bad_images"):
             v.check_bool(name, getattr(self, name))
         set_(self, "max_consecutive_failures", v.check_int(
             "max_consecutive_failures", self.max_consecutive_failures, low=1,
@@ -232,10 +241,11 @@ def _check_hypermodel_kwargs(kwargs):
         v.fail("Expected `hypermodel_kwargs` to be a dict of ZooHyperModel arguments.",
                "hypermodel_kwargs", kwargs)
     # What the search passes to ZooHyperModel itself.
-    taken = sorted(set(kwargs) & {"input_shape", "num_classes", "input_size", "jit_compile"})
+    taken = sorted(set(kwargs) & {"input_shape", "num_classes", "input_size", "jit_compile",
+                                  "weights"})
     if taken:
         v.fail(f"Expected `{taken[0]}` from the search, not in `hypermodel_kwargs` (pass "
-               f"input_size and jit to search() itself; the data sets the others).",
+               f"input_size, jit and weights to search() itself; the data sets the others).",
                "hypermodel_kwargs", kwargs)
     from tuning.hypermodel import ZooHyperModel
 

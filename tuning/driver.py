@@ -103,6 +103,9 @@ def run(settings, *, hypermodel=None, tuner_class=None, stream=None):
     if not isinstance(settings, SearchConfig):
         v.fail("Expected a tuning.config.SearchConfig.", "settings", type(settings).__name__)
     _check_hypermodel(hypermodel)
+    if hypermodel is not None and settings.weights is not None:
+        v.fail("Expected `weights` with a zoo model only (a hypermodel of one's own loads "
+               "its weights in its build).", "weights", settings.weights)
     stream = stream or sys.stdout
     # Imported here: `cnnzoo tune --help` must not pay for TensorFlow.
     from tuning import distributed
@@ -149,13 +152,15 @@ def _search(c, *, hypermodel, tuner_class, stream, role, held):
             print(text, file=stream, flush=True)
 
     ds = cnnzoo.data.load_dataset(c.data, image_size=c.image_size, num_samples=c.num_samples,
-                                  seed=c.seed, color_mode=c.color_mode)
+                                  seed=c.seed, color_mode=c.color_mode,
+                                  skip_bad_images=c.skip_bad_images)
     _check_data(ds, c.objective)
 
     def build_default():
         counted = hypermodel or ZooHyperModel(
             c.model, input_shape=ds.input_shape, num_classes=ds.num_classes,
-            input_size=c.input_size, jit_compile=False, **(c.hypermodel_kwargs or {}))
+            input_size=c.input_size, jit_compile=False, weights=c.weights,
+            **(c.hypermodel_kwargs or {}))
         return counted.build(_default_hp())
 
     # Counted before TensorFlow starts, so that the threads can still be set.
@@ -173,7 +178,8 @@ def _search(c, *, hypermodel, tuner_class, stream, role, held):
     if hypermodel is None:
         hypermodel = ZooHyperModel(c.model, input_shape=ds.input_shape,
                                    num_classes=ds.num_classes, input_size=c.input_size,
-                                   jit_compile=setup["jit"], **(c.hypermodel_kwargs or {}))
+                                   jit_compile=setup["jit"], weights=c.weights,
+                                   **(c.hypermodel_kwargs or {}))
     _preflight(hypermodel, ds, c.model, strategy)
 
     # What search.json records (`SearchConfig`'s `record` fields; the

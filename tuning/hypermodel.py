@@ -77,6 +77,8 @@ class ZooHyperModel(_HyperModelBase):
         jit_compile: passed to `model.compile`. Defaults to `False`.
         name: the hypermodel's name. Defaults to `model_name`.
         tunable: Keras Tuner's flag. Defaults to `True`.
+        weights: pretrained weights every trial starts from, as
+            `cnnzoo.create_model`'s `weights`. Defaults to `None`.
 
     Example:
 
@@ -90,7 +92,7 @@ class ZooHyperModel(_HyperModelBase):
                  block_dropout_rate=None, per_stage=False, dropout_type=None,
                  learning_rate=None, activation=None, input_size=None,
                  implementation="keras", tunable_dropout=True, jit_compile=False, name=None,
-                 tunable=True):
+                 tunable=True, weights=None):
         import cnnzoo
 
         info = cnnzoo.model_info(model_name)  # raises on an unknown name
@@ -107,6 +109,11 @@ class ZooHyperModel(_HyperModelBase):
         self.implementation = v.check_choice("implementation", implementation,
                                              ("keras", "primitive"))
         self.tunable_dropout = v.check_bool("tunable_dropout", tunable_dropout)
+        if weights is not None:
+            from cnnzoo import weights as pretrained
+
+            pretrained.resolve(model_name, info, weights)  # checked now, loaded per trial
+        self.weights = weights
         self.jit_compile = jit_compile
         self.stages = info["stages"]
         space = info["search_space"]
@@ -235,6 +242,7 @@ class ZooHyperModel(_HyperModelBase):
             dropout_rate=_clean(dropout_rate), block_dropout_rate=block_dropout_rate,
             dropout_type=dropout_type, activation=activation,
             implementation=self.implementation, tunable_dropout=tunable_dropout,
+            **({"weights": self.weights} if self.weights is not None else {}),
         )
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate=float(learning_rate)),

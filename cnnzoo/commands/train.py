@@ -64,6 +64,9 @@ def add_arguments(parser):
     parser.add_argument("--implementation", default=None, choices=["keras", "primitive"])
     parser.add_argument("--drop-path-rate", type=float, default=None,
                         help="Stochastic depth (residual models).")
+    parser.add_argument("--weights", default=None,
+                        help="Pretrained weights: imagenet, a set name (see `cnnzoo info "
+                             "MODEL`) or a file; the whole model trains from them.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--precision", default="auto",
                         choices=["auto", "float32", "mixed_bfloat16", "mixed_float16"])
@@ -88,6 +91,6 @@ def run(args):
         image_size=args.image_size, num_samples=args.num_samples,
         validation_split=args.validation_split, test_split=args.test_split,
         color_mode=args.color_mode, skip_bad_images=args.skip_bad_images,
-        verbose=args.verbose, threads=args.threads,
+        verbose=args.verbose, threads=args.threads, weights=args.weights,
     )
     return 0

@@ -13,6 +13,8 @@ def add_arguments_for(name, parser):
         parser.add_argument("pattern", nargs="?", default=None,
                             help="fnmatch pattern, e.g. 'resnet*'.")
         parser.add_argument("--json", action="store_true", help="Print JSON.")
+        parser.add_argument("--pretrained", action="store_true",
+                            help="Only the models with published weights, and their sets.")
     elif name == "info":
         parser.add_argument("name", help="Model name (see `cnnzoo list`).")
     else:
@@ -31,6 +33,9 @@ def add_arguments_for(name, parser):
         parser.add_argument("--drop-path-rate", default=None,
                             help="Stochastic depth (residual families).")
         parser.add_argument("--implementation", default=None, help="keras or primitive.")
+        parser.add_argument("--weights", default=None,
+                            help="Pretrained weights: imagenet, a set name or a file "
+                                 "(downloaded into the publisher's cache if missing).")
     parser.set_defaults(_run=name)
 
 
@@ -74,6 +79,7 @@ _CONVERTERS = {
     "dropout_type": str,
     "drop_path_rate": lambda t: parse_number("drop_path_rate", t),
     "implementation": str,
+    "weights": str,
 }
 
 
@@ -93,14 +99,19 @@ def run(args):
     if args._run == "list":
         names = cnnzoo.list_models(args.pattern)
         infos = [cnnzoo.model_info(n) for n in names]
+        if args.pretrained:
+            infos = [info for info in infos if info["weights"]]
+            names = [info["name"] for info in infos]
         if args.json:
             print(json.dumps(infos, indent=2))
             return 0
-        rows = [("name", "family", "parameters", "default input", "paper")]
+        last = "weights (the first is 'imagenet')" if args.pretrained else "paper"
+        rows = [("name", "family", "parameters", "default input", last)]
         for info in infos:
             rows.append((info["name"], info["family"], f"{info['params']:,}",
                          _format_shape(info["default_input_shape"]),
-                         info["paper"].split(",")[0]))
+                         ", ".join(info["weights"]) if args.pretrained
+                         else info["paper"].split(",")[0]))
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         for row in rows:
             print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[4])
@@ -108,10 +119,24 @@ def run(args):
         return 0
     if args._run == "info":
         info = cnnzoo.model_info(args.name)
+        sets = info.pop("weights")
         for key, value in info.items():
             if isinstance(value, (dict, tuple, list)):
                 value = json.dumps(value)
             print(f"{key:>20}: {value}")
+        print(f"{'weights':>20}: {', '.join(sets) if sets else 'none published'}")
+        for set_name, spec in sets.items():
+            where = spec.get("hub_id") or spec["files"]["top"]["url"]
+            digest = (("sha256 checked by the hub as it downloads" if spec["sha256"] is None
+                       else f"sha256 {spec['sha256']}") if spec.get("hub_id")
+                      else f"md5 {spec['files']['top']['md5']} (top), "
+                           f"{spec['files']['notop']['md5']} (no top)")
+            print(f"{set_name:>20}: {spec['publisher']}; {where}; {digest}; top-1 "
+                  f"{spec['top1']}% at {spec['input_size']}x{spec['input_size']} "
+                  f"({spec['top1_source']}); preprocessing {spec['preprocessing']['mode']}; "
+                  f"licence {spec['license']}"
+                  + (f"; builds with {json.dumps(spec['conventions'])}"
+                     if spec["conventions"] else ""))
         return 0
     model = cnnzoo.create_model(args.name, **model_kwargs(args))
     model.summary()

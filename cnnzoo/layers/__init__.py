@@ -13,6 +13,7 @@ _LAZY = {
     "DropPath": "cnnzoo.layers.drop_path",
     "VariableDropout": "cnnzoo.layers.variable_dropout",
     "MaxPoolPadding2D": "cnnzoo.layers.padding",
+    "Preprocessing": "cnnzoo.weights.preprocessing",
 }
 
 __all__ = sorted(_LAZY) + ["custom_objects", "factory"]

@@ -111,7 +111,7 @@ def register_model(*, family, paper, default_input_shape, min_input_size,
                    default_num_classes=1000, dropout_rate=0.0, block_dropout_rate=0.0,
                    dropout_placement="", residual_blocks=0, trainable_params=None,
                    extra_kwargs=None, description="", default_activation="relu",
-                   search_space=None, cpu_mixed_bfloat16=True):
+                   search_space=None, cpu_mixed_bfloat16=True, weights=None):
     """Registers a model factory under its function name.
 
     Everything particular to a family is declared here, as data: what it
@@ -161,6 +161,9 @@ def register_model(*, family, paper, default_input_shape, min_input_size,
             bfloat16 on CPUs with bfloat16 units. `False` for the families
             that train slower in it there (measured by
             `cnnzoo bench --only throughput`, see `benchmarks/README.md`).
+        weights: the published weights sets, `{set_name: set}` as built by
+            `cnnzoo.weights.sets` (the first is `weights="imagenet"`), or
+            `None` where there are none.
     """
 
     stages = int(stages)
@@ -201,6 +204,7 @@ def register_model(*, family, paper, default_input_shape, min_input_size,
             "trainable_params": int(trainable_params if trainable_params is not None else params),
             "reference": reference,
             "supported_kwargs": tuple(COMMON_KWARGS) + tuple(extra),
+            "weights": dict(weights or {}),
         }
         _REGISTRY[name] = _Entry(fn, info, info["supported_kwargs"], extra)
         return fn
@@ -277,8 +281,11 @@ def model_info(name):
     rate controls: `block_layers` per stage, `head_layers`),
     `residual_blocks`, `search_space` (the dropout search's default
     ranges), `cpu_mixed_bfloat16`, `params` and `trainable_params` at the
-    canonical configuration, `reference`, `supported_kwargs`. See
-    `register_model`.
+    canonical configuration, `reference`, `supported_kwargs`, `weights`
+    (the published weights sets by name, the first being
+    `weights="imagenet"`: publisher, URL or hub id, hash, reported top-1
+    and its source, the input size it holds at, the preprocessing, the
+    licence, the conventions the model is built with). See `register_model`.
     """
     return copy.deepcopy(_check_name(name).info)
 
@@ -346,14 +353,22 @@ def resolve_config(name, /, **kwargs):
     )
 
 
-def create_model(name, /, **kwargs):
-    """Builds a registered model by name.
+def create_model(name, /, weights=None, **kwargs):
+    """Builds a registered model by name, with random or pretrained weights.
 
     With no keyword arguments, the paper's canonical configuration. Every
     model accepts the same vocabulary; see `ZooConfig` and the README.
 
     Args:
         name: a name from `list_models()`.
+        weights: `None` (random initialisation), `"imagenet"` (the model's
+            first published set), a set name from `model_info(name)["weights"]`
+            (`"keras_imagenet"`, `"tv_in1k"`, `"tv2_in1k"`), or a local file:
+            keras.applications' `.h5`, torchvision/timm's `.safetensors`, or
+            cnnzoo's own `.weights.h5`. Pretrained models take raw 0-255
+            pixels (a `Preprocessing` layer inside the model does the
+            publisher's preprocessing) and are built the way the weights were
+            trained (ResNet v1, TensorFlow padding) where the set says so.
         **kwargs: `input_shape`, `num_classes`, `include_top`, `pooling`,
             `classifier_activation`, `activation`, `dropout_rate`,
             `block_dropout_rate`, `dropout_type`, `implementation`,
@@ -369,7 +384,15 @@ def create_model(name, /, **kwargs):
     >>> model = cnnzoo.create_model("simple_cnn", input_shape=(8, 8, 1),
     ...                             num_classes=10, dropout_rate=0.25)
     """
+    from cnnzoo import weights as pretrained
+
+    entry = _check_name(name)
+    request = pretrained.resolve(name, entry.info, weights)
+    kwargs, extra = pretrained.apply_conventions(name, request, kwargs)
     cfg = resolve_config(name, **kwargs)
+    cfg.extra.update(extra)
+    if request is not None:
+        pretrained.check_input(name, cfg, request)
     from cnnzoo import _native_log
 
     _native_log.quiet_start()
@@ -382,7 +405,10 @@ def create_model(name, /, **kwargs):
                "models take (height, width, channels) images. Set it back with "
                "keras.config.set_image_data_format('channels_last').", "image_data_format",
                keras.config.image_data_format())
-    return _REGISTRY[name].fn(cfg)
+    model = entry.fn(cfg)
+    if request is not None:
+        pretrained.load(model, name, cfg, request)
+    return model
 
 
 def min_input_size(ops, limit=4096):

@@ -8,6 +8,7 @@ Reference:
 from cnnzoo.blocks import Blocks
 from cnnzoo.models._registry import (NORMALIZED_SEARCH_SPACE, min_input_size, register_model,
                                      total_stride)
+from cnnzoo.weights import sets
 
 # Architectures as data: growth rate, stem width and dense layers per block.
 CFGS = {
@@ -18,6 +19,15 @@ COMPRESSION = 0.5  # the "C" of DenseNet-BC: transitions halve the channels
 # Stem: 7x7/2 (pad 3), 3x3/2 max pool (pad 1); then three 2x2 average pools.
 OPS = [(7, 2, 3), (3, 2, 1)] + [(2, 2, "valid")] * 3
 MIN_INPUT = max(min_input_size(OPS), total_stride(OPS))
+# Published weights; the first set is `weights="imagenet"`.
+WEIGHTS = {
+    "tv_in1k": sets.timm_hub("densenet121", "tv_in1k", 74.434),
+    "keras_imagenet": sets.keras_applications(
+        "densenet", "densenet121_weights_tf_dim_ordering_tf_kernels",
+        "9d60b8095a5708f2dcce2bca79d332c7", "30ee3e1110167f948a6b9946edeeb738", 75.0,
+        preprocessing=sets.TORCH,
+        license="BSD-3-Clause (the authors' released models, ported by keras.applications)"),
+}
 PAPER = "Huang et al., Densely Connected Convolutional Networks, CVPR 2017"
 
 
@@ -79,6 +89,7 @@ def _densenet(cfg, growth_rate, stem_filters, depths):
     # Hundreds of small convolutions and concatenations, each cast: slower
     # in bfloat16 on CPUs.
     cpu_mixed_bfloat16=False,
+    weights=WEIGHTS,
 )
 def densenet121(cfg):
     """DenseNet-121 (BC, growth 32): dense blocks of 6-12-24-16 layers."""

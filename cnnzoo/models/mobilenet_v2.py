@@ -8,6 +8,7 @@ Reference:
 from cnnzoo.blocks import Blocks
 from cnnzoo.models._registry import (NORMALIZED_SEARCH_SPACE, min_input_size, register_model,
                                      total_stride)
+from cnnzoo.weights import sets
 
 # Architectures as data: the paper's Table 2, one row per bottleneck group:
 # (expansion t, output channels c, repeats n, stride s of the first block).
@@ -28,6 +29,18 @@ MIN_INPUT = max(min_input_size(OPS), total_stride(OPS))
 # torchvision's initializer: kaiming_normal_(mode="fan_out").
 CONV_INIT = {"class_name": "VarianceScaling",
              "config": {"scale": 2.0, "mode": "fan_out", "distribution": "untruncated_normal"}}
+
+# Published weights (width 1.0, 224). keras.applications pads its stride-2
+# convolutions as TensorFlow's "same" (bottom and right only at even sizes),
+# which no weight fold can undo: the weights ask for that padding. Its MD5 is
+# None because keras.applications checks none for MobileNetV2.
+WEIGHTS = {
+    "keras_imagenet": sets.keras_applications(
+        "mobilenet_v2", "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224", None, None,
+        71.3, preprocessing=sets.TF, conventions={"padding": "tensorflow"},
+        license="Apache-2.0 (TensorFlow's models, as keras.applications)",
+        notop_stem="mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top"),
+}
 
 
 def _num_residual_blocks(cfg, in_channels):
@@ -60,6 +73,7 @@ def _num_residual_blocks(cfg, in_channels):
     search_space=NORMALIZED_SEARCH_SPACE,
     # Depthwise convolutions have no bfloat16 kernels on CPUs: slower in it.
     cpu_mixed_bfloat16=False,
+    weights=WEIGHTS,
 )
 def mobilenet_v2(cfg):
     """MobileNetV2 (width 1.0): 17 inverted residual blocks in 7 groups, relu6 by default.
@@ -75,8 +89,8 @@ def mobilenet_v2(cfg):
     blocks = Blocks(cfg, kernel_initializer=CONV_INIT,
                     num_residual_blocks=_num_residual_blocks(CFG, STEM_FILTERS))
     inputs = blocks.inputs()
-    x = blocks.conv_block(inputs, STEM_FILTERS, 3, "stem", strides=2, padding=1,
-                          batch_norm=True)
+    x = blocks.conv_block(inputs, STEM_FILTERS, 3, "stem", strides=2,
+                          padding=blocks.padding_for(3, 2), batch_norm=True)
     index = 0
     for stage, (t, c, n, s) in enumerate(CFG):
         for b in range(n):

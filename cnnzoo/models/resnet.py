@@ -14,6 +14,7 @@ Reference:
 from cnnzoo.blocks import Blocks
 from cnnzoo.models._registry import (NORMALIZED_SEARCH_SPACE, min_input_size, register_model,
                                      total_stride)
+from cnnzoo.weights import sets
 
 # Architectures as data: block kind and blocks per stage (the paper's Table 1).
 CFGS = {
@@ -32,6 +33,34 @@ PAPER = "He et al., Deep Residual Learning for Image Recognition, CVPR 2016"
 # torchvision's initializer: kaiming_normal_(mode="fan_out", nonlinearity="relu").
 CONV_INIT = {"class_name": "VarianceScaling",
              "config": {"scale": 2.0, "mode": "fan_out", "distribution": "untruncated_normal"}}
+
+
+# Published weights, per model; the first set is `weights="imagenet"`.
+# keras.applications' ResNets are v1 (stride on the first 1x1).
+_KERAS_RESNET = {"conventions": {"stride_in_1x1": True}, "preprocessing": sets.CAFFE,
+                 "license": "MIT (Kaiming He's released models, ported by keras.applications)"}
+WEIGHTS = {
+    "resnet18": {"tv_in1k": sets.timm_hub("resnet18", "tv_in1k", 69.758)},
+    "resnet34": {"tv_in1k": sets.timm_hub("resnet34", "tv_in1k", 73.314)},
+    "resnet50": {
+        "tv_in1k": sets.timm_hub("resnet50", "tv_in1k", 76.130),
+        "tv2_in1k": sets.timm_hub("resnet50", "tv2_in1k", 80.858, crop_pct=0.965,
+                                  train_size=176),
+        "keras_imagenet": sets.keras_applications(
+            "resnet", "resnet50_weights_tf_dim_ordering_tf_kernels",
+            "2cb95161c43110f7111970584f804107", "4d473c1dd8becc155b73f8504c6f6626", 74.9,
+            **_KERAS_RESNET),
+    },
+    "resnet101": {
+        "tv_in1k": sets.timm_hub("resnet101", "tv_in1k", 77.374),
+        "tv2_in1k": sets.timm_hub("resnet101", "tv2_in1k", 81.886, crop_pct=0.965,
+                                  train_size=176),
+        "keras_imagenet": sets.keras_applications(
+            "resnet", "resnet101_weights_tf_dim_ordering_tf_kernels",
+            "f1aeb4b969a6efcfb50fad2f0c20cfc5", "88cf7a10940856eca736dc7b7e228a21", 76.4,
+            **_KERAS_RESNET),
+    },
+}
 
 
 def stem(blocks, x):
@@ -79,7 +108,7 @@ def _registered(params, trainable, reference, depths, bottleneck=False):
     statistics as buffers, so its count is the trainable count; the total
     adds them.
     """
-    return register_model(
+    shared = dict(
         family="resnet", paper=PAPER, default_input_shape=(224, 224, 3),
         min_input_size=MIN_INPUT, stages=4, params=params, trainable_params=trainable,
         reference=reference,
@@ -90,6 +119,11 @@ def _registered(params, trainable, reference, depths, bottleneck=False):
         residual_blocks=sum(depths), search_space=NORMALIZED_SEARCH_SPACE,
         extra_kwargs={"stride_in_1x1": False} if bottleneck else None,
     )
+
+    def decorate(fn):  # and the published weights of the model it registers
+        return register_model(weights=WEIGHTS.get(fn.__name__), **shared)(fn)
+
+    return decorate
 
 
 @_registered(11_699_112, 11_689_512, "torchvision.models.resnet18: 11,689,512 trainable",

@@ -7,6 +7,7 @@ Reference:
 
 from cnnzoo.blocks import Blocks
 from cnnzoo.models._registry import min_input_size, register_model
+from cnnzoo.weights import sets
 
 # Architectures as data: output channels of each 3x3 convolution, "M" a 2x2
 # max pool that ends a stage (torchvision's and timm's table).
@@ -21,6 +22,21 @@ CFGS = {
 # Five 2x2 pools; the 3x3 convolutions keep the size.
 MIN_INPUT = min_input_size([(2, 2, "valid")] * 5)
 PAPER = "Simonyan & Zisserman, Very Deep Convolutional Networks for Large-Scale Image Recognition, ICLR 2015"
+
+
+# Published weights, per model; the first set is `weights="imagenet"`.
+_TV_TOP1 = {"vgg11": 69.020, "vgg13": 69.928, "vgg16": 71.592, "vgg19": 72.376,
+            "vgg11_bn": 70.370, "vgg13_bn": 71.586, "vgg16_bn": 73.360, "vgg19_bn": 74.218}
+_KERAS_VGG = {"preprocessing": sets.CAFFE,
+              "license": "CC BY 4.0 (VGG, University of Oxford; ported by keras.applications)"}
+WEIGHTS = {name: {"tv_in1k": sets.timm_hub(name, "tv_in1k", top1)}
+           for name, top1 in _TV_TOP1.items()}
+WEIGHTS["vgg16"]["keras_imagenet"] = sets.keras_applications(
+    "vgg16", "vgg16_weights_tf_dim_ordering_tf_kernels", "64373286793e3c8b2b4e3219cbf3544b",
+    "6d6bbae143d832006294945121d1f1fc", 71.3, **_KERAS_VGG)
+WEIGHTS["vgg19"]["keras_imagenet"] = sets.keras_applications(
+    "vgg19", "vgg19_weights_tf_dim_ordering_tf_kernels", "cbe5617147190e668d6c5d5026f83318",
+    "253f8cb515780f3b799900260a226db6", 71.3, **_KERAS_VGG)
 
 
 def _vgg(cfg, layers, batch_norm):
@@ -57,7 +73,7 @@ def _registered(params, reference, trainable=None):
     counts only trainable weights (the statistics are buffers), so its number
     is the trainable count; the total adds 2 statistics per channel.
     """
-    return register_model(
+    shared = dict(
         family="vgg", paper=PAPER, default_input_shape=(224, 224, 3),
         min_input_size=MIN_INPUT, stages=5, params=params, trainable_params=trainable,
         reference=reference, dropout_rate=0.5,
@@ -65,6 +81,11 @@ def _registered(params, reference, trainable=None):
         # Each stage's last convolution; fc1 and fc2.
         block_dropout_layers=[1] * 5, head_dropout_layers=2,
     )
+
+    def decorate(fn):  # and the published weights of the model it registers
+        return register_model(weights=WEIGHTS.get(fn.__name__), **shared)(fn)
+
+    return decorate
 
 
 @_registered(132_863_336, "torchvision.models.vgg11: 132,863,336")
