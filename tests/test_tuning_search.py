@@ -401,3 +401,16 @@ def test_a_budget_below_the_trials_started_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"chief's search.*tuner: 'random' -> 'bayesian'"):
         driver._check_settings(str(tmp_path), {**settings, "tuner": "bayesian"}, False,
                                worker=True)
+
+
+def test_a_setting_search_json_predates_had_its_default(tmp_path):
+    # A search.json written before `weights` was a setting: that search had
+    # none, so resuming it from pretrained weights would mix two searches.
+    from tuning import driver
+
+    (tmp_path / "search.json").write_text(json.dumps({"tuner": "random", "max_trials": 2}))
+    settings = {"tuner": "random", "max_trials": 2, "weights": None}
+    driver._check_settings(str(tmp_path), settings, overwrite=False)
+    (tmp_path / "search.json").write_text(json.dumps({"tuner": "random", "max_trials": 2}))
+    with pytest.raises(ValueError, match=r"weights: None -> 'imagenet'"):
+        driver._check_settings(str(tmp_path), {**settings, "weights": "imagenet"}, False)

@@ -410,8 +410,10 @@ def _check_settings(out, settings, overwrite, worker=False):
                 old = json.load(f)
         except (OSError, ValueError):
             old = {}
-        diffs = [f"{k}: {old.get(k)!r} -> {settings.get(k)!r}" for k in _IDENTITY
-                 if k in old and old.get(k) != settings.get(k)]
+        # A setting the folder's search.json predates had its default there.
+        recorded = {**config.defaults(), **old} if old else {}
+        diffs = [f"{k}: {recorded.get(k)!r} -> {settings.get(k)!r}" for k in _IDENTITY
+                 if k in recorded and k in settings and recorded[k] != settings[k]]
         if diffs and worker:
             v.fail(f"The chief's search in this folder has other settings ({'; '.join(diffs)})"
                    f". Give every worker the chief's options.", "out", out)
