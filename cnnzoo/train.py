@@ -44,7 +44,7 @@ import sys
 import keras
 import numpy as np
 
-from cnnzoo import _atomic, layers, runtime
+from cnnzoo import _atomic, _compat_keras, layers, runtime
 from cnnzoo import _validation as v
 
 DEFAULT_EPOCHS = 20
@@ -402,16 +402,10 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
         if self._restored:
-            self.wait = self._restored["wait"]
-            self.best = self._restored["best"]
-            self.best_epoch = self._restored["best_epoch"]
-            self.stopped_epoch = self._restored["stopped_epoch"]
+            _compat_keras.restore_early_stopping(self, self._restored)
 
     def get_state(self):
-        return {"wait": int(self.wait),
-                "best": None if self.best is None else float(self.best),
-                "best_epoch": int(self.best_epoch),
-                "stopped_epoch": int(self.stopped_epoch)}
+        return _compat_keras.early_stopping_state(self)
 
 
 class RunCheckpoint(keras.callbacks.Callback):

@@ -20,29 +20,24 @@ them to methods with public names (`write_trial`, `build_trial`).
 import inspect
 import os
 
+from cnnzoo import _compat
+
 # Imported without Keras Tuner (which imports Keras and TensorFlow: seconds),
 # so that the modules that use it stay light until a search runs.
 
 
 def version():
     """The installed keras-tuner's version."""
-    from importlib import metadata
-
-    try:
-        return metadata.version("keras-tuner")
-    except metadata.PackageNotFoundError:
-        return "unknown"
+    return _compat.version("keras-tuner")
 
 
-class KerasTunerChangedError(RuntimeError):
+class KerasTunerChangedError(_compat.LibraryChangedError):
     """A Keras Tuner internal the search relies on is not what it was."""
 
 
 def _changed(what):
-    return KerasTunerChangedError(
-        f"cnnzoo's search relies on Keras Tuner's {what}, which keras-tuner {version()} does "
-        f"not have as expected (written against 1.4.8). Install a keras-tuner version that "
-        f"setup.cfg allows, or update tuning/_compat_keras_tuner.py.")
+    return _compat.changed("Keras Tuner", "keras-tuner", what, "1.4.8",
+                           "tuning/_compat_keras_tuner.py", error=KerasTunerChangedError)
 
 
 def _attribute(obj, name, what):

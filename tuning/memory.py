@@ -26,9 +26,7 @@ what the search itself made, and a trial's garbage is still freed at once.
 import contextlib
 import gc
 
-from cnnzoo import runtime
-
-_PREFIX = "CustomGradient-"
+from cnnzoo import _compat_tensorflow, runtime
 
 
 def _gradient_registry():
@@ -37,12 +35,7 @@ def _gradient_registry():
 
     if keras.backend.backend() != "tensorflow":
         return None
-    try:
-        from tensorflow.python.framework import ops
-
-        return ops._gradient_registry._registry
-    except (ImportError, AttributeError):  # a TensorFlow that keeps it elsewhere
-        return None
+    return _compat_tensorflow.gradient_registry()
 
 
 def custom_gradient_names():
@@ -50,7 +43,8 @@ def custom_gradient_names():
     registry = _gradient_registry()
     if registry is None:
         return frozenset()
-    return frozenset(name for name in registry if name.startswith(_PREFIX))
+    prefix = _compat_tensorflow.CUSTOM_GRADIENT_PREFIX
+    return frozenset(name for name in registry if name.startswith(prefix))
 
 
 class TrialMemory:

@@ -28,24 +28,9 @@ allow). At inference the output is always the input.
 import keras
 from keras import ops
 
+from cnnzoo import _compat_keras
 from cnnzoo import _validation as v
 from cnnzoo.layers.dropout import check_float_input
-
-
-class _DrawnSeed(keras.random.SeedGenerator):
-    """A seed already drawn from a `SeedGenerator`, passed on as one.
-
-    `keras.random` functions take an int or a `SeedGenerator`; this stands
-    for the seed tensor that `SeedGenerator.next()` returned, so that random
-    ops inside `keras.ops.cond` branches draw from it without updating any
-    state. It holds no variable: the base constructor is not called.
-    """
-
-    def __init__(self, value):
-        self._value = value
-
-    def next(self, ordered=True):
-        return self._value
 
 
 def _cond(pred, true_fn, false_fn):
@@ -148,7 +133,7 @@ class VariableDropout(keras.layers.Layer):
         if not training:
             return inputs
         check_float_input(inputs)
-        seed = _DrawnSeed(self.seed_generator.next())
+        seed = _compat_keras.DrawnSeed(self.seed_generator.next())
         rate = ops.convert_to_tensor(self._rate)
         shape = ops.shape(inputs)
 
