@@ -11,7 +11,7 @@ The count is the same on every backend (no profiler):
   gradient of the first weight layer, which nothing needs.
 
 Used by the FLOP/s benchmark (`cnnzoo.bench.flops`) and by the search's
-`pack="auto"` (`tuning.packed.auto_pack`).
+`threads="auto"` (`cnnzoo.runtime.count_step_flops`).
 """
 
 

@@ -17,8 +17,8 @@ return keyword arguments for `model.fit` / `model.evaluate`:
 
 The batch order depends on `seed` and the epoch only, never on global
 random state: two runs with the same `seed` see the same batches, whatever
-else was seeded in between. Packed trials rely on that: every tower of a
-packed model sees exactly the batches its unpacked trial would.
+else was seeded in between: trials trained on a kept model
+(`tuning.reuse`) see exactly the batches they would on a fresh one.
 """
 
 import math
@@ -111,7 +111,7 @@ def train_data(x, y, *, batch_size, seed=0, shuffle=True, outputs=None):
         seed: keys the per-epoch shuffle (and nothing else).
         shuffle: shuffle every epoch (in a new, seeded order).
         outputs: optional list of output names of a multi-output model that
-            all learn the same labels (packed trials): each batch's labels
+            all learn the same labels: each batch's labels
             become `{name: y}`.
 
     Returns:

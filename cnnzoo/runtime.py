@@ -435,12 +435,10 @@ def seed_trial(seed):
     alone. Setting that (`tf.random.set_seed`) also clears the eager
     context's kernel cache, so every compiled function is instantiated and
     optimized again at its next call. A search seeds each trial and trains
-    every trial in one compiled model (`tuning.packed`): on 2 CPU cores that
-    cost each trial about 0.3 s on simple_cnn's training step and 0.1 s on
-    its test step, and the default search ran at 4.1-4.5x plain Keras
-    Tuner's trials per hour without it against 2.7-3.0x with it. On other
-    backends Keras's own would import TensorFlow (about 3 s) where it is
-    installed.
+    its trials on one compiled model (`tuning.reuse`), so clearing that
+    cache would make every trial pay for instantiating the training and
+    test steps again. On other backends Keras's own would import
+    TensorFlow (seconds) where it is installed.
 
     Keras's layers and initializers draw their default seeds from Python's
     `random` and their random numbers from their own

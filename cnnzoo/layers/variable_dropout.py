@@ -7,7 +7,7 @@ runs, and, on 4D inputs, whether it drops single elements or whole feature
 maps from a second one. Assigning new values to these variables changes what
 the next training step does, without tracing anything again: that is what
 lets a dropout search reuse one compiled model for every trial
-(`tuning.packed`).
+(`tuning.reuse`).
 
 An element is kept where a float32 uniform draw is `>= rate` (TensorFlow's
 rule, on every backend) and the input is multiplied by the mask scaled by
