@@ -39,23 +39,42 @@ def gradient_registry(strict=False):
     return registry
 
 
+def custom_gradient_names():
+    """The names `tf.custom_gradient` functions are registered under so far.
+
+    Empty where the registry cannot be reached (see `gradient_registry`).
+    """
+    registry = gradient_registry()
+    if registry is None:
+        return frozenset()
+    return frozenset(name for name in registry if name.startswith(CUSTOM_GRADIENT_PREFIX))
+
+
+def forget_gradients(names):
+    """Removes the gradients registered under `names` (those no graph uses any more)."""
+    registry = gradient_registry()
+    for name in names if registry is not None else ():
+        registry.pop(name, None)
+
+
 def _gradient_registry_contract():
     import tensorflow as tf
 
-    registry = gradient_registry(strict=True)
+    gradient_registry(strict=True)
 
     @tf.custom_gradient
     def double(x):
         return 2.0 * x, lambda upstream: 2.0 * upstream
 
-    def names():
-        return {name for name in registry if name.startswith(CUSTOM_GRADIENT_PREFIX)}
-
-    before = names()
+    before = custom_gradient_names()
     tf.function(double).get_concrete_function(tf.TensorSpec((), tf.float32))
-    if not names() - before:
+    added = custom_gradient_names() - before
+    if not added:
         raise _changed(f"gradient registry, where a traced tf.custom_gradient registers "
                        f"its gradient as {CUSTOM_GRADIENT_PREFIX}<n>")
+    forget_gradients(added)
+    if custom_gradient_names() & added:
+        raise _changed("gradient registry, from which a name is removed with pop()")
 
 
 # Internal -> a check that raises `LibraryChangedError` when it is not as expected.

@@ -29,22 +29,13 @@ import gc
 from cnnzoo import _compat_tensorflow, runtime
 
 
-def _gradient_registry():
-    """TensorFlow's gradient registry (a dict), or `None` when not on TensorFlow."""
+def custom_gradient_names():
+    """The `tf.custom_gradient` functions registered so far (empty off TensorFlow)."""
     import keras
 
     if keras.backend.backend() != "tensorflow":
-        return None
-    return _compat_tensorflow.gradient_registry()
-
-
-def custom_gradient_names():
-    """The `tf.custom_gradient` functions registered so far (empty off TensorFlow)."""
-    registry = _gradient_registry()
-    if registry is None:
         return frozenset()
-    prefix = _compat_tensorflow.CUSTOM_GRADIENT_PREFIX
-    return frozenset(name for name in registry if name.startswith(prefix))
+    return _compat_tensorflow.custom_gradient_names()
 
 
 class TrialMemory:
@@ -64,11 +55,9 @@ class TrialMemory:
         # Keras's clear_session without its own collection (one follows),
         # keeping the search's precision.
         runtime.clear_session(free_memory=False)
-        registry = _gradient_registry()
-        if registry is not None and self._before is not None:
-            for name in custom_gradient_names() - self._before:
-                # Only this trial's graphs used it, and they are garbage now.
-                registry.pop(name, None)
+        if self._before is not None:
+            # Only this trial's graphs used them, and they are garbage now.
+            _compat_tensorflow.forget_gradients(custom_gradient_names() - self._before)
         # One collection frees the models, their graphs and the gradient
         # functions together.
         gc.collect()

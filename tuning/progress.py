@@ -44,7 +44,7 @@ def failure_reason(message):
     if not lines:
         return None
     last = lines[-1]
-    # `keras_tuner.src.errors.FailedTrialError: ...` -> `FailedTrialError: ...`
+    # `package.module.FailedTrialError: ...` -> `FailedTrialError: ...`
     head, sep, rest = last.partition(":")
     return f"{head.rsplit('.', 1)[-1]}{sep}{rest}"
 
