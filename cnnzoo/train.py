@@ -103,7 +103,8 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
           drop_path_rate=None, learning_rate=DEFAULT_LEARNING_RATE, seed=0,
           precision="auto", jit="auto", patience=DEFAULT_PATIENCE, image_size=None,
           num_samples=None, validation_split=0.15, test_split=0.15, color_mode=None,
-          skip_bad_images=False, verbose=1, threads="auto", weights=None):
+          skip_bad_images=False, verbose=1, threads="auto", weights=None, fine_tune_epochs=0,
+          unfreeze=None, fine_tune_learning_rate=None):
     """Trains a zoo model on a dataset into a run folder, resuming if it was cut short.
 
     Args:
@@ -138,9 +139,20 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
         verbose: 0 silent, 1 progress bars and the summary, 2 one line per
             epoch and the summary.
         weights: pretrained weights for the zoo model, as `create_model`'s
-            `weights` (`"imagenet"`, a set name, a file). They are loaded and
-            the whole model trains from them (schedules that freeze the
-            backbone are the transfer-learning issue's). Defaults to `None`.
+            `weights` (`"imagenet"`, a set name, a file). The run is then
+            the fine-tuning recipe (`cnnzoo.transfer`): `epochs` of a new
+            head on the frozen backbone (batch norm in inference mode), then
+            `fine_tune_epochs` with the top stages unfrozen. Without
+            `input_size` or `image_size`, images of another size than the
+            weights' training size are resized to it inside the model.
+            `block_dropout_rate` is the unfrozen stages' dropout. Defaults
+            to `None`.
+        fine_tune_epochs: epochs of the fine-tuning phase (with `weights`
+            only). Defaults to 0: the backbone stays frozen.
+        unfreeze: `"all"` or the number of top stages the fine-tuning phase
+            trains (batch norm stays frozen). Defaults to `"all"`.
+        fine_tune_learning_rate: the fine-tuning phase's learning rate, with
+            a new optimizer. Defaults to a tenth of `learning_rate`.
 
     Returns:
         A `TrainResult`.
@@ -172,9 +184,17 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
     from cnnzoo.models import _registry
 
     _registry.resolve_config(model, **knobs)  # the knobs' own checks, at the default input
+    from cnnzoo import transfer
+
+    plan = transfer.check_plan(model, weights=weights, fine_tune_epochs=fine_tune_epochs,
+                               unfreeze=unfreeze,
+                               fine_tune_learning_rate=fine_tune_learning_rate,
+                               learning_rate=learning_rate,
+                               block_dropout_rate=block_dropout_rate,
+                               drop_path_rate=drop_path_rate)
     if weights is not None:
         # Checked now (a set name or a file), loaded when the model is built.
-        pretrained.resolve(model, _registry.model_info(model), weights)
+        request = pretrained.resolve(model, _registry.model_info(model), weights)
         knobs["weights"] = weights
 
     if isinstance(data, data_module.Dataset):
@@ -197,6 +217,8 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
         if skip_bad_images:  # recorded only where set: earlier runs resume as they were
             data_config["skipped_images"] = [os.path.relpath(f, dataset.source)
                                              for f in dataset.skipped]
+    if plan is not None and input_size is None and image_size is None:
+        input_size = transfer.default_input_size(request, dataset.input_shape)
     if len(dataset.y_val) == 0:
         v.fail("Expected a validation split (early stopping watches the validation loss).",
                "validation_split", validation_split)
@@ -206,7 +228,7 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
         "data": data_config,
         "input_size": input_size,
         # Only where given, so that the runs before weights existed still resume.
-        **({"weights": str(weights)} if weights is not None else {}),
+        **({"weights": str(weights), "transfer": plan.config()} if weights is not None else {}),
         **{k: knobs.get(k) for k in ("activation", "dropout_rate", "block_dropout_rate",
                                      "dropout_type", "implementation", "drop_path_rate")},
         "epochs": epochs,
@@ -236,13 +258,16 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
         return _train(model, dataset, run_dir, config, previous, knobs, input_size=input_size,
                       epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                       seed=seed, precision=precision, jit=jit, patience=patience,
-                      verbose=verbose, threads=threads)
+                      verbose=verbose, threads=threads, plan=plan)
     finally:
         keras.config.set_dtype_policy(policy)
 
 
 def _train(model, dataset, run_dir, config, previous, knobs, *, input_size, epochs, batch_size,
-           learning_rate, seed, precision, jit, patience, verbose, threads):
+           learning_rate, seed, precision, jit, patience, verbose, threads, plan=None):
+    if plan is not None:
+        # Every dropout a VariableDropout: the phases change rates, not the model.
+        knobs = {**knobs, "tunable_dropout": True, "block_dropout_rate": 0.0}
     # Counted before TensorFlow starts, so that `threads` can still be set.
     step_flops = (runtime.count_step_flops(
         lambda: build_model(model, dataset, input_size=input_size, **knobs), batch_size)
@@ -253,7 +278,12 @@ def _train(model, dataset, run_dir, config, previous, knobs, *, input_size, epoc
     keras.utils.set_random_seed(seed)
     _enable_determinism(rt["devices"])
     net = build_model(model, dataset, input_size=input_size, **knobs)
-    compile_model(net, learning_rate=learning_rate, jit=rt["jit"])
+
+    # The phase the newest checkpoint was written in: the model is set up
+    # for it (trainable set, optimizer) before its variables are restored.
+    latest = _latest_state(run_dir)
+    phase = latest.get("phase", 1) if latest else 1
+    _set_phase(net, model, phase, plan, learning_rate, rt["jit"])
 
     os.makedirs(os.path.join(run_dir, CHECKPOINT_DIR), exist_ok=True)
     _remove_temporaries(run_dir)
@@ -286,29 +316,102 @@ def _train(model, dataset, run_dir, config, previous, knobs, *, input_size, epoc
               f"XLA {'on' if rt['jit'] else 'off'}"
               + (f", {rt['threads']} intra-op thread{'s' if rt['threads'] > 1 else ''}"
                  if rt["threads"] else "") + f". Run folder: {run_dir}")
+        if plan is not None:
+            print(_plan_text(config, epochs, plan))
     if done:
         run_record["resumed_at_epochs"].append(done)
         if verbose:
-            print(f"Resuming {run_dir} after epoch {done}.")
+            print(f"Resuming {run_dir} after epoch {done} (phase {phase})."
+                  if plan and plan.fine_tune_epochs else
+                  f"Resuming {run_dir} after epoch {done}.")
     _atomic.write_json(paths["run"], run_record)
 
-    finished = state is not None and (state["stopped"] or done >= epochs)
-    if not finished:
-        batches = ShuffledBatches(dataset.x_train, dataset.y_train, batch_size, seed)
-        early = ResumableEarlyStopping(monitor="val_loss", patience=patience,
-                                       state=state["early_stopping"] if state else None,
-                                       verbose=int(verbose > 0))
-        checkpoint = RunCheckpoint(run_dir, batches, early, state)
-        callbacks = [early, checkpoint]
-        if _has_tensorflow():  # Keras's TensorBoard writes with TensorFlow's summary ops
-            callbacks.append(keras.callbacks.TensorBoard(log_dir=paths["logs"],
-                                                         write_graph=False))
-        runtime.prepare_training(net, dataset.x_train, dataset.y_train)
-        net.fit(batches, validation_data=(dataset.x_val, dataset.y_val), epochs=epochs,
-                initial_epoch=done, callbacks=callbacks, shuffle=False,
-                verbose=verbose)
-        state = checkpoint.state
-    return _finish(run_dir, net, dataset, state, run_record, batch_size, done, verbose)
+    batches = ShuffledBatches(dataset.x_train, dataset.y_train, batch_size, seed)
+    while True:
+        start = state.get("phase_start", 0) if state and phase == 2 else 0
+        end = epochs if phase == 1 else start + plan.fine_tune_epochs
+        if not (state is not None and (state["stopped"] or state["epoch"] >= end)):
+            state = _fit(net, dataset, batches, run_dir, paths, state, phase=phase, start=start,
+                         end=end, patience=patience, verbose=verbose,
+                         marked=plan is not None and plan.fine_tune_epochs > 0)
+        if phase == 2 or plan is None or not plan.fine_tune_epochs:
+            break
+        # Phase 2 starts from phase 1's best epoch, with a new optimizer.
+        phase = 2
+        load_variables(net, os.path.join(run_dir, CHECKPOINT_DIR, state["best_file"]),
+                       model_only=True)
+        _set_phase(net, model, phase, plan, learning_rate, rt["jit"])
+        state = {**state, "phase": 2, "phase_start": state["epoch"], "early_stopping": None,
+                 "stopped": False}
+        if verbose:
+            print(f"Fine-tuning from epoch {state['epoch'] + 1}: "
+                  f"{_unfrozen_text(plan)} unfrozen (batch norm frozen), learning rate "
+                  f"{plan.fine_tune_learning_rate:g}.")
+    if plan is not None:
+        # The saved model holds plain dropout layers, at the rates the run ended with.
+        net = _plain_model(net, model, dataset, input_size, knobs, plan, run_dir, state)
+    return _finish(run_dir, net, dataset, state, run_record, batch_size, done, verbose,
+                   best_loaded=plan is not None)
+
+
+def _fit(net, dataset, batches, run_dir, paths, state, *, phase, start, end, patience, verbose,
+         marked):
+    """One phase's `fit`, from the restored `state`; returns the state after its last epoch."""
+    same_phase = state is not None and state.get("phase", 1) == phase
+    early = ResumableEarlyStopping(monitor="val_loss", patience=patience,
+                                   state=state["early_stopping"] if same_phase else None,
+                                   verbose=int(verbose > 0))
+    checkpoint = RunCheckpoint(run_dir, batches, early, state, phase=phase, phase_start=start)
+    callbacks = [PhaseMarker(phase)] if marked else []
+    callbacks += [early, checkpoint]
+    if _has_tensorflow():  # Keras's TensorBoard writes with TensorFlow's summary ops
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=paths["logs"], write_graph=False))
+    runtime.prepare_training(net, dataset.x_train, dataset.y_train)
+    net.fit(batches, validation_data=(dataset.x_val, dataset.y_val), epochs=end,
+            initial_epoch=state["epoch"] if state else 0, callbacks=callbacks, shuffle=False,
+            verbose=verbose)
+    return checkpoint.state
+
+
+def _set_phase(net, model, phase, plan, learning_rate, jit):
+    """Freezes for `phase` (with a plan) and compiles at that phase's learning rate."""
+    if plan is not None:
+        from cnnzoo import transfer
+
+        transfer.set_phase(net, model, phase, plan)
+    rate = plan.fine_tune_learning_rate if phase == 2 else learning_rate
+    compile_model(net, learning_rate=rate, jit=jit)
+
+
+def _unfrozen_text(plan):
+    if plan.unfreeze == "all":
+        return "the whole backbone"
+    return f"the top {plan.unfreeze} stage{'s' if plan.unfreeze > 1 else ''}"
+
+
+def _plan_text(config, epochs, plan):
+    text = (f"Fine-tuning recipe: weights {config['weights']}; {epochs} epochs of a new head "
+            f"on the frozen backbone (batch norm in inference mode)")
+    if plan.fine_tune_epochs:
+        text += (f", then {plan.fine_tune_epochs} with {_unfrozen_text(plan)} unfrozen at "
+                 f"learning rate {plan.fine_tune_learning_rate:g}")
+    return text + "."
+
+
+def _plain_model(net, model, dataset, input_size, knobs, plan, run_dir, state):
+    """The run's model rebuilt with plain dropout layers, its weights the best epoch's."""
+    from cnnzoo import transfer
+    from cnnzoo.models._registry import model_info
+
+    load_variables(net, os.path.join(run_dir, CHECKPOINT_DIR, state["best_file"]),
+                   model_only=True)
+    best_phase = state["history"][state["best_epoch"] - 1].get("phase", 1)
+    rates = plan.stage_rates(model_info(model)) if best_phase == 2 else 0.0
+    plain_knobs = {**knobs, "tunable_dropout": False, "block_dropout_rate": rates}
+    with runtime.dtype_policy(net.dtype_policy):
+        plain = build_model(model, dataset, input_size=input_size, **plain_knobs)
+    transfer.copy_weights(net, plain)
+    return compile_model(plain)
 
 
 # -- building blocks other modules reuse -------------------------------------
@@ -408,26 +511,48 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
         return _compat_keras.early_stopping_state(self)
 
 
+class PhaseMarker(keras.callbacks.Callback):
+    """Adds `phase` (1 or 2) to each epoch's logs: a column of `history.csv`, a TensorBoard scalar.
+
+    Must come first in the callback list, so that the callbacks after it
+    see the marker.
+    """
+
+    def __init__(self, phase):
+        super().__init__()
+        self.phase = phase
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["phase"] = self.phase
+
+
 class RunCheckpoint(keras.callbacks.Callback):
     """Writes the resume state after every epoch, atomically, in one file.
 
-    Keeps the newest checkpoint and the best one, deletes the rest, and
-    rewrites `history.csv`. Must come after `early_stopping` in the callback
-    list, so that the state it saves includes this epoch's decision.
+    Keeps the newest checkpoint and the best one (the lowest validation loss
+    of the whole run, whichever phase), deletes the rest, and rewrites
+    `history.csv`. Must come after `early_stopping` in the callback list, so
+    that the state it saves includes this epoch's decision.
 
     Args:
         run_dir: the run folder.
         batches: the `ShuffledBatches` whose epoch it sets.
-        early_stopping: the run's `ResumableEarlyStopping`.
+        early_stopping: the run's `ResumableEarlyStopping` (of this phase).
         state: the restored state, or None for a fresh run.
+        phase: the fine-tuning phase (`cnnzoo.transfer`) this `fit` trains;
+            recorded from phase 2 on, with the epoch it started after
+            (`phase_start`).
     """
 
-    def __init__(self, run_dir, batches, early_stopping, state=None):
+    def __init__(self, run_dir, batches, early_stopping, state=None, *, phase=1, phase_start=0):
         super().__init__()
         self.run_dir = run_dir
         self.batches = batches
         self.early_stopping = early_stopping
         self.state = state
+        self.phase = phase
+        self.phase_start = phase_start
         self.history = list(state["history"]) if state else []
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -439,15 +564,20 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.history.append(row)
         es = self.early_stopping.get_state()
         name = _ckpt_name(epoch + 1)
-        best_file = name if es["best_epoch"] == epoch or not self.state \
-            else self.state["best_file"]
+        improved = not self.state or es["best_epoch"] == epoch and not (
+            # A later phase's early stopping starts afresh: its best is the run's only if lower.
+            row.get("val_loss", math.inf)
+            >= self.history[self.state["best_epoch"] - 1].get("val_loss", math.inf))
+        best_file = name if improved else self.state["best_file"]
+        best_epoch = epoch + 1 if improved else self.state["best_epoch"]
         self.state = {
             "epoch": epoch + 1,
             "history": self.history,
             "early_stopping": es,
             "stopped": bool(self.model.stop_training),
             "best_file": best_file,
-            "best_epoch": es["best_epoch"] + 1,
+            "best_epoch": best_epoch,
+            **({"phase": self.phase, "phase_start": self.phase_start} if self.phase > 1 else {}),
         }
         ckpt_dir = os.path.join(self.run_dir, CHECKPOINT_DIR)
         save_variables(self.model, os.path.join(ckpt_dir, name), extra=self.state)
@@ -491,11 +621,17 @@ def save_variables(model, path, extra=None):
     _atomic.write_bytes(path, buffer.getvalue())
 
 
-def load_variables(model, path):
-    """Restores what `save_variables` wrote into `model`; returns `extra`."""
-    variables = _all_variables(model)
+def load_variables(model, path, model_only=False):
+    """Restores what `save_variables` wrote into `model`; returns `extra`.
+
+    With `model_only`, the model's variables alone (they come first): what
+    a checkpoint of another phase, with another optimizer, gives back.
+    """
+    variables = list(model.variables) if model_only else _all_variables(model)
     with np.load(path, allow_pickle=False) as arrays:
         stored = sorted(k for k in arrays.files if k.startswith("v"))
+        if model_only:
+            stored = stored[:len(variables)]
         if len(stored) != len(variables):
             v.fail(f"The checkpoint {path} holds {len(stored)} variables but the model has "
                    f"{len(variables)}; it belongs to a different model.", "path", path)
@@ -507,6 +643,17 @@ def load_variables(model, path):
         for var, value in zip(variables, values):
             var.assign(value)
         return json.loads(str(arrays["__state__"]))
+
+
+def _latest_state(run_dir):
+    """The state saved with the newest readable checkpoint (no variable loaded); None if none."""
+    for path in reversed(_checkpoints(os.path.join(run_dir, CHECKPOINT_DIR))):
+        try:
+            with np.load(path, allow_pickle=False) as arrays:
+                return json.loads(str(arrays["__state__"]))
+        except (OSError, ValueError, KeyError, EOFError):
+            continue  # `_restore_latest` says which, and skips it too
+    return None
 
 
 def _restore_latest(model, run_dir):
@@ -606,7 +753,8 @@ def plot_learning_curves(history, path, *, best_epoch=None, title=None):
     """Saves loss and accuracy (train and validation) per epoch as a PNG, atomically.
 
     Args:
-        history: a dict of lists (`loss`, `val_loss`, `accuracy`, `val_accuracy`).
+        history: a dict of lists (`loss`, `val_loss`, `accuracy`, `val_accuracy`;
+            `phase` in a fine-tuning run, whose phase change is marked).
         path: the PNG to write.
         best_epoch: 1-based epoch to mark.
         title: the figure title.
@@ -623,6 +771,10 @@ def plot_learning_curves(history, path, *, best_epoch=None, title=None):
         for key, label in ((metric, "train"), (f"val_{metric}", "validation")):
             if key in history:
                 ax.plot(epochs, history[key], marker="o", markersize=3, label=label)
+        phases = history.get("phase") or []
+        if 2 in phases:
+            ax.axvline(phases.index(2) + 0.5, color="tab:red", linestyle=":", linewidth=1,
+                       label="fine-tuning starts")
         if best_epoch:
             ax.axvline(best_epoch, color="grey", linestyle="--", linewidth=1,
                        label=f"best epoch ({best_epoch})")
@@ -639,10 +791,12 @@ def plot_learning_curves(history, path, *, best_epoch=None, title=None):
     _atomic.write_bytes(path, buffer.getvalue())
 
 
-def _finish(run_dir, net, dataset, state, run_record, batch_size, done, verbose):
+def _finish(run_dir, net, dataset, state, run_record, batch_size, done, verbose,
+            best_loaded=False):
     """Best weights back, test metrics, model.keras, plots, run.json; idempotent."""
     ckpt_dir = os.path.join(run_dir, CHECKPOINT_DIR)
-    load_variables(net, os.path.join(ckpt_dir, state["best_file"]))
+    if not best_loaded:
+        load_variables(net, os.path.join(ckpt_dir, state["best_file"]), model_only=True)
     history = state["history"]
     best_row = history[state["best_epoch"] - 1]
     test_metrics = None
@@ -735,6 +889,8 @@ def summary_text(result):
         f"({len(result.class_names)} classes: {', '.join(result.class_names[:10])}"
         f"{', ...' if len(result.class_names) > 10 else ''})",
         f"  epochs         {result.epochs_run} of {cfg['epochs']}"
+        + (f" + {cfg['transfer']['fine_tune_epochs']} fine-tuning"
+           if cfg.get("transfer", {}).get("fine_tune_epochs") else "") +
         f"{' (stopped early)' if result.stopped_early else ''}; best epoch {result.best_epoch}",
         f"  validation     loss {val.get('loss', float('nan')):.4f}  "
         f"accuracy {val.get('accuracy', float('nan')):.4f}",

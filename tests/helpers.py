@@ -28,3 +28,46 @@ def code_only(source):
                 isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant):
             node.body = node.body[1:] or [ast.Pass()]
     return ast.unparse(tree)
+
+
+def torch_state(name, input_shape=(32, 32, 3), seed=0, **kwargs):
+    """A random state dict with torchvision's (timm's) names and shapes for `name`."""
+    import keras
+
+    import cnnzoo
+    from cnnzoo.weights import convert
+
+    info = cnnzoo.model_info(name)
+    shell = cnnzoo.create_model(name, input_shape=input_shape, **kwargs)
+    mapping = convert.name_map(info["family"], "timm", name)
+    rng = np.random.default_rng(seed)
+    out = {}
+    for layer in shell.layers:
+        key = mapping(layer.name)
+        if info["family"] == "vgg" and layer.name in convert.HEAD_LAYERS:
+            key = {"fc1_dense": "pre_logits.fc1", "fc2_dense": "pre_logits.fc2",
+                   "predictions": "head.fc"}[layer.name]
+        if isinstance(layer, keras.layers.Conv2D):
+            h, w, i, o = layer.kernel.shape
+            out[f"{key}.weight"] = rng.normal(0, (2 / (h * w * i)) ** 0.5, (o, i, h, w))
+            if layer.use_bias:
+                out[f"{key}.bias"] = rng.normal(0, 0.1, o)
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            n = layer.gamma.shape[0]
+            out[f"{key}.weight"] = rng.uniform(0.5, 1.5, n)
+            out[f"{key}.bias"] = rng.normal(0, 0.1, n)
+            out[f"{key}.running_mean"] = rng.normal(0, 0.1, n)
+            out[f"{key}.running_var"] = rng.uniform(0.5, 1.5, n)
+            out[f"{key}.num_batches_tracked"] = np.array(7)
+        elif isinstance(layer, keras.layers.Dense):
+            i, o = layer.kernel.shape
+            out[f"{key}.weight"] = rng.normal(0, i ** -0.5, (o, i))
+            out[f"{key}.bias"] = rng.normal(0, 0.1, o)
+    return {k: np.asarray(a, "float32" if a.dtype.kind == "f" else a.dtype) for k, a in out.items()}
+
+
+def save_torch(state, path):
+    from safetensors.numpy import save_file
+
+    save_file(state, str(path))
+    return str(path)

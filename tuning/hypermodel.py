@@ -203,8 +203,6 @@ class ZooHyperModel(_HyperModelBase):
         implementation's own dropout, no layer at rate 0): what an export
         should hold. Returns `model` itself without `tunable_dropout`.
         """
-        from cnnzoo.layers.variable_dropout import VariableDropout
-
         if not self.tunable_dropout:
             return model
         from cnnzoo import runtime
@@ -212,18 +210,13 @@ class ZooHyperModel(_HyperModelBase):
         values = self.declare(hp.copy())
         with runtime.dtype_policy(model.dtype_policy):  # the trained model's precision
             plain = self.build_model(**values, tunable_dropout=False)
-        skip = set()
-        for layer in _all_layers(model):
-            if isinstance(layer, VariableDropout):
-                skip.update(id(w) for w in layer.weights)
-        weights = [w for w in model.weights if id(w) not in skip]
-        if len(weights) != len(plain.weights) or any(
-                tuple(a.shape) != tuple(b.shape) for a, b in zip(weights, plain.weights)):
+        from cnnzoo.transfer import copy_weights
+
+        try:
+            return copy_weights(model, plain)
+        except ValueError:
             v.fail(f"Expected a model of this hypermodel's configuration {values}, to "
                    f"rebuild it with plain dropout layers.", "model", model.name)
-        for target, source in zip(plain.weights, weights):
-            target.assign(source)
-        return plain
 
     def build_model(self, *, dropout_rate, block_dropout_rate, dropout_type, learning_rate,
                     activation, tunable_dropout=None):
@@ -265,13 +258,6 @@ class ZooHyperModel(_HyperModelBase):
         if guard.reason:
             raise kt.errors.FailedTrialError(guard.reason)
         return history
-
-
-def _all_layers(model):
-    for layer in model.layers:
-        yield layer
-        if hasattr(layer, "layers"):
-            yield from _all_layers(layer)
 
 
 class NonFiniteLossGuard(keras.callbacks.Callback if kt is not None else object):

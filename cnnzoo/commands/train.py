@@ -66,7 +66,15 @@ def add_arguments(parser):
                         help="Stochastic depth (residual models).")
     parser.add_argument("--weights", default=None,
                         help="Pretrained weights: imagenet, a set name (see `cnnzoo info "
-                             "MODEL`) or a file; the whole model trains from them.")
+                             "MODEL`) or a file: a new head trains on the frozen backbone "
+                             "(--epochs), then optionally the top stages (--fine-tune-epochs).")
+    parser.add_argument("--fine-tune-epochs", type=int, default=0, metavar="N",
+                        help="With --weights: epochs with the top stages unfrozen (batch norm "
+                             "stays frozen). Default: 0.")
+    parser.add_argument("--unfreeze", default=None, metavar="all|K",
+                        help="The stages fine-tuning trains: all (default) or the top K.")
+    parser.add_argument("--fine-tune-learning-rate", type=float, default=None, metavar="LR",
+                        help="Default: a tenth of --learning-rate.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--precision", default="auto",
                         choices=["auto", "float32", "mixed_bfloat16", "mixed_float16"])
@@ -92,5 +100,7 @@ def run(args):
         validation_split=args.validation_split, test_split=args.test_split,
         color_mode=args.color_mode, skip_bad_images=args.skip_bad_images,
         verbose=args.verbose, threads=args.threads, weights=args.weights,
+        fine_tune_epochs=args.fine_tune_epochs, unfreeze=args.unfreeze,
+        fine_tune_learning_rate=args.fine_tune_learning_rate,
     )
     return 0

@@ -111,7 +111,8 @@ def register_model(*, family, paper, default_input_shape, min_input_size,
                    default_num_classes=1000, dropout_rate=0.0, block_dropout_rate=0.0,
                    dropout_placement="", residual_blocks=0, trainable_params=None,
                    extra_kwargs=None, description="", default_activation="relu",
-                   search_space=None, cpu_mixed_bfloat16=True, weights=None):
+                   search_space=None, cpu_mixed_bfloat16=True, weights=None,
+                   stage_layers=None):
     """Registers a model factory under its function name.
 
     Everything particular to a family is declared here, as data: what it
@@ -164,6 +165,12 @@ def register_model(*, family, paper, default_input_shape, min_input_size,
         weights: the published weights sets, `{set_name: set}` as built by
             `cnnzoo.weights.sets` (the first is `weights="imagenet"`), or
             `None` where there are none.
+        stage_layers: which layers make up each stage, for fine-tuning
+            (`cnnzoo.transfer`): one tuple of layer-name prefixes per stage
+            (`("conv2_",)`, ...); a layer belongs to the first stage one of
+            whose prefixes its name starts with. Layers before the first
+            stage's are the stem. Defaults to `None`: the stages cannot be
+            unfrozen one by one (`unfreeze="all"` still works).
     """
 
     stages = int(stages)
@@ -173,6 +180,11 @@ def register_model(*, family, paper, default_input_shape, min_input_size,
         raise ValueError(f"Expected `block_dropout_layers` to give one count per stage "
                          f"({stages}). Received: block_dropout_layers={block_dropout_layers!r}")
     residual_blocks = int(residual_blocks)
+    if stage_layers is not None:
+        stage_layers = tuple(tuple(str(p) for p in prefixes) for prefixes in stage_layers)
+        if len(stage_layers) != stages or not all(stage_layers):
+            raise ValueError(f"Expected `stage_layers` to give the prefixes of each of the "
+                             f"{stages} stages. Received: stage_layers={stage_layers!r}")
 
     def decorator(fn):
         name = fn.__name__
@@ -205,6 +217,7 @@ def register_model(*, family, paper, default_input_shape, min_input_size,
             "reference": reference,
             "supported_kwargs": tuple(COMMON_KWARGS) + tuple(extra),
             "weights": dict(weights or {}),
+            "stage_layers": stage_layers,
         }
         _REGISTRY[name] = _Entry(fn, info, info["supported_kwargs"], extra)
         return fn

@@ -85,6 +85,9 @@ def _densenet(cfg, growth_rate, stem_filters, depths):
                       "convolution except the stem's",
     block_dropout_layers=_block_dropout_layers(CFGS["densenet121"][2]),
     head_dropout_layers=1,
+    # A dense block and the transition after it; the last block and the final norm.
+    stage_layers=[("conv2_", "transition1_"), ("conv3_", "transition2_"),
+                  ("conv4_", "transition3_"), ("conv5_", "final_")],
     search_space=NORMALIZED_SEARCH_SPACE,
     # Hundreds of small convolutions and concatenations, each cast: slower
     # in bfloat16 on CPUs.

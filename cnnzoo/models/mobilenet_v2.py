@@ -53,6 +53,16 @@ def _num_residual_blocks(cfg, in_channels):
     return count
 
 
+def _stage_layers(cfg):
+    """The blocks of each group (`block1_` ...); the 1x1 convolution to 1280 ends the last."""
+    stages, first = [], 1
+    for _, _, n, _ in cfg:
+        stages.append(tuple(f"block{b}_" for b in range(first, first + n)))
+        first += n
+    stages[-1] += ("head_conv", "head_bn", "head_act")
+    return stages
+
+
 @register_model(
     family="mobilenet_v2",
     paper="Sandler et al., MobileNetV2: Inverted Residuals and Linear Bottlenecks, CVPR 2018",
@@ -69,6 +79,7 @@ def _num_residual_blocks(cfg, in_channels):
     default_activation="relu6",
     block_dropout_layers=[n for _, _, n, _ in CFG],  # one in each block of a group
     head_dropout_layers=1,
+    stage_layers=_stage_layers(CFG),
     residual_blocks=_num_residual_blocks(CFG, STEM_FILTERS),
     search_space=NORMALIZED_SEARCH_SPACE,
     # Depthwise convolutions have no bfloat16 kernels on CPUs: slower in it.

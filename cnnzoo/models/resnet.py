@@ -118,6 +118,7 @@ def _registered(params, trainable, reference, depths, bottleneck=False):
         block_dropout_layers=list(depths), head_dropout_layers=1,
         residual_blocks=sum(depths), search_space=NORMALIZED_SEARCH_SPACE,
         extra_kwargs={"stride_in_1x1": False} if bottleneck else None,
+        stage_layers=[(f"conv{s + 2}_",) for s in range(4)],
     )
 
     def decorate(fn):  # and the published weights of the model it registers

@@ -80,6 +80,7 @@ def _registered(params, reference, trainable=None):
         dropout_placement="0.5 after the activations of fc1 and fc2",
         # Each stage's last convolution; fc1 and fc2.
         block_dropout_layers=[1] * 5, head_dropout_layers=2,
+        stage_layers=[(f"block{s + 1}_",) for s in range(5)],
     )
 
     def decorate(fn):  # and the published weights of the model it registers

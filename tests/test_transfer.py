@@ -1,0 +1,210 @@
+"""Fine-tuning (cnnzoo.transfer, train(weights=...)): the phases, resume, artefacts, bad input.
+
+The backbone is resnet18 at 32x32 with random weights saved in timm's
+layout (their values do not matter to what is tested: which variables move,
+and that a resumed run equals an uninterrupted one to the last bit).
+"""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import keras
+import numpy as np
+import pytest
+
+import cnnzoo
+from cnnzoo import cli, transfer
+from cnnzoo import train as T
+from tests.helpers import save_torch, torch_state
+
+KW = dict(data="shapes", image_size=32, input_size=32, num_samples=60, batch_size=16,
+          precision="float32", verbose=0, dropout_rate=0.2)
+
+
+@pytest.fixture(scope="module")
+def resnet18_file(tmp_path_factory):
+    return save_torch(torch_state("resnet18"), tmp_path_factory.mktemp("w") / "r18.safetensors")
+
+
+def _values(model, names):
+    body = transfer.zoo_body(model)
+    return {n: [keras.ops.convert_to_numpy(w) for w in body.get_layer(n).weights] for n in names}
+
+
+def _moved(before, after):
+    return {n for n in before if any(not np.array_equal(a, b)
+                                     for a, b in zip(before[n], after[n]))}
+
+
+def test_phases_train_the_head_then_the_top_stages_with_batch_norm_frozen(resnet18_file):
+    from cnnzoo import data
+
+    dataset = data.load_dataset("shapes", image_size=32, num_samples=48)
+    net = T.build_model("resnet18", dataset, weights=resnet18_file, tunable_dropout=True,
+                        block_dropout_rate=0.0, dropout_rate=0.2)
+    plan = transfer.check_plan("resnet18", weights=resnet18_file, fine_tune_epochs=1,
+                               unfreeze=1, learning_rate=1e-3, block_dropout_rate=0.3)
+    watched = ["stem_conv", "stem_bn", "conv4_block2_conv2", "conv5_block2_conv2",
+               "conv5_block2_bn2", "predictions"]
+    x, y = dataset.x_train, dataset.y_train
+
+    transfer.set_phase(net, "resnet18", 1, plan)
+    T.compile_model(net)
+    before = _values(net, watched)
+    net.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    after = _values(net, watched)
+    assert _moved(before, after) == {"predictions"}  # batch-norm statistics included
+
+    transfer.set_phase(net, "resnet18", 2, plan)
+    T.compile_model(net, learning_rate=plan.fine_tune_learning_rate)
+    body = transfer.zoo_body(net)
+    rates = {layer.name: float(layer.rate) for layer in body.layers
+             if layer.name.endswith(("_drop1", "_drop"))}
+    assert rates["conv5_block1_drop1"] == pytest.approx(0.3)
+    assert rates["conv4_block2_drop1"] == 0.0 and rates["head_drop"] == pytest.approx(0.2)
+    net.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    assert _moved(after, _values(net, watched)) == {"conv5_block2_conv2", "predictions"}
+    assert plan.fine_tune_learning_rate == pytest.approx(1e-4)
+
+
+def test_every_backbone_layer_is_in_a_stage_or_the_stem():
+    # The declared prefixes cover the layers they name, in stage order.
+    for name in ("resnet50", "vgg16_bn", "mobilenet_v2", "densenet121"):
+        info = cnnzoo.model_info(name)
+        body = cnnzoo.create_model(name, input_shape=(32, 32, 3), num_classes=3)
+        stages = [transfer.stage_of(info, layer.name)
+                  for layer in body.layers[1:transfer.split_index(body)]]
+        seen = [s for s in stages if s is not None]
+        assert seen == sorted(seen) and set(seen) == set(range(info["stages"])), name
+        first = stages.index(0)
+        assert all(s is None for s in stages[:first]) and None not in stages[first:], name
+
+
+_SCRIPT = textwrap.dedent("""
+    import sys
+    from cnnzoo import train as T
+    T.train("resnet18", out=sys.argv[1], weights=sys.argv[2], epochs=2, fine_tune_epochs=2,
+            unfreeze=1, block_dropout_rate=0.2, **{kw})
+""")
+
+
+def _history(run_dir):
+    with open(os.path.join(run_dir, T.HISTORY_FILE)) as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_run_killed_in_either_phase_resumes_to_the_same_artefacts(tmp_path, resnet18_file,
+                                                                    monkeypatch):
+    kwargs = dict(weights=resnet18_file, epochs=2, fine_tune_epochs=2, unfreeze=1,
+                  block_dropout_rate=0.2, **KW)
+    whole = T.train("resnet18", out=tmp_path / "whole", **kwargs)
+    history = _history(tmp_path / "whole")
+    assert [row["phase"] for row in history] == ["1.0", "1.0", "2.0", "2.0"]
+    record = json.loads((tmp_path / "whole" / T.RUN_FILE).read_text())
+    assert record["config"]["transfer"]["unfreeze"] == 1
+    assert record["config"]["transfer"]["fine_tune_learning_rate"] == pytest.approx(1e-4)
+    assert record["config"]["weights"] == resnet18_file
+
+    # Phase 1, in this process: stopped right after epoch 1's checkpoint.
+    real = T.RunCheckpoint.on_epoch_end
+
+    def stop_after_first(self, epoch, logs=None):
+        real(self, epoch, logs)
+        if epoch == 0:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(T.RunCheckpoint, "on_epoch_end", stop_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        T.train("resnet18", out=tmp_path / "cut", **kwargs)
+    monkeypatch.setattr(T.RunCheckpoint, "on_epoch_end", real)
+    resumed = T.train("resnet18", out=tmp_path / "cut", **kwargs)
+    assert resumed.resumed_from == 1
+    assert _history(tmp_path / "cut") == history
+    assert resumed.test_metrics == whole.test_metrics
+
+    # Phase 2, a SIGKILL of another process after epoch 3.
+    script = tmp_path / "job.py"
+    script.write_text(_SCRIPT.format(kw=repr(KW)))
+    out = tmp_path / "killed"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
+           "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen([sys.executable, str(script), str(out), resnet18_file], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    marker = out / T.CHECKPOINT_DIR / "epoch-0003.npz"
+    deadline = time.time() + 300
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    assert marker.exists(), proc.stderr.read().decode()[-2000:]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / T.MODEL_FILE).exists()
+    again = T.train("resnet18", out=out, **kwargs)
+    assert again.resumed_from == 3
+    assert _history(out) == history
+    assert again.test_metrics == whole.test_metrics
+
+    # The export takes raw pixels and predicts as the run's model did (its reload check);
+    # the card records the weights and the recipe.
+    from cnnzoo import export
+
+    model, names, card = export.load_source(str(tmp_path / "whole"))
+    written = export.export_model(model, str(tmp_path / "export"), format="keras",
+                                  class_names=names, model_card=card)
+    config = written["model"]["config"] if "model" in written else card["model"]["config"]
+    assert config["transfer"]["fine_tune_epochs"] == 2 and config["weights"] == resnet18_file
+
+
+def test_the_weights_training_size_is_the_default_input_size(resnet18_file):
+    request = cnnzoo.weights.resolve("resnet18", cnnzoo.model_info("resnet18"), resnet18_file)
+    assert transfer.default_input_size(request, (32, 32, 3)) == 224
+    assert transfer.default_input_size(request, (224, 224, 3)) is None
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"model": "alexnet", "weights": "imagenet"}, "weights"),
+    ({"fine_tune_epochs": 2}, "fine_tune_epochs"),
+    ({"weights": "FILE", "fine_tune_epochs": 1, "unfreeze": 5}, "unfreeze"),
+    ({"weights": "FILE", "unfreeze": 2}, "unfreeze"),
+    ({"weights": "FILE", "drop_path_rate": 0.1}, "drop_path_rate"),
+    ({"weights": "FILE", "block_dropout_rate": 0.1}, "block_dropout_rate"),
+    ({"weights": "OTHER", "epochs": 1}, "weights"),
+    ({"model": "vgg11", "weights": "imagenet", "input_size": 64}, "input_shape"),
+])
+def test_bad_fine_tuning_input_is_one_line_and_leaves_nothing(tmp_path, resnet18_file, kwargs,
+                                                              name, monkeypatch):
+    kwargs = dict(kwargs)
+    model = kwargs.pop("model", "resnet18")
+    if kwargs.get("weights") == "FILE":
+        kwargs["weights"] = resnet18_file
+    if kwargs.get("weights") == "OTHER":  # vgg11's file for resnet18
+        kwargs["weights"] = save_torch(torch_state("vgg11"), tmp_path / "vgg11.safetensors")
+    if model == "vgg11":  # refused by size before anything is fetched
+        monkeypatch.setattr(cnnzoo.weights, "fetch", lambda *a: pytest.fail("fetched"))
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=rf"Received: {name}=") as error:
+        T.train(model, out=out, **{**KW, "input_size": None, **kwargs})
+    assert "\n" not in str(error.value)
+    assert not out.exists()
+
+
+def test_cli_fine_tunes_and_refuses_in_one_line(tmp_path, resnet18_file, capsys):
+    out = tmp_path / "run"
+    code = cli.main(["train", "--model", "resnet18", "--data", "shapes", "--image-size", "32",
+                     "--input-size", "32", "--num-samples", "48", "--epochs", "1",
+                     "--weights", resnet18_file, "--fine-tune-epochs", "1", "--unfreeze", "1",
+                     "--verbose", "2", "--out", str(out), "--precision", "float32"])
+    text = capsys.readouterr().out
+    assert code == 0
+    assert "Fine-tuning recipe: weights" in text and "Fine-tuning from epoch 2" in text
+    assert "1 + 1 fine-tuning" in text
+    code = cli.main(["train", "--fine-tune-epochs", "2", "--out", str(tmp_path / "no")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "weights" in err
+    assert not (tmp_path / "no").exists()
