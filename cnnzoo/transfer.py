@@ -212,6 +212,51 @@ def set_phase(model, model_name, phase, plan):
     return model
 
 
+def freeze_backbone(model):
+    """Freezes the backbone of a model with plain dropout layers (phase 1 without rates to set)."""
+    body = zoo_body(model)
+    end = split_index(body)
+    for i, layer in enumerate(body.layers):
+        layer.trainable = i > end
+    return model
+
+
+def head_model(model):
+    """The head of a zoo classifier as a model of its own: features in, probabilities out.
+
+    It shares its layers (and so its weights) with `model`: training it
+    trains `model`'s head. Its input is what `feature_extractor` computes.
+    """
+    import keras
+
+    body = zoo_body(model)
+    end = split_index(body)
+    features = keras.Input(shape=tuple(body.layers[end].output.shape[1:]), name="features")
+    x = features
+    for layer in body.layers[end + 1:]:
+        x = layer(x)
+    if body is not model:
+        for layer in model.layers[model.layers.index(body) + 1:]:
+            x = layer(x)
+    return keras.Model(features, x, name=f"{body.name}_head")
+
+
+def feature_extractor(model):
+    """`model` up to the end of its backbone: images in, the pooled (or flattened) features out."""
+    import keras
+
+    body = zoo_body(model)
+    trunk = keras.Model(body.inputs, body.layers[split_index(body)].output,
+                        name=f"{body.name}_backbone")
+    if body is model:
+        return trunk
+    images = keras.Input(shape=tuple(model.inputs[0].shape[1:]), name="images")
+    x = images
+    for layer in model.layers[1:model.layers.index(body)]:
+        x = layer(x)
+    return keras.Model(images, trunk(x), name=f"{body.name}_features")
+
+
 def copy_weights(source, target):
     """Assigns `source`'s weights to `target`, leaving out `VariableDropout`'s own.
 

@@ -119,6 +119,14 @@ class SearchConfig:
     weights: str = _field(None, "Pretrained weights every trial starts from: imagenet, a set "
                                 "name (see `cnnzoo info MODEL`) or a file.", cli={},
                           identity=True, card=True)
+    # With weights: train each trial's head on the frozen backbone's features,
+    # computed once (`tuning.features`); off, every trial runs the backbone.
+    cache_features: bool = _field(True, "With --weights: compute the frozen backbone's "
+                                        "features once and train every trial's head on them "
+                                        "(--no-cache-features: run the backbone in every "
+                                        "trial, the same training, slower).",
+                                  cli={"flag": "--no-cache-features", "action": "store_false"},
+                                  record=True)
     # The size the model sees, resized inside it (None: the images' own).
     input_size: object = _field(None, "The (height, width) the model sees, resized inside "
                                       "it.", identity=True)
@@ -189,7 +197,7 @@ class SearchConfig:
         v.check_choice("color_mode", self.color_mode, COLOR_MODES)
         if not (self.jit == "auto" or isinstance(self.jit, bool)):
             v.fail("Expected `jit` to be 'auto', True or False.", "jit", self.jit)
-        for name in ("overwrite", "export", "quiet", "skip_bad_images"):
+        for name in ("overwrite", "export", "quiet", "skip_bad_images", "cache_features"):
             v.check_bool(name, getattr(self, name))
         set_(self, "max_consecutive_failures", v.check_int(
             "max_consecutive_failures", self.max_consecutive_failures, low=1,

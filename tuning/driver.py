@@ -155,11 +155,23 @@ def _search(c, *, hypermodel, tuner_class, stream, role, held):
                                   seed=c.seed, color_mode=c.color_mode,
                                   skip_bad_images=c.skip_bad_images)
     _check_data(ds, c.objective)
+    input_size = c.input_size
+    if c.weights is not None and input_size is None and c.image_size is None:
+        # The weights' training size, for images of another size (as `train`).
+        import cnnzoo
+        from cnnzoo import transfer
+        from cnnzoo import weights as pretrained
+
+        request = pretrained.resolve(c.model, cnnzoo.model_info(c.model), c.weights)
+        input_size = transfer.default_input_size(request, ds.input_shape)
+    # The frozen backbone's features, computed once (`tuning.features`).
+    features = hypermodel is None and c.weights is not None and c.cache_features
 
     def build_default():
+        # The whole model: the features' pass is what costs (`threads`).
         counted = hypermodel or ZooHyperModel(
             c.model, input_shape=ds.input_shape, num_classes=ds.num_classes,
-            input_size=c.input_size, jit_compile=False, weights=c.weights,
+            input_size=input_size, jit_compile=False, weights=c.weights,
             **(c.hypermodel_kwargs or {}))
         return counted.build(_default_hp())
 
@@ -177,10 +189,24 @@ def _search(c, *, hypermodel, tuner_class, stream, role, held):
         f"{ds.num_classes} classes")
     if hypermodel is None:
         hypermodel = ZooHyperModel(c.model, input_shape=ds.input_shape,
-                                   num_classes=ds.num_classes, input_size=c.input_size,
+                                   num_classes=ds.num_classes, input_size=input_size,
                                    jit_compile=setup["jit"], weights=c.weights,
-                                   **(c.hypermodel_kwargs or {}))
-    _preflight(hypermodel, ds, c.model, strategy)
+                                   features=features, **(c.hypermodel_kwargs or {}))
+    x_train, x_val = ds.x_train, ds.x_val
+    if features:
+        from tuning.features import features_for
+
+        x_train, x_val, path, how = features_for(c.out, hypermodel, ds.x_train, ds.x_val,
+                                                 precision=setup["precision"],
+                                                 batch_size=c.batch_size)
+        runtime.clear_session()  # the backbone is not needed again
+        say(f"Features: the frozen backbone's outputs ({x_train.shape[1]} per image) for "
+            f"{len(x_train)} train + {len(x_val)} validation images, {how} ({path}); every "
+            f"trial trains its head on them")
+    elif c.weights is not None:
+        say("Features: not cached (--no-cache-features): every trial runs the frozen "
+            "backbone")
+    _preflight(hypermodel, ds, c.model, strategy, sample=x_train[:2])
 
     # What search.json records (`SearchConfig`'s `record` fields; the
     # precision as asked: "auto" is this machine's choice), and the space.
@@ -221,7 +247,7 @@ def _search(c, *, hypermodel, tuner_class, stream, role, held):
         say(f"Searching with {c.tuner}: {total or '?'} trials of up to {c.epochs} epochs, "
             f"objective {c.objective}; results in {c.out}")
 
-    the_tuner.search(ds.x_train, ds.y_train, validation_data=(ds.x_val, ds.y_val),
+    the_tuner.search(x_train, ds.y_train, validation_data=(x_val, ds.y_val),
                      epochs=c.epochs, batch_size=c.batch_size, verbose=0)
 
     if role == "worker":
@@ -253,7 +279,8 @@ def _search(c, *, hypermodel, tuner_class, stream, role, held):
                                                        direction=direction)
     if best is not None and c.export:
         test_metrics, model_path = _export_best(the_tuner, hypermodel, oracle, best, ds, c.out,
-                                                meta, say, c.epochs, c.batch_size)
+                                                meta, say, c.epochs, c.batch_size,
+                                                x_train=x_train)
         files["model"] = model_path
         meta["test_metrics"] = test_metrics
         report.write_results(rows, c.out, meta=meta, direction=direction)
@@ -308,8 +335,11 @@ def _default_hp():
     return kt.HyperParameters()
 
 
-def _preflight(hypermodel, ds, model_name, strategy):
-    """Builds the model once with the default hyperparameters and runs two images."""
+def _preflight(hypermodel, ds, model_name, strategy, sample=None):
+    """Builds the model once with the default hyperparameters and runs two images.
+
+    `sample`: what the model takes instead (a head model: two images' features).
+    """
     import contextlib
 
     import keras
@@ -326,7 +356,8 @@ def _preflight(hypermodel, ds, model_name, strategy):
             model = hypermodel.build(kt.HyperParameters())
         if not isinstance(model, keras.Model):
             raise TypeError(f"build(hp) returned {type(model).__name__}, not a keras.Model")
-        outputs = keras.ops.convert_to_numpy(model(ds.x_train[:2], training=False))
+        sample = ds.x_train[:2] if sample is None else sample
+        outputs = keras.ops.convert_to_numpy(model(sample, training=False))
     except ValueError as error:
         detail = " ".join(str(error).split())
         if "Received:" not in detail:
@@ -470,7 +501,8 @@ def _exported_already(out, best):
     return None
 
 
-def _export_best(the_tuner, hypermodel, oracle, best, ds, out, meta, say, epochs, batch_size):
+def _export_best(the_tuner, hypermodel, oracle, best, ds, out, meta, say, epochs, batch_size,
+                 x_train=None):
     import keras
 
     done = _exported_already(out, best) if the_tuner.resumed else None
@@ -487,7 +519,8 @@ def _export_best(the_tuner, hypermodel, oracle, best, ds, out, meta, say, epochs
         # it, up to its best epoch.
         say(f"The best trial's checkpoint is not readable here ({type(error).__name__}); "
             f"training its configuration again to export it.")
-        model = the_tuner.train_again(trial, ds.x_train, ds.y_train,
+        model = the_tuner.train_again(trial, ds.x_train if x_train is None else x_train,
+                                      ds.y_train,
                                       epochs=int(best.get("best_epoch") or epochs),
                                       batch_size=batch_size)
     if hasattr(hypermodel, "exportable"):

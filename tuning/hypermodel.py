@@ -78,7 +78,17 @@ class ZooHyperModel(_HyperModelBase):
         name: the hypermodel's name. Defaults to `model_name`.
         tunable: Keras Tuner's flag. Defaults to `True`.
         weights: pretrained weights every trial starts from, as
-            `cnnzoo.create_model`'s `weights`. Defaults to `None`.
+            `cnnzoo.create_model`'s `weights`. The backbone is then frozen
+            (batch norm in inference mode, no dropout in it: the first
+            phase of `cnnzoo.transfer`'s recipe), and the head's dropout is
+            what is searched. Defaults to `None`.
+        features: with `weights`, build the head alone (`cnnzoo.transfer.head_model`),
+            which trains on the frozen backbone's features
+            (`cnnzoo.transfer.feature_extractor`, computed once per search)
+            instead of images: the same training, without running the
+            backbone in every step of every trial. `exportable` puts the
+            trained head back on the pretrained backbone. Defaults to
+            `False`.
 
     Example:
 
@@ -92,7 +102,7 @@ class ZooHyperModel(_HyperModelBase):
                  block_dropout_rate=None, per_stage=False, dropout_type=None,
                  learning_rate=None, activation=None, input_size=None,
                  implementation="keras", tunable_dropout=True, jit_compile=False, name=None,
-                 tunable=True, weights=None):
+                 tunable=True, weights=None, features=False):
         import cnnzoo
 
         info = cnnzoo.model_info(model_name)  # raises on an unknown name
@@ -113,7 +123,17 @@ class ZooHyperModel(_HyperModelBase):
             from cnnzoo import weights as pretrained
 
             pretrained.resolve(model_name, info, weights)  # checked now, loaded per trial
+            for name, value in (("block_dropout_rate", block_dropout_rate),
+                                ("dropout_type", dropout_type), ("per_stage", per_stage or None)):
+                if value is not None:
+                    v.fail(f"Expected no `{name}` with `weights`: the backbone is frozen, with "
+                           f"no dropout in it; the head's dropout is searched.", name, value)
+            block_dropout_rate, dropout_type = 0.0, "standard"
         self.weights = weights
+        self.features = v.check_bool("features", features)
+        if self.features and weights is None:
+            v.fail("Expected `weights` with `features=True` (the features of a frozen "
+                   "pretrained backbone).", "features", features)
         self.jit_compile = jit_compile
         self.stages = info["stages"]
         space = info["search_space"]
@@ -203,24 +223,32 @@ class ZooHyperModel(_HyperModelBase):
         implementation's own dropout, no layer at rate 0): what an export
         should hold. Returns `model` itself without `tunable_dropout`.
         """
-        if not self.tunable_dropout:
+        if not self.tunable_dropout and not self.features:
             return model
         from cnnzoo import runtime
 
         values = self.declare(hp.copy())
         with runtime.dtype_policy(model.dtype_policy):  # the trained model's precision
-            plain = self.build_model(**values, tunable_dropout=False)
-        from cnnzoo.transfer import copy_weights
+            plain = self.build_model(**values, tunable_dropout=False, head=False)
+        from cnnzoo import transfer
 
         try:
-            return copy_weights(model, plain)
+            if self.features:
+                # The trained head on the pretrained backbone, layer by layer.
+                transfer.copy_weights(model, transfer.head_model(plain))
+                return plain
+            return transfer.copy_weights(model, plain)
         except ValueError:
             v.fail(f"Expected a model of this hypermodel's configuration {values}, to "
                    f"rebuild it with plain dropout layers.", "model", model.name)
 
     def build_model(self, *, dropout_rate, block_dropout_rate, dropout_type, learning_rate,
-                    activation, tunable_dropout=None):
-        """Builds and compiles the model for one set of values."""
+                    activation, tunable_dropout=None, head=True):
+        """Builds and compiles the model for one set of values.
+
+        With `features`, the head model; with `head=False`, the whole model
+        all the same (what `exportable` fills).
+        """
         from cnnzoo.pipeline import build_classifier
 
         if tunable_dropout is None:
@@ -235,8 +263,19 @@ class ZooHyperModel(_HyperModelBase):
             dropout_rate=_clean(dropout_rate), block_dropout_rate=block_dropout_rate,
             dropout_type=dropout_type, activation=activation,
             implementation=self.implementation, tunable_dropout=tunable_dropout,
-            **({"weights": self.weights} if self.weights is not None else {}),
+            # The head alone needs none of the backbone's weights: not loaded.
+            **({"weights": self.weights}
+               if self.weights is not None and not (self.features and head) else {}),
         )
+        if self.weights is not None:
+            from cnnzoo import transfer
+
+            if tunable_dropout:
+                transfer.set_phase(model, self.model_name, 1, transfer.Plan())
+            else:
+                transfer.freeze_backbone(model)
+            if self.features and head:
+                model = transfer.head_model(model)
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate=float(learning_rate)),
             loss="sparse_categorical_crossentropy",
