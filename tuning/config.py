@@ -125,8 +125,7 @@ class SearchConfig:
                                         "features once and train every trial's head on them "
                                         "(--no-cache-features: run the backbone in every "
                                         "trial, the same training, slower).",
-                                  cli={"flag": "--no-cache-features", "action": "store_false"},
-                                  record=True)
+                                  cli={"flag": "--no-cache-features", "action": "store_false"})
     # The size the model sees, resized inside it (None: the images' own).
     input_size: object = _field(None, "The (height, width) the model sees, resized inside "
                                       "it.", identity=True)
