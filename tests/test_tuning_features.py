@@ -107,3 +107,32 @@ def test_weights_fix_the_backbone_dropout(resnet18_file):
                       weights=resnet18_file, block_dropout_rate=(0.0, 0.2))
     with pytest.raises(ValueError, match=r"Received: features=True"):
         ZooHyperModel("resnet18", input_shape=(32, 32, 3), num_classes=3, features=True)
+
+
+def test_a_fine_tuning_search_searches_the_unfrozen_stages(tmp_path, resnet18_file, capsys):
+    result = tuning.search("resnet18", data="shapes", image_size=32, input_size=32,
+                           num_samples=60, weights=resnet18_file, max_trials=2, epochs=1,
+                           fine_tune_epochs=1, unfreeze=[1, "all"], out=str(tmp_path / "s"),
+                           precision="float32", batch_size=16)
+    text = capsys.readouterr().out
+    assert "Features: not cached: each trial's fine-tuning phase" in text
+    assert "fine_tune_learning_rate=learning_rate / 10" in text
+    best = result.best
+    assert {"dropout_rate", "block_dropout_rate", "unfreeze"} <= set(best["values"])
+    assert best["epochs"] == 2  # one epoch of each phase
+    card = json.loads(open(os.path.join(result.files["model"], "model_card.json")).read())
+    assert card["search"]["fine_tune_epochs"] == 1 and card["search"]["unfreeze"] == [1, "all"]
+
+
+def test_fine_tuning_settings_without_weights_are_refused_before_any_work(tmp_path, capsys):
+    from cnnzoo import cli
+
+    out = tmp_path / "s"
+    with pytest.raises(ValueError, match=r"Received: fine_tune_epochs=2"):
+        tuning.search("resnet18", fine_tune_epochs=2, out=str(out))
+    with pytest.raises(ValueError, match=r"Received: unfreeze=1"):
+        tuning.search("resnet18", weights="imagenet", unfreeze=1, out=str(out))
+    code = cli.main(["tune", "--fine-tune-epochs", "1", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "weights" in err
+    assert not out.exists()

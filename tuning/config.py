@@ -119,6 +119,19 @@ class SearchConfig:
     weights: str = _field(None, "Pretrained weights every trial starts from: imagenet, a set "
                                 "name (see `cnnzoo info MODEL`) or a file.", cli={},
                           identity=True, card=True)
+    # With weights: the fine-tuning phase after each trial's epochs (`cnnzoo.transfer`).
+    fine_tune_epochs: int = _field(0, "With --weights: epochs of each trial's fine-tuning "
+                                      "phase (the top stages unfrozen, batch norm frozen); the "
+                                      "unfrozen stages' dropout is then searched too.",
+                                   cli={"type": int}, identity=True, card=True)
+    # The stages the fine-tuning phase trains: "all" or the top K (a list: searched).
+    unfreeze: object = _field(None, "With --fine-tune-epochs: all (default) or the top K "
+                                    "stages.", cli={"metavar": "all|K"}, identity=True,
+                              card=True)
+    # The fine-tuning phase's learning rate (None: a tenth of the trial's).
+    fine_tune_learning_rate: object = _field(None, "With --fine-tune-epochs: its learning "
+                                                   "rate (default: a tenth of the trial's).",
+                                             cli={"type": float}, identity=True, card=True)
     # With weights: train each trial's head on the frozen backbone's features,
     # computed once (`tuning.features`); off, every trial runs the backbone.
     cache_features: bool = _field(True, "With --weights: compute the frozen backbone's "
@@ -198,6 +211,14 @@ class SearchConfig:
             v.fail("Expected `jit` to be 'auto', True or False.", "jit", self.jit)
         for name in ("overwrite", "export", "quiet", "skip_bad_images", "cache_features"):
             v.check_bool(name, getattr(self, name))
+        set_(self, "fine_tune_epochs", v.check_int("fine_tune_epochs", self.fine_tune_epochs,
+                                                   low=0))
+        if self.fine_tune_epochs and self.weights is None:
+            v.fail("Expected `weights` with `fine_tune_epochs`: fine-tuning starts from "
+                   "pretrained weights.", "fine_tune_epochs", self.fine_tune_epochs)
+        for name in ("unfreeze", "fine_tune_learning_rate"):
+            if getattr(self, name) is not None and not self.fine_tune_epochs:
+                v.fail(f"Expected `fine_tune_epochs` with `{name}`.", name, getattr(self, name))
         set_(self, "max_consecutive_failures", v.check_int(
             "max_consecutive_failures", self.max_consecutive_failures, low=1,
             allow_none=True))
@@ -249,7 +270,8 @@ def _check_hypermodel_kwargs(kwargs):
                "hypermodel_kwargs", kwargs)
     # What the search passes to ZooHyperModel itself.
     taken = sorted(set(kwargs) & {"input_shape", "num_classes", "input_size", "jit_compile",
-                                  "weights"})
+                                  "weights", "features", "fine_tune_epochs", "unfreeze",
+                                  "fine_tune_learning_rate"})
     if taken:
         v.fail(f"Expected `{taken[0]}` from the search, not in `hypermodel_kwargs` (pass "
                f"input_size, jit and weights to search() itself; the data sets the others).",

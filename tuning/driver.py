@@ -165,13 +165,18 @@ def _search(c, *, hypermodel, tuner_class, stream, role, held):
         request = pretrained.resolve(c.model, cnnzoo.model_info(c.model), c.weights)
         input_size = transfer.default_input_size(request, ds.input_shape)
     # The frozen backbone's features, computed once (`tuning.features`).
-    features = hypermodel is None and c.weights is not None and c.cache_features
+    # Not while fine-tuning: that phase trains through the backbone.
+    features = (hypermodel is None and c.weights is not None and c.cache_features
+                and not c.fine_tune_epochs)
+    tuning_kwargs = {k: getattr(c, k) for k in ("fine_tune_epochs", "unfreeze",
+                                                 "fine_tune_learning_rate")
+                     if getattr(c, k)}
 
     def build_default():
         # The whole model: the features' pass is what costs (`threads`).
         counted = hypermodel or ZooHyperModel(
             c.model, input_shape=ds.input_shape, num_classes=ds.num_classes,
-            input_size=input_size, jit_compile=False, weights=c.weights,
+            input_size=input_size, jit_compile=False, weights=c.weights, **tuning_kwargs,
             **(c.hypermodel_kwargs or {}))
         return counted.build(_default_hp())
 
@@ -191,7 +196,8 @@ def _search(c, *, hypermodel, tuner_class, stream, role, held):
         hypermodel = ZooHyperModel(c.model, input_shape=ds.input_shape,
                                    num_classes=ds.num_classes, input_size=input_size,
                                    jit_compile=setup["jit"], weights=c.weights,
-                                   features=features, **(c.hypermodel_kwargs or {}))
+                                   features=features, **tuning_kwargs,
+                                   **(c.hypermodel_kwargs or {}))
     x_train, x_val = ds.x_train, ds.x_val
     if features:
         from tuning.features import features_for
@@ -203,6 +209,9 @@ def _search(c, *, hypermodel, tuner_class, stream, role, held):
         say(f"Features: the frozen backbone's outputs ({x_train.shape[1]} per image) for "
             f"{len(x_train)} train + {len(x_val)} validation images, {how} ({path}); every "
             f"trial trains its head on them")
+    elif c.fine_tune_epochs:
+        say("Features: not cached: each trial's fine-tuning phase trains through the "
+            "backbone (its first phase runs the frozen backbone too)")
     elif c.weights is not None:
         say("Features: not cached (--no-cache-features): every trial runs the frozen "
             "backbone")

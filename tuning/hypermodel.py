@@ -82,6 +82,17 @@ class ZooHyperModel(_HyperModelBase):
             (batch norm in inference mode, no dropout in it: the first
             phase of `cnnzoo.transfer`'s recipe), and the head's dropout is
             what is searched. Defaults to `None`.
+        fine_tune_epochs: with `weights`, epochs of `cnnzoo.transfer`'s
+            second phase after the trial's epochs: the top stages unfrozen
+            (batch norm frozen), a new Adam optimizer. `block_dropout_rate`
+            is then the unfrozen stages' dropout, searched by default.
+            Defaults to 0 (the head alone trains).
+        unfreeze: with `fine_tune_epochs`: `"all"` or a number of top stages,
+            fixed, or a list of them, searched. Defaults to `"all"`.
+        fine_tune_learning_rate: with `fine_tune_epochs`: the second phase's
+            learning rate, as `learning_rate` (a number, `(low, high)` on a
+            log scale, a list). Defaults to a tenth of the trial's learning
+            rate.
         features: with `weights`, build the head alone (`cnnzoo.transfer.head_model`),
             which trains on the frozen backbone's features
             (`cnnzoo.transfer.feature_extractor`, computed once per search)
@@ -102,7 +113,8 @@ class ZooHyperModel(_HyperModelBase):
                  block_dropout_rate=None, per_stage=False, dropout_type=None,
                  learning_rate=None, activation=None, input_size=None,
                  implementation="keras", tunable_dropout=True, jit_compile=False, name=None,
-                 tunable=True, weights=None, features=False):
+                 tunable=True, weights=None, features=False, fine_tune_epochs=0,
+                 unfreeze=None, fine_tune_learning_rate=None):
         import cnnzoo
 
         info = cnnzoo.model_info(model_name)  # raises on an unknown name
@@ -123,12 +135,47 @@ class ZooHyperModel(_HyperModelBase):
             from cnnzoo import weights as pretrained
 
             pretrained.resolve(model_name, info, weights)  # checked now, loaded per trial
-            for name, value in (("block_dropout_rate", block_dropout_rate),
-                                ("dropout_type", dropout_type), ("per_stage", per_stage or None)):
+            fine_tune_epochs = v.check_int("fine_tune_epochs", fine_tune_epochs, low=0)
+            refused = [("per_stage", per_stage or None)]
+            if not fine_tune_epochs:
+                refused += [("block_dropout_rate", block_dropout_rate),
+                            ("dropout_type", dropout_type)]
+            for name, value in refused:
                 if value is not None:
-                    v.fail(f"Expected no `{name}` with `weights`: the backbone is frozen, with "
-                           f"no dropout in it; the head's dropout is searched.", name, value)
-            block_dropout_rate, dropout_type = 0.0, "standard"
+                    v.fail(f"Expected no `{name}` with `weights`"
+                           + (": the backbone is frozen, with no dropout in it; the head's "
+                              "dropout is searched (with fine_tune_epochs, also the unfrozen "
+                              "stages')." if name != "per_stage" else
+                              ": the unfrozen stages share one rate."), name, value)
+            if not fine_tune_epochs:
+                block_dropout_rate, dropout_type = 0.0, "standard"
+        elif fine_tune_epochs:
+            v.fail("Expected `weights` with `fine_tune_epochs`: fine-tuning starts from "
+                   "pretrained weights.", "fine_tune_epochs", fine_tune_epochs)
+        from cnnzoo import transfer
+
+        self.fine_tune_epochs = fine_tune_epochs if weights is not None else 0
+        if self.fine_tune_epochs:
+            if features:
+                v.fail("Expected `features=False` with `fine_tune_epochs`: the fine-tuning "
+                       "phase trains through the backbone.", "features", features)
+            choices = unfreeze if isinstance(unfreeze, list) else [
+                "all" if unfreeze is None else unfreeze]
+            if not choices:
+                v.fail("Expected `unfreeze` to list at least one value.", "unfreeze", unfreeze)
+            # As strings: a Keras Tuner choice holds values of one type.
+            choices = [str(transfer.check_unfreeze(model_name, info, u)) for u in choices]
+            self.unfreeze = (("choice", choices, choices[0]) if isinstance(unfreeze, list)
+                             else ("fixed", choices[0]))
+            # None: a tenth of the trial's learning rate.
+            self.fine_tune_learning_rate = _learning_rate_spec(
+                fine_tune_learning_rate, "fine_tune_learning_rate", default=None)
+        else:
+            for name, value in (("unfreeze", unfreeze),
+                                ("fine_tune_learning_rate", fine_tune_learning_rate)):
+                if value is not None:
+                    v.fail(f"Expected `fine_tune_epochs` with `{name}`.", name, value)
+            self.unfreeze = self.fine_tune_learning_rate = None
         self.weights = weights
         self.features = v.check_bool("features", features)
         if self.features and weights is None:
@@ -181,6 +228,9 @@ class ZooHyperModel(_HyperModelBase):
                                                     self.block_dropout_rate)
         for key in ("dropout_type", "learning_rate", "activation"):
             values[key] = _declare(hp, key, getattr(self, key))
+        if self.fine_tune_epochs:
+            for key in ("unfreeze", "fine_tune_learning_rate"):
+                values[key] = _declare(hp, key, getattr(self, key))
         return values
 
     def defaults(self):
@@ -192,11 +242,16 @@ class ZooHyperModel(_HyperModelBase):
     def fixed_values(self):
         """The knobs that are not searched, with their values."""
         out = {}
-        for key in ("dropout_rate", "block_dropout_rate", "dropout_type", "learning_rate",
-                    "activation"):
+        keys = ["dropout_rate", "block_dropout_rate", "dropout_type", "learning_rate",
+                "activation"]
+        if self.fine_tune_epochs:
+            keys += ["unfreeze", "fine_tune_learning_rate"]
+        for key in keys:
             spec = getattr(self, key)
             if spec[0] == "fixed":
                 out[key] = spec[1]
+        if out.get("fine_tune_learning_rate", 0) is None:
+            out["fine_tune_learning_rate"] = "learning_rate / 10"
         return out
 
     @property
@@ -209,6 +264,8 @@ class ZooHyperModel(_HyperModelBase):
         and, with `tunable_dropout`, every dropout rate and the dropout type
         (`cnnzoo.layers.VariableDropout`).
         """
+        if self.fine_tune_epochs:
+            return frozenset()  # each trial compiles its fine-tuning phase anew
         names = {"learning_rate"}
         if self.tunable_dropout:
             blocks = ([f"block_dropout_rate_{i + 1}" for i in range(self.stages)]
@@ -243,7 +300,8 @@ class ZooHyperModel(_HyperModelBase):
                    f"rebuild it with plain dropout layers.", "model", model.name)
 
     def build_model(self, *, dropout_rate, block_dropout_rate, dropout_type, learning_rate,
-                    activation, tunable_dropout=None, head=True):
+                    activation, tunable_dropout=None, head=True, unfreeze="all",
+                    fine_tune_learning_rate=None):
         """Builds and compiles the model for one set of values.
 
         With `features`, the head model; with `head=False`, the whole model
@@ -258,6 +316,13 @@ class ZooHyperModel(_HyperModelBase):
             block_dropout_rate = [_clean(r) for r in block_dropout_rate]
         else:
             block_dropout_rate = _clean(block_dropout_rate)
+        if self.weights is not None:
+            # Trials set the rates by phase (`cnnzoo.transfer.set_phase`); a
+            # plain model gets the fine-tuning phase's: the unfrozen stages'.
+            block_dropout_rate = 0.0 if tunable_dropout else self._plan(
+                {"block_dropout_rate": block_dropout_rate, "unfreeze": unfreeze,
+                 "fine_tune_learning_rate": fine_tune_learning_rate,
+                 "learning_rate": learning_rate}).stage_rates(self.info)
         model = build_classifier(
             self.model_name, self.input_shape, self.num_classes, input_size=self.input_size,
             dropout_rate=_clean(dropout_rate), block_dropout_rate=block_dropout_rate,
@@ -284,8 +349,23 @@ class ZooHyperModel(_HyperModelBase):
         )
         return model
 
+    def _plan(self, values):
+        from cnnzoo import transfer
+
+        rate = values.get("fine_tune_learning_rate")
+        unfreeze = str(values.get("unfreeze", "all"))
+        return transfer.Plan(self.fine_tune_epochs, unfreeze if unfreeze == "all" else int(unfreeze),
+                             float(rate if rate is not None else
+                                   values["learning_rate"] * transfer.FINE_TUNE_LR_FACTOR),
+                             values["block_dropout_rate"])
+
     def fit(self, hp, model, *args, **kwargs):
-        """`model.fit`, failing the trial (not the search) when the loss is not finite."""
+        """`model.fit`, failing the trial (not the search) when the loss is not finite.
+
+        With `fine_tune_epochs`, a second `fit` follows, of the fine-tuning
+        phase (`cnnzoo.transfer`), its epochs numbered on from the first's;
+        the history returned holds both.
+        """
         guard = NonFiniteLossGuard()
         kwargs["callbacks"] = list(kwargs.get("callbacks") or []) + [guard]
         x = args[0] if args else kwargs.get("x")
@@ -296,7 +376,25 @@ class ZooHyperModel(_HyperModelBase):
         history = model.fit(*args, **kwargs)
         if guard.reason:
             raise kt.errors.FailedTrialError(guard.reason)
-        return history
+        if not self.fine_tune_epochs:
+            return history
+        from cnnzoo import transfer
+
+        plan = self._plan(self.declare(hp.copy()))
+        transfer.set_phase(model, self.model_name, 2, plan)
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate=plan.fine_tune_learning_rate),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                      jit_compile=self.jit_compile)
+        prepare_training(model, x, y)
+        first = len(history.epoch) + int(kwargs.get("initial_epoch") or 0)
+        tuned = model.fit(*args, **{**kwargs, "initial_epoch": first,
+                                    "epochs": first + self.fine_tune_epochs})
+        if guard.reason:
+            raise kt.errors.FailedTrialError(guard.reason)
+        tuned.history = {k: list(history.history.get(k, [])) + list(values)
+                         for k, values in tuned.history.items()}
+        tuned.epoch = list(history.epoch) + list(tuned.epoch)
+        return tuned
 
 
 class NonFiniteLossGuard(keras.callbacks.Callback if kt is not None else object):
@@ -376,32 +474,32 @@ def _choice_spec(name, value, default, valid):
     return ("fixed", v.check_choice(name, value, valid))
 
 
-def _learning_rate_spec(value):
+def _learning_rate_spec(value, name="learning_rate", default=DEFAULT_LEARNING_RATE):
     def check(n, x):
         return v.check_number(n, x, low=0.0, low_inclusive=False, high=10.0)
 
     if value is None or value is False:
-        return ("fixed", DEFAULT_LEARNING_RATE)
+        return ("fixed", default)
     if value is True:
         value = LEARNING_RATE_RANGE
     if isinstance(value, tuple):
         if len(value) != 2:
-            v.fail("Expected `learning_rate` as (low, high).", "learning_rate", value)
-        low, high = check("learning_rate[0]", value[0]), check("learning_rate[1]", value[1])
+            v.fail(f"Expected `{name}` as (low, high).", name, value)
+        low, high = check(f"{name}[0]", value[0]), check(f"{name}[1]", value[1])
         if high <= low:
-            v.fail("Expected `learning_rate` as (low, high) with low < high.", "learning_rate",
+            v.fail(f"Expected `{name}` as (low, high) with low < high.", name,
                    value)
-        default = min(max(DEFAULT_LEARNING_RATE, low), high)
+        default = min(max(default or low, low), high)
         return ("float", low, high, None, default, "log")
     if isinstance(value, list):
-        values = [check(f"learning_rate[{i}]", x) for i, x in enumerate(value)]
+        values = [check(f"{name}[{i}]", x) for i, x in enumerate(value)]
         if not values:
-            v.fail("Expected `learning_rate` to list at least one value.", "learning_rate", value)
+            v.fail(f"Expected `{name}` to list at least one value.", name, value)
         return ("choice", values, values[0])
     if isinstance(value, numbers.Real):
-        return ("fixed", check("learning_rate", value))
-    v.fail("Expected `learning_rate` as a number, (low, high), a list, or True.",
-           "learning_rate", value)
+        return ("fixed", check(name, value))
+    v.fail(f"Expected `{name}` as a number, (low, high), a list, or True.",
+           name, value)
 
 
 def _declare(hp, name, spec):
