@@ -33,6 +33,8 @@ BENCHMARKS = {
                   "mixed bfloat16 vs float32: speed and the accuracy kept"),
     "serving": ("cnnzoo.bench.serving", "SavedModel `serve` vs predict_on_batch"),
     "search": ("cnnzoo.bench.search", "trials/hour: cnnzoo search vs plain Keras Tuner"),
+    "transfer": ("cnnzoo.bench.transfer",
+                 "head-dropout search on pretrained backbones vs plain Keras Tuner"),
 }
 
 
