@@ -354,9 +354,10 @@ class ZooHyperModel(_HyperModelBase):
 
         rate = values.get("fine_tune_learning_rate")
         unfreeze = str(values.get("unfreeze", "all"))
-        return transfer.Plan(self.fine_tune_epochs, unfreeze if unfreeze == "all" else int(unfreeze),
-                             float(rate if rate is not None else
-                                   values["learning_rate"] * transfer.FINE_TUNE_LR_FACTOR),
+        if rate is None:
+            rate = values["learning_rate"] * transfer.FINE_TUNE_LR_FACTOR
+        return transfer.Plan(self.fine_tune_epochs,
+                             unfreeze if unfreeze == "all" else int(unfreeze), float(rate),
                              values["block_dropout_rate"])
 
     def fit(self, hp, model, *args, **kwargs):
