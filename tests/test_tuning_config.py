@@ -70,4 +70,5 @@ def test_what_a_search_records_and_compares(tmp_path):
     assert "max_trials" not in config.identity_fields()
     assert {"model", "data", "seed", "epochs", "precision"} <= set(config.identity_fields())
     assert set(config.card_fields()) == {"tuner", "objective", "seed", "epochs", "max_trials",
-                                         "precision", "weights"}
+                                         "precision", "weights", "fine_tune_epochs", "unfreeze",
+                                         "fine_tune_learning_rate"}
