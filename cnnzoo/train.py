@@ -194,7 +194,7 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
                                drop_path_rate=drop_path_rate)
     if weights is not None:
         # Checked now (a set name or a file), loaded when the model is built.
-        request = pretrained.resolve(model, _registry.model_info(model), weights)
+        pretrained.resolve(model, _registry.model_info(model), weights)
         knobs["weights"] = weights
 
     if isinstance(data, data_module.Dataset):
@@ -218,7 +218,7 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
             data_config["skipped_images"] = [os.path.relpath(f, dataset.source)
                                              for f in dataset.skipped]
     if plan is not None and input_size is None and image_size is None:
-        input_size = transfer.default_input_size(request, dataset.input_shape)
+        input_size = transfer.default_input_size(model, weights, dataset.input_shape)
     if len(dataset.y_val) == 0:
         v.fail("Expected a validation split (early stopping watches the validation loss).",
                "validation_split", validation_split)

@@ -63,11 +63,11 @@ class Plan:
     def stage_rates(self, info):
         """Phase 2's block rate of each stage: the unfrozen stages' rate, 0 elsewhere."""
         stages = info["stages"]
+        if not self.fine_tune_epochs:
+            return [0.0] * stages
         rates = (list(self.block_dropout_rate)
                  if isinstance(self.block_dropout_rate, (list, tuple))
                  else [float(self.block_dropout_rate)] * stages)
-        if not self.fine_tune_epochs:
-            return [0.0] * stages
         top = unfrozen_stages(info, self.unfreeze)
         return [float(r) if s in top else 0.0 for s, r in enumerate(rates)]
 
@@ -82,22 +82,10 @@ def check_plan(model_name, *, weights, fine_tune_epochs=0, unfreeze=None,
     from cnnzoo.models._registry import model_info
 
     info = model_info(model_name)
-    fine_tune_epochs = v.check_int("fine_tune_epochs", fine_tune_epochs or 0, low=0)
+    fine_tune_epochs = check_requirements(weights, fine_tune_epochs, unfreeze,
+                                          fine_tune_learning_rate)
     if weights is None:
-        for name, value in (("fine_tune_epochs", fine_tune_epochs or None),
-                            ("unfreeze", unfreeze),
-                            ("fine_tune_learning_rate", fine_tune_learning_rate)):
-            if value is not None:
-                v.fail(f"Expected `weights` with `{name}`: fine-tuning starts from pretrained "
-                       f"weights (a model trained from scratch has nothing to freeze).", name,
-                       value)
         return None
-    if not fine_tune_epochs:
-        for name, value in (("unfreeze", unfreeze),
-                            ("fine_tune_learning_rate", fine_tune_learning_rate)):
-            if value is not None:
-                v.fail(f"Expected `fine_tune_epochs` with `{name}`: it sets the fine-tuning "
-                       f"phase, which runs only for fine_tune_epochs > 0.", name, value)
     if drop_path_rate:
         v.fail("Expected no `drop_path_rate` with `weights`: the frozen backbone must be a "
                "fixed function of each image; the unfrozen stages' regulariser is "
@@ -116,12 +104,36 @@ def check_plan(model_name, *, weights, fine_tune_epochs=0, unfreeze=None,
     return Plan(fine_tune_epochs, unfreeze, float(fine_tune_learning_rate), rate)
 
 
-def default_input_size(request, raw_input_shape):
+def check_requirements(weights, fine_tune_epochs, unfreeze, fine_tune_learning_rate):
+    """Refuses a fine-tuning setting without what it needs; returns `fine_tune_epochs` as an int.
+
+    `fine_tune_epochs` needs `weights`; `unfreeze` and
+    `fine_tune_learning_rate` need `fine_tune_epochs` (and so `weights`).
+    """
+    fine_tune_epochs = v.check_int("fine_tune_epochs", fine_tune_epochs or 0, low=0)
+    for name, value in (("fine_tune_epochs", fine_tune_epochs or None),
+                        ("unfreeze", unfreeze),
+                        ("fine_tune_learning_rate", fine_tune_learning_rate)):
+        if value is not None and weights is None:
+            v.fail(f"Expected `weights` with `{name}`: fine-tuning starts from pretrained "
+                   f"weights (a model trained from scratch has nothing to freeze).", name,
+                   value)
+        if value is not None and name != "fine_tune_epochs" and not fine_tune_epochs:
+            v.fail(f"Expected `fine_tune_epochs` with `{name}`: it sets the fine-tuning "
+                   f"phase, which runs only for fine_tune_epochs > 0.", name, value)
+    return fine_tune_epochs
+
+
+def default_input_size(model_name, weights, raw_input_shape):
     """The weights' training size where the images are of another size, else `None`.
 
-    `request` is what `cnnzoo.weights.resolve` returned; a file in a
-    publisher's layout has that layout's set's size; a cnnzoo file has none.
+    A file in a publisher's layout has that layout's set's size; a cnnzoo
+    file has none.
     """
+    from cnnzoo import weights as pretrained
+    from cnnzoo.models._registry import model_info
+
+    request = pretrained.resolve(model_name, model_info(model_name), weights)
     trained = (request["spec"] or {}).get("input_size")
     if trained and tuple(raw_input_shape[:2]) != (trained, trained):
         return trained
@@ -209,15 +221,6 @@ def set_phase(model, model_name, phase, plan):
             layer.rate = rates[stage] if stage is not None else 0.0
     for layer in body.layers[end + 1:]:
         layer.trainable = True
-    return model
-
-
-def freeze_backbone(model):
-    """Freezes the backbone of a model with plain dropout layers (phase 1 without rates to set)."""
-    body = zoo_body(model)
-    end = split_index(body)
-    for i, layer in enumerate(body.layers):
-        layer.trainable = i > end
     return model
 
 

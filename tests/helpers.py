@@ -1,6 +1,11 @@
 """Helpers that more than one test file uses (test files do not import each other)."""
 
 import ast
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 
@@ -71,3 +76,23 @@ def save_torch(state, path):
 
     save_file(state, str(path))
     return str(path)
+
+
+def kill_at(script_args, marker, timeout=300):
+    """Runs `python SCRIPT ARGS...` and SIGKILLs it once the file `marker` exists.
+
+    The repository is on the child's path, so it imports this checkout's
+    cnnzoo whether or not it is installed.
+    """
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
+           "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen([sys.executable, *map(str, script_args)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + timeout
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    assert marker.exists(), proc.stderr.read().decode()[-2000:]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return env

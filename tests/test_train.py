@@ -3,11 +3,9 @@
 import csv
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import keras
 import numpy as np
@@ -15,6 +13,7 @@ import pytest
 
 from cnnzoo import cli
 from cnnzoo import train as T
+from tests.helpers import kill_at
 
 # Small and fast: 300 digits, float32 so results do not depend on bf16 hardware.
 KW = dict(data="digits", num_samples=300, batch_size=64, precision="float32", verbose=0)
@@ -133,16 +132,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
     script = tmp_path / "job.py"
     script.write_text(_SCRIPT)
     out = tmp_path / "killed"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.Popen([sys.executable, str(script), str(out)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    marker = out / T.CHECKPOINT_DIR / "epoch-0001.npz"
-    deadline = time.time() + 240
-    while not marker.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.01)
-    assert marker.exists(), proc.stderr.read().decode()[-2000:]
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    env = kill_at([script, out], out / T.CHECKPOINT_DIR / "epoch-0001.npz", timeout=240)
     record = json.loads((out / T.RUN_FILE).read_text())
     assert record["status"] == "running"
     assert not (out / T.MODEL_FILE).exists()

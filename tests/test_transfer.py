@@ -8,11 +8,7 @@ and that a resumed run equals an uninterrupted one to the last bit).
 import csv
 import json
 import os
-import signal
-import subprocess
-import sys
 import textwrap
-import time
 
 import keras
 import numpy as np
@@ -21,7 +17,7 @@ import pytest
 import cnnzoo
 from cnnzoo import cli, transfer
 from cnnzoo import train as T
-from tests.helpers import save_torch, torch_state
+from tests.helpers import kill_at, save_torch, torch_state
 
 KW = dict(data="shapes", image_size=32, input_size=32, num_samples=60, batch_size=16,
           precision="float32", verbose=0, dropout_rate=0.2)
@@ -132,18 +128,7 @@ def test_a_run_killed_in_either_phase_resumes_to_the_same_artefacts(tmp_path, re
     script = tmp_path / "job.py"
     script.write_text(_SCRIPT.format(kw=repr(KW)))
     out = tmp_path / "killed"
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
-           "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.Popen([sys.executable, str(script), str(out), resnet18_file], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    marker = out / T.CHECKPOINT_DIR / "epoch-0003.npz"
-    deadline = time.time() + 300
-    while not marker.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.01)
-    assert marker.exists(), proc.stderr.read().decode()[-2000:]
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_at([script, out, resnet18_file], out / T.CHECKPOINT_DIR / "epoch-0003.npz")
     assert not (out / T.MODEL_FILE).exists()
     again = T.train("resnet18", out=out, **kwargs)
     assert again.resumed_from == 3
@@ -162,9 +147,8 @@ def test_a_run_killed_in_either_phase_resumes_to_the_same_artefacts(tmp_path, re
 
 
 def test_the_weights_training_size_is_the_default_input_size(resnet18_file):
-    request = cnnzoo.weights.resolve("resnet18", cnnzoo.model_info("resnet18"), resnet18_file)
-    assert transfer.default_input_size(request, (32, 32, 3)) == 224
-    assert transfer.default_input_size(request, (224, 224, 3)) is None
+    assert transfer.default_input_size("resnet18", resnet18_file, (32, 32, 3)) == 224
+    assert transfer.default_input_size("resnet18", resnet18_file, (224, 224, 3)) is None
 
 
 @pytest.mark.parametrize("kwargs, name", [

@@ -211,14 +211,10 @@ class SearchConfig:
             v.fail("Expected `jit` to be 'auto', True or False.", "jit", self.jit)
         for name in ("overwrite", "export", "quiet", "skip_bad_images", "cache_features"):
             v.check_bool(name, getattr(self, name))
-        set_(self, "fine_tune_epochs", v.check_int("fine_tune_epochs", self.fine_tune_epochs,
-                                                   low=0))
-        if self.fine_tune_epochs and self.weights is None:
-            v.fail("Expected `weights` with `fine_tune_epochs`: fine-tuning starts from "
-                   "pretrained weights.", "fine_tune_epochs", self.fine_tune_epochs)
-        for name in ("unfreeze", "fine_tune_learning_rate"):
-            if getattr(self, name) is not None and not self.fine_tune_epochs:
-                v.fail(f"Expected `fine_tune_epochs` with `{name}`.", name, getattr(self, name))
+        from cnnzoo import transfer
+
+        set_(self, "fine_tune_epochs", transfer.check_requirements(
+            self.weights, self.fine_tune_epochs, self.unfreeze, self.fine_tune_learning_rate))
         set_(self, "max_consecutive_failures", v.check_int(
             "max_consecutive_failures", self.max_consecutive_failures, low=1,
             allow_none=True))

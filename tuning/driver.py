@@ -158,12 +158,9 @@ def _search(c, *, hypermodel, tuner_class, stream, role, held):
     input_size = c.input_size
     if c.weights is not None and input_size is None and c.image_size is None:
         # The weights' training size, for images of another size (as `train`).
-        import cnnzoo
         from cnnzoo import transfer
-        from cnnzoo import weights as pretrained
 
-        request = pretrained.resolve(c.model, cnnzoo.model_info(c.model), c.weights)
-        input_size = transfer.default_input_size(request, ds.input_shape)
+        input_size = transfer.default_input_size(c.model, c.weights, ds.input_shape)
     # The frozen backbone's features, computed once (`tuning.features`).
     # Not while fine-tuning: that phase trains through the backbone.
     features = (hypermodel is None and c.weights is not None and c.cache_features

@@ -135,26 +135,22 @@ class ZooHyperModel(_HyperModelBase):
             from cnnzoo import weights as pretrained
 
             pretrained.resolve(model_name, info, weights)  # checked now, loaded per trial
-            fine_tune_epochs = v.check_int("fine_tune_epochs", fine_tune_epochs, low=0)
-            refused = [("per_stage", per_stage or None)]
-            if not fine_tune_epochs:
-                refused += [("block_dropout_rate", block_dropout_rate),
-                            ("dropout_type", dropout_type)]
-            for name, value in refused:
-                if value is not None:
-                    v.fail(f"Expected no `{name}` with `weights`"
-                           + (": the backbone is frozen, with no dropout in it; the head's "
-                              "dropout is searched (with fine_tune_epochs, also the unfrozen "
-                              "stages')." if name != "per_stage" else
-                              ": the unfrozen stages share one rate."), name, value)
-            if not fine_tune_epochs:
-                block_dropout_rate, dropout_type = 0.0, "standard"
-        elif fine_tune_epochs:
-            v.fail("Expected `weights` with `fine_tune_epochs`: fine-tuning starts from "
-                   "pretrained weights.", "fine_tune_epochs", fine_tune_epochs)
         from cnnzoo import transfer
 
-        self.fine_tune_epochs = fine_tune_epochs if weights is not None else 0
+        self.fine_tune_epochs = transfer.check_requirements(weights, fine_tune_epochs, unfreeze,
+                                                            fine_tune_learning_rate)
+        if weights is not None:
+            if per_stage:
+                v.fail("Expected no `per_stage` with `weights`: the unfrozen stages share one "
+                       "rate.", "per_stage", per_stage)
+            if not self.fine_tune_epochs:
+                for name, value in (("block_dropout_rate", block_dropout_rate),
+                                    ("dropout_type", dropout_type)):
+                    if value is not None:
+                        v.fail(f"Expected no `{name}` with `weights`: the backbone is frozen, "
+                               f"with no dropout in it; the head's dropout is searched (with "
+                               f"fine_tune_epochs, also the unfrozen stages').", name, value)
+                block_dropout_rate, dropout_type = 0.0, "standard"
         if self.fine_tune_epochs:
             if features:
                 v.fail("Expected `features=False` with `fine_tune_epochs`: the fine-tuning "
@@ -171,10 +167,6 @@ class ZooHyperModel(_HyperModelBase):
             self.fine_tune_learning_rate = _learning_rate_spec(
                 fine_tune_learning_rate, "fine_tune_learning_rate", default=None)
         else:
-            for name, value in (("unfreeze", unfreeze),
-                                ("fine_tune_learning_rate", fine_tune_learning_rate)):
-                if value is not None:
-                    v.fail(f"Expected `fine_tune_epochs` with `{name}`.", name, value)
             self.unfreeze = self.fine_tune_learning_rate = None
         self.weights = weights
         self.features = v.check_bool("features", features)
@@ -335,12 +327,12 @@ class ZooHyperModel(_HyperModelBase):
         if self.weights is not None:
             from cnnzoo import transfer
 
-            if tunable_dropout:
-                transfer.set_phase(model, self.model_name, 1, transfer.Plan())
-            else:
-                transfer.freeze_backbone(model)
+            transfer.set_phase(model, self.model_name, 1, transfer.Plan())
             if self.features and head:
                 model = transfer.head_model(model)
+        return self._compile(model, learning_rate)
+
+    def _compile(self, model, learning_rate):
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate=float(learning_rate)),
             loss="sparse_categorical_crossentropy",
@@ -383,9 +375,7 @@ class ZooHyperModel(_HyperModelBase):
 
         plan = self._plan(self.declare(hp.copy()))
         transfer.set_phase(model, self.model_name, 2, plan)
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate=plan.fine_tune_learning_rate),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                      jit_compile=self.jit_compile)
+        self._compile(model, plan.fine_tune_learning_rate)
         prepare_training(model, x, y)
         first = len(history.epoch) + int(kwargs.get("initial_epoch") or 0)
         tuned = model.fit(*args, **{**kwargs, "initial_epoch": first,
