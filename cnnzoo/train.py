@@ -49,6 +49,7 @@ from cnnzoo import _validation as v
 
 DEFAULT_EPOCHS = 20
 DEFAULT_BATCH_SIZE = 32
+# Adam's (`cnnzoo.recipe.DEFAULT_LEARNING_RATES`).
 DEFAULT_LEARNING_RATE = 1e-3
 DEFAULT_PATIENCE = 5
 
@@ -100,10 +101,12 @@ class TrainResult:
 def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEFAULT_EPOCHS,
           batch_size=DEFAULT_BATCH_SIZE, activation=None, dropout_rate=None,
           block_dropout_rate=None, dropout_type=None, implementation=None,
-          drop_path_rate=None, learning_rate=DEFAULT_LEARNING_RATE, seed=0,
+          drop_path_rate=None, learning_rate=None, seed=0,
           precision="auto", jit="auto", patience=DEFAULT_PATIENCE, image_size=None,
           num_samples=None, validation_split=0.15, test_split=0.15, color_mode=None,
-          skip_bad_images=False, verbose=1, threads="auto", weights=None):
+          skip_bad_images=False, verbose=1, threads="auto", weights=None,
+          optimizer="adam", weight_decay=0.0, schedule="constant", warmup_epochs=0,
+          label_smoothing=0.0, clipnorm=None, augment="none"):
     """Trains a zoo model on a dataset into a run folder, resuming if it was cut short.
 
     Args:
@@ -122,7 +125,9 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
         activation, dropout_rate, block_dropout_rate, dropout_type,
             implementation, drop_path_rate: the zoo knobs (see
             `cnnzoo.create_model`); `None` keeps the model's default.
-        learning_rate: Adam's learning rate. Defaults to 1e-3.
+        learning_rate: the optimizer's learning rate (a schedule's peak).
+            Defaults to the optimizer's Keras default: 1e-3 for Adam and
+            AdamW, 0.01 for SGD.
         seed: seeds weights, batches, dropout masks and the data splits.
             The same seed on the same machine gives the same metrics.
         precision: `"auto"`, `"float32"`, `"mixed_bfloat16"` or
@@ -141,6 +146,17 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
             `weights` (`"imagenet"`, a set name, a file). They are loaded and
             the whole model trains from them (schedules that freeze the
             backbone are the transfer-learning issue's). Defaults to `None`.
+        optimizer, weight_decay, schedule, warmup_epochs, label_smoothing,
+            clipnorm, augment: the training recipe (`cnnzoo.recipe.Recipe`):
+            `"adam"`, `"adamw"` or `"sgd"` (momentum 0.9, Nesterov); Keras's
+            decoupled weight decay (0: none); `"constant"`, `"cosine"` or
+            `"step"` learning rate over the `epochs`, after
+            `warmup_epochs` of linear warm-up; label smoothing in [0, 1);
+            gradient clipping by norm (`None`: none); an augmentation
+            policy (`"none"`, `"light"`, `"default"`, `"strong"`,
+            `"randaugment"`; see `cnnzoo.recipe.augment`), applied in
+            training only. The defaults are training as it was before
+            these settings: Adam, constant, no regularisation.
 
     Returns:
         A `TrainResult`.
@@ -153,9 +169,15 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
     """
     from cnnzoo import data as data_module
 
+    from cnnzoo import recipe as recipes
+
     epochs = v.check_int("epochs", epochs, low=1)
     batch_size = v.check_int("batch_size", batch_size, low=1)
-    learning_rate = v.check_number("learning_rate", learning_rate, low=0.0, low_inclusive=False)
+    recipe = recipes.Recipe(optimizer=optimizer, learning_rate=learning_rate,
+                            weight_decay=weight_decay, schedule=schedule,
+                            warmup_epochs=warmup_epochs, label_smoothing=label_smoothing,
+                            clipnorm=clipnorm, augment=augment)
+    recipes.check_epochs(recipe, epochs)
     seed = v.check_int("seed", seed, low=0)
     patience = v.check_int("patience", patience, low=0)
     verbose = v.check_choice("verbose", verbose, (0, 1, 2))
@@ -211,8 +233,8 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
                                      "dropout_type", "implementation", "drop_path_rate")},
         "epochs": epochs,
         "batch_size": batch_size,
-        "learning_rate": learning_rate,
-        "optimizer": "adam",
+        # optimizer, learning_rate (resolved), weight_decay, schedule, ..., augment.
+        **recipe.settings(),
         "loss": "sparse_categorical_crossentropy",
         "seed": seed,
         "precision": precision,
@@ -234,15 +256,14 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
     policy = keras.config.dtype_policy()
     try:
         return _train(model, dataset, run_dir, config, previous, knobs, input_size=input_size,
-                      epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                      seed=seed, precision=precision, jit=jit, patience=patience,
+                      epochs=epochs, batch_size=batch_size, recipe=recipe, seed=seed, precision=precision, jit=jit, patience=patience,
                       verbose=verbose, threads=threads)
     finally:
         keras.config.set_dtype_policy(policy)
 
 
 def _train(model, dataset, run_dir, config, previous, knobs, *, input_size, epochs, batch_size,
-           learning_rate, seed, precision, jit, patience, verbose, threads):
+           recipe, seed, precision, jit, patience, verbose, threads):
     # Counted before TensorFlow starts, so that `threads` can still be set.
     step_flops = (runtime.count_step_flops(
         lambda: build_model(model, dataset, input_size=input_size, **knobs), batch_size)
@@ -252,8 +273,10 @@ def _train(model, dataset, run_dir, config, previous, knobs, *, input_size, epoc
                            step_flops=step_flops)
     keras.utils.set_random_seed(seed)
     _enable_determinism(rt["devices"])
-    net = build_model(model, dataset, input_size=input_size, **knobs)
-    compile_model(net, learning_rate=learning_rate, jit=rt["jit"])
+    net = build_model(model, dataset, input_size=input_size, augment=recipe.augment,
+                      augment_seed=seed, **knobs)
+    compile_model(net, recipe=recipe, jit=rt["jit"], epochs=epochs,
+                  steps_per_epoch=math.ceil(len(dataset.y_train) / batch_size))
 
     os.makedirs(os.path.join(run_dir, CHECKPOINT_DIR), exist_ok=True)
     _remove_temporaries(run_dir)
@@ -286,6 +309,9 @@ def _train(model, dataset, run_dir, config, previous, knobs, *, input_size, epoc
               f"XLA {'on' if rt['jit'] else 'off'}"
               + (f", {rt['threads']} intra-op thread{'s' if rt['threads'] > 1 else ''}"
                  if rt["threads"] else "") + f". Run folder: {run_dir}")
+        from cnnzoo import recipe as recipes
+
+        print(f"Recipe: {recipes.describe(recipe)}.")
     if done:
         run_record["resumed_at_epochs"].append(done)
         if verbose:
@@ -314,13 +340,17 @@ def _train(model, dataset, run_dir, config, previous, knobs, *, input_size, epoc
 # -- building blocks other modules reuse -------------------------------------
 
 
-def build_model(model_name, dataset, *, input_size=None, **zoo_kwargs):
+def build_model(model_name, dataset, *, input_size=None, augment="none", augment_seed=None,
+                **zoo_kwargs):
     """Builds the raw-image classifier for `dataset` (`cnnzoo.pipeline.build_classifier`).
 
     Args:
         model_name: a name from `cnnzoo.list_models()`.
         dataset: a `cnnzoo.data.Dataset` (its input shape and class count).
         input_size: what the zoo model sees (see `train`).
+        augment: the augmentation policy (`cnnzoo.recipe.augment`), active
+            in training only. Defaults to `"none"`.
+        augment_seed: seeds the augmentation. Defaults to `None`.
         **zoo_kwargs: `create_model` knobs.
 
     Returns:
@@ -329,17 +359,29 @@ def build_model(model_name, dataset, *, input_size=None, **zoo_kwargs):
     from cnnzoo.pipeline import build_classifier
 
     return build_classifier(model_name, dataset.input_shape, dataset.num_classes,
-                            input_size=input_size, **zoo_kwargs)
+                            input_size=input_size, augment=augment,
+                            augment_seed=augment_seed, **zoo_kwargs)
 
 
-def compile_model(model, *, learning_rate=DEFAULT_LEARNING_RATE, jit=False):
-    """Compiles with Adam, sparse categorical cross-entropy and accuracy, as `train` does.
+def compile_model(model, *, learning_rate=None, jit=False, recipe=None, steps_per_epoch=1,
+                  epochs=1):
+    """Compiles with the recipe's optimizer and loss, and accuracy, as `train` does.
+
+    Args:
+        model: the model.
+        learning_rate: overrides the recipe's. Defaults to the recipe's.
+        jit: XLA compilation.
+        recipe: a `cnnzoo.recipe.Recipe`. Defaults to `Recipe()`: Adam at
+            1e-3 and sparse categorical cross-entropy.
+        steps_per_epoch, epochs: what a learning-rate schedule spans.
 
     The optimizer's variables are created at once (`runtime.prepare_training`).
     """
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                  jit_compile=jit)
+    from cnnzoo import recipe as recipes
+    from cnnzoo.recipe import optim
+
+    optim.compile_with(model, recipe or recipes.Recipe(), steps_per_epoch=steps_per_epoch,
+                       epochs=epochs, jit=jit, learning_rate=learning_rate)
     return runtime.prepare_training(model)
 
 
@@ -434,8 +476,12 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.batches.set_epoch(epoch)
 
     def on_epoch_end(self, epoch, logs=None):
+        from cnnzoo.recipe.optim import current_learning_rate
+
         row = {"epoch": epoch + 1}
         row.update({k: float(val) for k, val in (logs or {}).items()})
+        # The rate of the next step, as Keras's LearningRateScheduler logs it.
+        row.setdefault("learning_rate", current_learning_rate(self.model.optimizer))
         self.history.append(row)
         es = self.early_stopping.get_state()
         name = _ckpt_name(epoch + 1)
@@ -551,6 +597,11 @@ def _check_run_dir(run_dir, config):
     except (OSError, ValueError) as error:
         v.fail(f"Could not read {record_path}: {error}.", "out", run_dir)
     old = record.get("config", {})
+    from cnnzoo import recipe as recipes
+
+    # A run recorded before a recipe setting existed trained with its default.
+    # (Every run recorded its optimizer and learning rate.)
+    old = {**recipes.defaults(), **old} if old else old
     if old != config:
         keys = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
         diffs = ", ".join(f"{k}: {old.get(k)!r} -> {config.get(k)!r}" for k in keys)
