@@ -6,7 +6,8 @@ with early stopping on the validation loss, and leaves in `RUN_DIR`:
 
     run.json              config, runtime, metrics, class names, paths
     model.keras           the best epoch's model (loads with safe_mode=True)
-    history.csv           one row per epoch: loss, accuracy, val_loss, val_accuracy
+    history.csv           one row per epoch: loss, accuracy, val_loss, val_accuracy,
+                          learning_rate (the rate after the epoch)
     learning_curves.png   loss and accuracy, train and validation
     logs/                 TensorBoard logs (`tensorboard --logdir RUN_DIR/logs`)
     checkpoints/          while training: the resume state (removed at the end)
@@ -45,6 +46,7 @@ import keras
 import numpy as np
 
 from cnnzoo import _atomic, _compat_keras, layers, runtime
+from cnnzoo import recipe as recipes
 from cnnzoo import _validation as v
 
 DEFAULT_EPOCHS = 20
@@ -169,8 +171,6 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
     """
     from cnnzoo import data as data_module
 
-    from cnnzoo import recipe as recipes
-
     epochs = v.check_int("epochs", epochs, low=1)
     batch_size = v.check_int("batch_size", batch_size, low=1)
     recipe = recipes.Recipe(optimizer=optimizer, learning_rate=learning_rate,
@@ -256,8 +256,9 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
     policy = keras.config.dtype_policy()
     try:
         return _train(model, dataset, run_dir, config, previous, knobs, input_size=input_size,
-                      epochs=epochs, batch_size=batch_size, recipe=recipe, seed=seed, precision=precision, jit=jit, patience=patience,
-                      verbose=verbose, threads=threads)
+                      epochs=epochs, batch_size=batch_size, recipe=recipe, seed=seed,
+                      precision=precision, jit=jit, patience=patience, verbose=verbose,
+                      threads=threads)
     finally:
         keras.config.set_dtype_policy(policy)
 
@@ -309,8 +310,6 @@ def _train(model, dataset, run_dir, config, previous, knobs, *, input_size, epoc
               f"XLA {'on' if rt['jit'] else 'off'}"
               + (f", {rt['threads']} intra-op thread{'s' if rt['threads'] > 1 else ''}"
                  if rt["threads"] else "") + f". Run folder: {run_dir}")
-        from cnnzoo import recipe as recipes
-
         print(f"Recipe: {recipes.describe(recipe)}.")
     if done:
         run_record["resumed_at_epochs"].append(done)
@@ -377,7 +376,6 @@ def compile_model(model, *, learning_rate=None, jit=False, recipe=None, steps_pe
 
     The optimizer's variables are created at once (`runtime.prepare_training`).
     """
-    from cnnzoo import recipe as recipes
     from cnnzoo.recipe import optim
 
     optim.compile_with(model, recipe or recipes.Recipe(), steps_per_epoch=steps_per_epoch,
@@ -597,8 +595,6 @@ def _check_run_dir(run_dir, config):
     except (OSError, ValueError) as error:
         v.fail(f"Could not read {record_path}: {error}.", "out", run_dir)
     old = record.get("config", {})
-    from cnnzoo import recipe as recipes
-
     # A run recorded before a recipe setting existed trained with its default.
     # (Every run recorded its optimizer and learning rate.)
     old = {**recipes.defaults(), **old} if old else old

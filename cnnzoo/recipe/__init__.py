@@ -101,8 +101,8 @@ def describe(recipe):
     """
     rate = (recipe.learning_rate if recipe.learning_rate is not None
             else DEFAULT_LEARNING_RATES[recipe.optimizer])
-    parts = [f"{recipe.optimizer}{' (momentum 0.9, Nesterov)' if recipe.optimizer == 'sgd' else ''}",
-             f"learning rate {rate:g}"]
+    sgd = " (momentum 0.9, Nesterov)" if recipe.optimizer == "sgd" else ""
+    parts = [f"{recipe.optimizer}{sgd}", f"learning rate {rate:g}"]
     if recipe.weight_decay:
         parts.append(f"weight decay {recipe.weight_decay:g}")
     schedule = f"{recipe.schedule} schedule"

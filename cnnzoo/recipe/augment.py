@@ -84,8 +84,8 @@ def augmentation(policy, *, input_shape, seed=None):
 def strip(model):
     """`model` without its `augment` layer (the same layers and weights, uncompiled).
 
-    `model` itself where it has no such layer. For exports: the classifier's augmentation does nothing at inference,
-    but its random layers (and their seed states) have no place in a
+    `model` itself where it has no such layer. For exports: the
+    classifier's augmentation does nothing at inference, but its random layers (and their seed states) have no place in a
     served model. The classifier is a chain of layers from `images`, so
     the rest is called again on a new input of the same name.
     """
