@@ -63,7 +63,8 @@ def describe_resize(model_name, raw_size, size):
 
 
 def build_classifier(model_name, raw_input_shape, num_classes, *, input_size=None,
-                     scale=1.0 / 255.0, augment="none", augment_seed=None, **zoo_kwargs):
+                     scale=1.0 / 255.0, augment="none", augment_seed=None,
+                     augment_flip="horizontal", **zoo_kwargs):
     """Builds `images (raw) -> [augment] -> [Resizing] -> Rescaling -> zoo model -> probabilities`.
 
     Args:
@@ -81,6 +82,8 @@ def build_classifier(model_name, raw_input_shape, num_classes, *, input_size=Non
             Defaults to `"none"` (no layer).
         augment_seed: seeds the augmentation's layers. Defaults to `None`
             (Keras's global seed).
+        augment_flip: the augmentation's random flip (`keras.layers.RandomFlip`'s
+            mode, or `"none"`). Defaults to `"horizontal"`.
         **zoo_kwargs: passed to `cnnzoo.create_model` (`weights` too).
 
     Returns:
@@ -97,7 +100,7 @@ def build_classifier(model_name, raw_input_shape, num_classes, *, input_size=Non
     if augment != "none":
         from cnnzoo.recipe.augment import augmentation
 
-        x = augmentation(augment, input_shape=raw, seed=augment_seed)(x)
+        x = augmentation(augment, input_shape=raw, seed=augment_seed, flip=augment_flip)(x)
     if size != raw[:2]:
         x = keras.layers.Resizing(size[0], size[1], name="resize")(x)
     if zoo_kwargs.get("weights") is None:

@@ -108,7 +108,7 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
           num_samples=None, validation_split=0.15, test_split=0.15, color_mode=None,
           skip_bad_images=False, verbose=1, threads="auto", weights=None,
           optimizer="adam", weight_decay=0.0, schedule="constant", warmup_epochs=0,
-          label_smoothing=0.0, clipnorm=None, augment="none"):
+          label_smoothing=0.0, clipnorm=None, augment="none", flip="horizontal"):
     """Trains a zoo model on a dataset into a run folder, resuming if it was cut short.
 
     Args:
@@ -149,7 +149,7 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
             the whole model trains from them (schedules that freeze the
             backbone are the transfer-learning issue's). Defaults to `None`.
         optimizer, weight_decay, schedule, warmup_epochs, label_smoothing,
-            clipnorm, augment: the training recipe (`cnnzoo.recipe.Recipe`):
+            clipnorm, augment, flip: the training recipe (`cnnzoo.recipe.Recipe`):
             `"adam"`, `"adamw"` or `"sgd"` (momentum 0.9, Nesterov); Keras's
             decoupled weight decay (0: none); `"constant"`, `"cosine"` or
             `"step"` learning rate over the `epochs`, after
@@ -157,7 +157,9 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
             gradient clipping by norm (`None`: none); an augmentation
             policy (`"none"`, `"light"`, `"default"`, `"strong"`,
             `"randaugment"`; see `cnnzoo.recipe.augment`), applied in
-            training only. The defaults are training as it was before
+            training only, after a random flip (`"horizontal"`,
+            `"vertical"`, `"horizontal_and_vertical"` or `"none"`: no flip,
+            what digits and text need). The defaults are training as it was before
             these settings: Adam, constant, no regularisation.
 
     Returns:
@@ -176,7 +178,7 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
     recipe = recipes.Recipe(optimizer=optimizer, learning_rate=learning_rate,
                             weight_decay=weight_decay, schedule=schedule,
                             warmup_epochs=warmup_epochs, label_smoothing=label_smoothing,
-                            clipnorm=clipnorm, augment=augment)
+                            clipnorm=clipnorm, augment=augment, flip=flip)
     recipes.check_epochs(recipe, epochs)
     seed = v.check_int("seed", seed, low=0)
     patience = v.check_int("patience", patience, low=0)
@@ -275,7 +277,7 @@ def _train(model, dataset, run_dir, config, previous, knobs, *, input_size, epoc
     keras.utils.set_random_seed(seed)
     _enable_determinism(rt["devices"])
     net = build_model(model, dataset, input_size=input_size, augment=recipe.augment,
-                      augment_seed=seed, **knobs)
+                      augment_seed=seed, augment_flip=recipe.flip, **knobs)
     compile_model(net, recipe=recipe, jit=rt["jit"], epochs=epochs,
                   steps_per_epoch=math.ceil(len(dataset.y_train) / batch_size))
 
@@ -340,7 +342,7 @@ def _train(model, dataset, run_dir, config, previous, knobs, *, input_size, epoc
 
 
 def build_model(model_name, dataset, *, input_size=None, augment="none", augment_seed=None,
-                **zoo_kwargs):
+                augment_flip="horizontal", **zoo_kwargs):
     """Builds the raw-image classifier for `dataset` (`cnnzoo.pipeline.build_classifier`).
 
     Args:
@@ -350,6 +352,7 @@ def build_model(model_name, dataset, *, input_size=None, augment="none", augment
         augment: the augmentation policy (`cnnzoo.recipe.augment`), active
             in training only. Defaults to `"none"`.
         augment_seed: seeds the augmentation. Defaults to `None`.
+        augment_flip: its random flip. Defaults to `"horizontal"`.
         **zoo_kwargs: `create_model` knobs.
 
     Returns:
@@ -359,7 +362,8 @@ def build_model(model_name, dataset, *, input_size=None, augment="none", augment
 
     return build_classifier(model_name, dataset.input_shape, dataset.num_classes,
                             input_size=input_size, augment=augment,
-                            augment_seed=augment_seed, **zoo_kwargs)
+                            augment_seed=augment_seed, augment_flip=augment_flip,
+                            **zoo_kwargs)
 
 
 def compile_model(model, *, learning_rate=None, jit=False, recipe=None, steps_per_epoch=1,

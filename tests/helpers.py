@@ -28,3 +28,20 @@ def code_only(source):
                 isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant):
             node.body = node.body[1:] or [ast.Pass()]
     return ast.unparse(tree)
+
+
+class Cut(Exception):
+    """Stands for a kill of a training run: raised once its first epoch's checkpoint is written."""
+
+
+def cut_after_first_epoch(monkeypatch):
+    """Makes `cnnzoo.train.train` raise `Cut` right after its first epoch's checkpoint."""
+    from cnnzoo import train
+
+    write = train.RunCheckpoint.on_epoch_end
+
+    def on_epoch_end(self, epoch, logs=None):
+        write(self, epoch, logs)
+        raise Cut
+
+    monkeypatch.setattr(train.RunCheckpoint, "on_epoch_end", on_epoch_end)

@@ -12,6 +12,7 @@ import pytest
 from cnnzoo import cli, recipe
 from cnnzoo import train as T
 from cnnzoo.recipe import optim
+from tests.helpers import Cut, cut_after_first_epoch
 
 # Small and fast: 200 digits, float32 so results do not depend on bf16 hardware.
 KW = dict(data="digits", num_samples=200, batch_size=64, precision="float32", verbose=0)
@@ -146,25 +147,11 @@ def test_recipe_end_to_end(tmp_path, settings):
     assert {k: card["model"]["config"][k] for k in RECIPE_KEYS} == expected
 
 
-class _Cut(Exception):
-    """Stands for a kill: raised once the first epoch's checkpoint is written."""
-
-
-def _cut_after_first_epoch(monkeypatch):
-    write = T.RunCheckpoint.on_epoch_end
-
-    def on_epoch_end(self, epoch, logs=None):
-        write(self, epoch, logs)
-        raise _Cut
-
-    monkeypatch.setattr(T.RunCheckpoint, "on_epoch_end", on_epoch_end)
-
-
 def test_a_schedule_resumes_where_it_stopped(tmp_path, monkeypatch):
     settings = dict(optimizer="sgd", schedule="cosine", warmup_epochs=1, epochs=3, **KW)
     with monkeypatch.context() as patch:
-        _cut_after_first_epoch(patch)
-        with pytest.raises(_Cut):
+        cut_after_first_epoch(patch)
+        with pytest.raises(Cut):
             T.train("simple_cnn", out=tmp_path / "cut", **settings)
     assert json.loads((tmp_path / "cut" / T.RUN_FILE).read_text())["status"] == "running"
     resumed = T.train("simple_cnn", out=tmp_path / "cut", **settings)
@@ -180,8 +167,8 @@ def test_a_schedule_resumes_where_it_stopped(tmp_path, monkeypatch):
 def test_a_run_recorded_before_the_recipe_resumes_with_its_defaults(tmp_path, monkeypatch):
     out = tmp_path / "old"
     with monkeypatch.context() as patch:
-        _cut_after_first_epoch(patch)
-        with pytest.raises(_Cut):
+        cut_after_first_epoch(patch)
+        with pytest.raises(Cut):
             T.train("simple_cnn", out=out, epochs=2, **KW)
     # What a run.json of before the recipe holds: its optimizer and learning rate only.
     record = json.loads((out / T.RUN_FILE).read_text())
@@ -205,6 +192,7 @@ def test_a_run_recorded_before_the_recipe_resumes_with_its_defaults(tmp_path, mo
     ({"optimizer": "rmsprop"}, "optimizer='rmsprop'"),
     ({"schedule": "linear"}, "schedule='linear'"),
     ({"augment": "heavy"}, "augment='heavy'"),
+    ({"flip": "diagonal"}, "flip='diagonal'"),
     ({"learning_rate": 0.0}, "learning_rate=0.0"),
     ({"learning_rate": "fast"}, "learning_rate='fast'"),
     ({"weight_decay": -0.1}, "weight_decay=-0.1"),
@@ -235,10 +223,11 @@ def _train_args(argv):
 def test_cli_options(capsys):
     got = _train_args(["--optimizer", "sgd", "--learning-rate", "0.05", "--weight-decay",
                        "1e-4", "--schedule", "cosine", "--warmup-epochs", "2",
-                       "--label-smoothing", "0.1", "--clipnorm", "1", "--augment", "light"])
+                       "--label-smoothing", "0.1", "--clipnorm", "1", "--augment", "light",
+                       "--flip", "none"])
     assert got == recipe.Recipe(optimizer="sgd", learning_rate=0.05, weight_decay=1e-4,
                                 schedule="cosine", warmup_epochs=2, label_smoothing=0.1,
-                                clipnorm=1.0, augment="light")
+                                clipnorm=1.0, augment="light", flip="none")
     assert _train_args([]) == recipe.Recipe()  # the defaults are training as it was
     for argv, name in [(["--optimizer", "rmsprop"], "optimizer"),
                        (["--warmup-epochs", "two"], "warmup"),

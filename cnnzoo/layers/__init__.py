@@ -33,10 +33,10 @@ def custom_objects():
     """
     classes = {getattr(importlib.import_module(module), name)
                for name, module in _LAZY.items()}
-    # A trained model's compile configuration: the recipe's schedule and loss.
-    from cnnzoo.recipe import optim
+    # A trained model's augmentation and compile configuration (schedule, loss).
+    from cnnzoo.recipe import augment, optim
 
-    classes |= {optim.Warmup, optim.LabelSmoothingCrossentropy}
+    classes |= {augment.Augmentation, optim.Warmup, optim.LabelSmoothingCrossentropy}
     return {f"cnnzoo>{cls.__name__}": cls for cls in classes}
 
 

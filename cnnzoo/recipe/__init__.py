@@ -26,6 +26,8 @@ from cnnzoo import _validation as v
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "step")
 AUGMENTATIONS = ("none", "light", "default", "strong", "randaugment")
+# `keras.layers.RandomFlip`'s modes, and none.
+FLIPS = ("horizontal", "vertical", "horizontal_and_vertical", "none")
 # Keras's own default learning rates (`keras.optimizers.Adam`, `AdamW`, `SGD`).
 DEFAULT_LEARNING_RATES = {"adam": 1e-3, "adamw": 1e-3, "sgd": 1e-2}
 # SGD's momentum, with Nesterov's update (the ResNet and timm recipes).
@@ -70,9 +72,15 @@ class Recipe:
                                    "Default: no clipping.", {"type": float})
     # The augmentation policy, inside the training step only (`cnnzoo.recipe.augment`).
     augment: str = _field("none", "Augmentation while training (off at inference and in "
-                                  "exports): none, light (flip, shift), default (flip, "
-                                  "shift, zoom, rotation, contrast), strong or randaugment. "
+                                  "exports), after the --flip: none, light (shift), default "
+                                  "(shift, zoom, rotation, contrast), strong or randaugment. "
                                   "Default: none.", {"choices": AUGMENTATIONS})
+    # The policy's random flip (`keras.layers.RandomFlip`'s mode). Horizontal suits
+    # photographs; a mirrored digit or letter is another symbol or none: use "none".
+    flip: str = _field("horizontal", "The augmentation's random flip: horizontal, vertical, "
+                                     "horizontal_and_vertical or none (for digits, text and "
+                                     "anything a mirror changes). Default: horizontal.",
+                       {"choices": FLIPS})
 
     def __post_init__(self):
         check_recipe(self)
@@ -114,8 +122,11 @@ def describe(recipe):
         parts.append(f"label smoothing {recipe.label_smoothing:g}")
     if recipe.clipnorm:
         parts.append(f"gradients clipped to norm {recipe.clipnorm:g}")
-    parts.append("no augmentation" if recipe.augment == "none"
-                 else f"{recipe.augment} augmentation")
+    if recipe.augment == "none":
+        parts.append("no augmentation")
+    else:
+        flip = "no flip" if recipe.flip == "none" else f"{recipe.flip} flip"
+        parts.append(f"{recipe.augment} augmentation ({flip})")
     return ", ".join(parts)
 
 
@@ -128,6 +139,7 @@ def check_recipe(recipe):
     v.check_choice("optimizer", recipe.optimizer, OPTIMIZERS)
     v.check_choice("schedule", recipe.schedule, SCHEDULES)
     v.check_choice("augment", recipe.augment, AUGMENTATIONS)
+    v.check_choice("flip", recipe.flip, FLIPS)
     set_(recipe, "learning_rate", v.check_number(
         "learning_rate", recipe.learning_rate, low=0.0, low_inclusive=False, allow_none=True))
     set_(recipe, "weight_decay", v.check_number("weight_decay", recipe.weight_decay, low=0.0))
