@@ -19,6 +19,7 @@ Everything is written under `out`; Keras Tuner's own state under
 import contextlib
 import dataclasses
 import functools
+import math
 import os
 import sys
 import time
@@ -106,6 +107,14 @@ def run(settings, *, hypermodel=None, tuner_class=None, stream=None):
     if hypermodel is not None and settings.weights is not None:
         v.fail("Expected `weights` with a zoo model only (a hypermodel of one's own loads "
                "its weights in its build).", "weights", settings.weights)
+    if hypermodel is not None:
+        from cnnzoo import recipe as recipes
+
+        changed = [k for k, val in recipes.defaults().items() if getattr(settings, k) != val]
+        if changed:
+            v.fail("Expected the training recipe's settings with a zoo model only (a "
+                   "hypermodel of one's own compiles its model in its build).", changed[0],
+                   getattr(settings, changed[0]))
     stream = stream or sys.stdout
     # Imported here: `cnnzoo tune --help` must not pay for TensorFlow.
     from tuning import distributed
@@ -142,7 +151,7 @@ def _callers_dtype_policy():
 def _search(c, *, hypermodel, tuner_class, stream, role, held):
     """The search of settings `c` (a `SearchConfig`), in the role `role`."""
     import cnnzoo.data
-    from tuning import report, tuners
+    from tuning import report, reuse, tuners
     from tuning.hypermodel import ZooHyperModel
 
     start = time.perf_counter()
@@ -156,12 +165,16 @@ def _search(c, *, hypermodel, tuner_class, stream, role, held):
                                   skip_bad_images=c.skip_bad_images)
     _check_data(ds, c.objective)
 
-    def build_default():
-        counted = hypermodel or ZooHyperModel(
+    def zoo_hypermodel(jit):
+        # Every trial trains `c.epochs` of ceil(train / batch) steps: what a schedule spans.
+        return ZooHyperModel(
             c.model, input_shape=ds.input_shape, num_classes=ds.num_classes,
-            input_size=c.input_size, jit_compile=False, weights=c.weights,
+            input_size=c.input_size, jit_compile=jit, weights=c.weights, recipe=c.recipe(),
+            steps_per_epoch=math.ceil(len(ds.x_train) / c.batch_size), epochs=c.epochs,
             **(c.hypermodel_kwargs or {}))
-        return counted.build(_default_hp())
+
+    def build_default():
+        return (hypermodel or zoo_hypermodel(False)).build(_default_hp())
 
     # Counted before TensorFlow starts, so that the threads can still be set.
     step_flops = (runtime.count_step_flops(build_default, c.batch_size)
@@ -176,10 +189,10 @@ def _search(c, *, hypermodel, tuner_class, stream, role, held):
         f"{len(ds.x_test)} test images of {'x'.join(map(str, ds.input_shape))}, "
         f"{ds.num_classes} classes")
     if hypermodel is None:
-        hypermodel = ZooHyperModel(c.model, input_shape=ds.input_shape,
-                                   num_classes=ds.num_classes, input_size=c.input_size,
-                                   jit_compile=setup["jit"], weights=c.weights,
-                                   **(c.hypermodel_kwargs or {}))
+        hypermodel = zoo_hypermodel(setup["jit"])
+        from cnnzoo import recipe as recipes
+
+        say(f"Recipe: {recipes.describe(c)}")
     _preflight(hypermodel, ds, c.model, strategy)
 
     # What search.json records (`SearchConfig`'s `record` fields; the
@@ -210,6 +223,7 @@ def _search(c, *, hypermodel, tuner_class, stream, role, held):
     oracle = the_tuner.oracle
     total = tuners.expected_trials(oracle)
     say(f"Search space: {_space_description(hypermodel)}")
+    say(f"Compiled models: {reuse.sharing(the_tuner)}")
     if the_tuner.resumed:
         finished = sum(t.status in ("COMPLETED", "FAILED") for t in oracle.trials.values())
         again = oracle.interrupted_trials()

@@ -85,6 +85,10 @@ class Recipe:
     def __post_init__(self):
         check_recipe(self)
 
+    def has_schedule(self):
+        """Whether the learning rate changes over training (a schedule or a warm-up)."""
+        return self.schedule != "constant" or self.warmup_epochs > 0
+
     def resolved_learning_rate(self):
         """The learning rate, the optimizer's default where none was given."""
         if self.learning_rate is None:

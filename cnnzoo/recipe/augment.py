@@ -1,15 +1,17 @@
 """Augmentation policies from `keras.layers` preprocessing layers.
 
 `augmentation(policy, ...)` is an `Augmentation` (a `keras.Sequential`)
-named `augment` that the classifier applies to its raw images first (`cnnzoo.pipeline.build_classifier`):
-inside the model, so inside the compiled training step on every backend
-(no `tf.data` map, which JAX would not run). Keras's random preprocessing
-layers default to `training=True` when called without it; `Augmentation`
-defaults to `False`, as `keras.layers.Dropout` does, so that `model(x)`, as
-`evaluate` and `predict`, leaves the images as they are, and only `fit`
-augments. Exports leave the layer out altogether (`strip`). Each layer draws from a `keras.random.SeedGenerator`
-whose state is a variable of the model, so a seeded run augments the same
-way every time, and a resumed run as an uninterrupted one.
+named `augment` that the classifier applies to its raw images first
+(`cnnzoo.pipeline.build_classifier`): inside the model, so inside the
+compiled training step on every backend (no `tf.data` map, which JAX would
+not run). Keras's random preprocessing layers default to `training=True`
+when called without it; `Augmentation` defaults to `False`, as
+`keras.layers.Dropout` does, so that `model(x)`, as `evaluate` and
+`predict`, leaves the images as they are, and only `fit` augments. Exports
+leave the layer out altogether (`strip`). Each layer draws from a
+`keras.random.SeedGenerator` whose state is a variable of the model, so a
+seeded run augments the same way every time, and a resumed run as an
+uninterrupted one.
 
 The policies, for small image data sets (pixels 0-255), each after the
 recipe's random flip (`flip`, `keras.layers.RandomFlip`'s mode; `"none"`
@@ -119,8 +121,8 @@ def strip(model):
     """`model` without its `augment` layer (the same layers and weights, uncompiled).
 
     `model` itself where it has no such layer. For exports: the
-    classifier's augmentation does nothing at inference, but its random layers (and their seed states) have no place in a
-    served model. The classifier is a chain of layers from `images`, so
+    classifier's augmentation does nothing at inference, but its random
+    layers (and their seed states) have no place in a served model. The classifier is a chain of layers from `images`, so
     the rest is called again on a new input of the same name.
     """
     names = [layer.name for layer in model.layers]
