@@ -59,7 +59,7 @@ class Augmentation(keras.Sequential):
         return super().call(inputs, training=bool(training), mask=mask, **kwargs)
 
 
-def _policy_layers(policy, channels, seed, flip):
+def _policy_layers(policy, channels, seed, flip, value_range):
     L = keras.layers
 
     def kw(i, name):
@@ -78,23 +78,23 @@ def _policy_layers(policy, channels, seed, flip):
                                 **kw(1, "translation")),
             L.RandomZoom(0.1 * scale, fill_mode="nearest", **kw(2, "zoom")),
             L.RandomRotation(0.05 * scale, fill_mode="nearest", **kw(3, "rotation")),
-            L.RandomContrast(0.1 if policy == "default" else 0.3, value_range=VALUE_RANGE,
+            L.RandomContrast(0.1 if policy == "default" else 0.3, value_range=value_range,
                              **kw(4, "contrast")),
         ]
         if policy == "strong":
-            out.append(L.RandomBrightness(0.2, value_range=VALUE_RANGE, **kw(5, "brightness")))
+            out.append(L.RandomBrightness(0.2, value_range=value_range, **kw(5, "brightness")))
         return out
     if policy == "randaugment":
         if channels != 3:
             v.fail(f"Expected RGB images for `augment='randaugment'` (keras.layers.RandAugment's "
                    f"colour operations); these have {channels} channel(s) (convert them with "
                    f"color_mode='rgb', or choose another policy).", "augment", policy)
-        return out + [L.RandAugment(value_range=VALUE_RANGE, num_ops=2, factor=0.5,
+        return out + [L.RandAugment(value_range=value_range, num_ops=2, factor=0.5,
                                     **kw(1, "randaugment"))]
     raise AssertionError(policy)  # every name of AUGMENTATIONS is built above
 
 
-def augmentation(policy, *, input_shape, seed=None, flip="horizontal"):
+def augmentation(policy, *, input_shape, seed=None, flip="horizontal", value_range=VALUE_RANGE):
     """The policy's layers as one `Augmentation` named `augment` (`None` for `"none"`).
 
     Args:
@@ -105,13 +105,15 @@ def augmentation(policy, *, input_shape, seed=None, flip="horizontal"):
             (`keras.utils.set_random_seed`).
         flip: the random flip before the policy: `keras.layers.RandomFlip`'s
             mode, or `"none"`. Defaults to `"horizontal"`.
+        value_range: the pixels' `(low, high)`, for the colour operations.
+            Defaults to `(0, 255)`, the classifier's raw images.
 
     Returns:
         An `Augmentation`, or `None` when the policy is `"none"`.
     """
     v.check_choice("augment", policy, AUGMENTATIONS)
     v.check_choice("flip", flip, FLIPS)
-    layers = _policy_layers(policy, int(input_shape[-1]), seed, flip)
+    layers = _policy_layers(policy, int(input_shape[-1]), seed, flip, tuple(value_range))
     if not layers:
         return None
     return Augmentation([keras.Input(shape=tuple(input_shape)), *layers], name=LAYER_NAME)
