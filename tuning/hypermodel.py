@@ -187,7 +187,7 @@ class ZooHyperModel(_HyperModelBase):
             searched=LEARNING_RATE_RANGE, low=0.0, low_inclusive=False, high=10.0)
         self.weight_decay = _number_spec(
             "weight_decay", weight_decay, default=recipe.weight_decay,
-            searched=WEIGHT_DECAY_CHOICES, low=0.0, high=1.0)
+            searched=WEIGHT_DECAY_CHOICES, low=0.0)  # the recipe's bounds
         self.label_smoothing = _number_spec(
             "label_smoothing", label_smoothing, default=recipe.label_smoothing,
             searched=LABEL_SMOOTHING_CHOICES, low=0.0, high=1.0, high_inclusive=False,

@@ -239,9 +239,9 @@ def _markdown(results, n_train, epochs, batch_size, seeds, learning_rate, seed, 
     else:
         findings.append("One seed per rate: nothing here measures the noise between runs; "
                         "run more (`--seeds`) before reading differences as effects.")
-    what = "dropout and augmentation" if any(r["augment"] != "none" for r in results) \
-        else "dropout"
-    return f"""# Overfitting and {what}: simple_cnn on {n_train} digits
+    what = (", dropout and augmentation" if any(r["augment"] != "none" for r in results)
+            else " and dropout")
+    return f"""# Overfitting{what}: simple_cnn on {n_train} digits
 
 `simple_cnn` (cnnzoo's primitive ReLU and Dropout; dropout in the head, after the dense
 layer's ReLU) trained on a stratified subset of {n_train} digits (8x8) for {epochs} epochs
