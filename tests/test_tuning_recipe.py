@@ -173,3 +173,23 @@ def test_a_search_with_a_recipe_resumes_and_an_older_one_has_the_defaults(tmp_pa
         **recipe.defaults(), "optimizer": "sgd", "schedule": "cosine", "warmup_epochs": 1,
         "augment": "light", "flip": "none"}
     assert result.best is not None
+
+
+def test_a_search_ends_with_the_next_commands_and_its_train_command_runs(tmp_path):
+    stream = io.StringIO()
+    result = tuning.search(out=tmp_path / "s", max_trials=1, export=False, stream=stream,
+                           **{**TINY, "quiet": False}, augment="light", flip="none",
+                           hypermodel_kwargs={"per_stage": True, "weight_decay": [1e-3]})
+    lines = stream.getvalue().splitlines()
+    command = lines[lines.index("Next:") + 1].split("   #")[0].split()
+    assert command[:2] == ["cnnzoo", "train"]
+    assert cli.main(command[1:] + ["--verbose", "0"]) == 0
+    with open(tmp_path / "s" / "best_run" / "run.json") as f:
+        trained = json.load(f)["config"]
+    values = result.best["values"]
+    assert trained["dropout_rate"] == values["dropout_rate"]
+    assert trained["block_dropout_rate"] == [values["block_dropout_rate_1"],
+                                             values["block_dropout_rate_2"]]
+    assert (trained["augment"], trained["flip"], trained["weight_decay"]) == (
+        "light", "none", 1e-3)
+    assert trained["epochs"] == 2 and trained["data"]["num_samples"] == 200

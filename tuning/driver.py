@@ -21,6 +21,7 @@ import dataclasses
 import functools
 import math
 import os
+import shlex
 import sys
 import time
 
@@ -282,9 +283,59 @@ def _search(c, *, hypermodel, tuner_class, stream, role, held):
     for name in ("json", "csv", "plot", "model"):
         if name in files:
             say(f"  {name:<5} {files[name]}")
+    if best is not None:
+        say("Next:")
+        if "model" in files:
+            say(f"  cnnzoo predict {shlex.quote(files['model'])} IMAGE")
+        if type(hypermodel) is ZooHyperModel:  # a hypermodel of one's own: no command
+            say(f"  {train_command(c, {**meta['fixed'], **best['values']})}"
+                f"   # the best configuration, trained longer")
     say(f"Done in {seconds:.1f} s.")
     return SearchResult(out=c.out, role=role, trials=ranked, best=best, files=files,
                         test_metrics=test_metrics, resumed=the_tuner.resumed, seconds=seconds)
+
+
+def train_command(c, values, epochs=None):
+    """The `cnnzoo train` command that trains the zoo configuration `values` of search `c`.
+
+    The same data (and splits: the same seed), model, recipe and precision,
+    for `epochs` (defaults to twice the search's), into `<out>/best_run`.
+
+    Args:
+        c: the search's `SearchConfig`.
+        values: the trial's values (its hyperparameters and the fixed ones).
+        epochs: the run's epochs. Defaults to `2 * c.epochs`.
+    """
+    from cnnzoo import recipe as recipes
+
+    stages = [k for k in values if k.startswith("block_dropout_rate_")]  # per stage
+    blocks = [values[k] for k in sorted(stages, key=lambda k: int(k.rsplit("_", 1)[1]))]
+    knobs = {"dropout_rate": values.get("dropout_rate"),
+             "block_dropout_rate": (",".join(f"{r:g}" for r in blocks) if blocks
+                                    else values.get("block_dropout_rate")),
+             "dropout_type": values.get("dropout_type"), "activation": values.get("activation")}
+    # The recipe's settings where they are not train's defaults; the searched ones always.
+    searched = {k: values[k] for k in ("learning_rate", "weight_decay", "label_smoothing")
+                if k in values}
+    settings = {k: getattr(c, k) for k, default in recipes.defaults().items()
+                if getattr(c, k) != default}
+    data = {k: getattr(c, k) for k in ("num_samples", "image_size", "color_mode", "weights",
+                                       "input_size")}
+    argv = ["cnnzoo", "train", "--model", c.model, "--data", str(c.data)]
+    for name, value in {**data, **knobs, **settings, **searched}.items():
+        if value is None:
+            continue
+        if isinstance(value, (tuple, list)):
+            value = ",".join(str(x) for x in value)
+        elif isinstance(value, float):
+            value = f"{value:g}"
+        argv += ["--" + name.replace("_", "-"), str(value)]
+    if c.skip_bad_images:
+        argv.append("--skip-bad-images")
+    argv += ["--seed", str(c.seed), "--batch-size", str(c.batch_size), "--precision",
+             c.precision, "--epochs", str(epochs or 2 * c.epochs),
+             "--out", os.path.join(c.out, "best_run")]
+    return " ".join(shlex.quote(a) for a in argv)
 
 
 def report_values(values):
