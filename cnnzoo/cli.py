@@ -12,7 +12,6 @@ import importlib
 import os
 import sys
 
-from cnnzoo import _validation as v
 from cnnzoo import commands
 
 # name -> (module, one-line help). The order is the order of `--help`.
@@ -73,7 +72,11 @@ def main(argv=None):
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = _parser(command if command in COMMANDS else None)
     commands.check_subcommands(parser, argv)  # names, with the project's error
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        # Named by the sub-command's parser, which points to its own --help.
+        command = parser.subcommands.choices.get(args.command) if args.command else None
+        (command or parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command is None:
         parser.print_help()
         return 0

@@ -171,6 +171,10 @@ def export_model(model, path, *, format="saved_model", overwrite=False, class_na
 
     _remove_stale_temporaries(target)
     _check_target(target, path, overwrite)
+    from cnnzoo.recipe import augment
+
+    # Training's augmentation changes nothing at inference: the export leaves it out.
+    model = augment.strip(model)
     exported = _float32_copy(model) if format in ("tflite", "onnx") else model
     reference = np.asarray(exported.predict(batch, verbose=0), np.float64)
     mixed = _is_mixed(exported)

@@ -63,8 +63,9 @@ def describe_resize(model_name, raw_size, size):
 
 
 def build_classifier(model_name, raw_input_shape, num_classes, *, input_size=None,
-                     scale=1.0 / 255.0, **zoo_kwargs):
-    """Builds `images (raw) -> [Resizing] -> Rescaling -> zoo model -> probabilities`.
+                     scale=1.0 / 255.0, augment="none", augment_seed=None,
+                     augment_flip="horizontal", **zoo_kwargs):
+    """Builds `images (raw) -> [augment] -> [Resizing] -> Rescaling -> zoo model -> probabilities`.
 
     Args:
         model_name: a name from `cnnzoo.list_models()`.
@@ -76,6 +77,13 @@ def build_classifier(model_name, raw_input_shape, num_classes, *, input_size=Non
         scale: the factor that maps raw pixels to [0, 1]. Not applied with
             pretrained `weights`: their `Preprocessing` layer inside the zoo
             model takes the raw pixels.
+        augment: an augmentation policy (`cnnzoo.recipe.augment`): a layer
+            `augment` on the raw images that changes them in training only.
+            Defaults to `"none"` (no layer).
+        augment_seed: seeds the augmentation's layers. Defaults to `None`
+            (Keras's global seed).
+        augment_flip: the augmentation's random flip (`keras.layers.RandomFlip`'s
+            mode, or `"none"`). Defaults to `"horizontal"`.
         **zoo_kwargs: passed to `cnnzoo.create_model` (`weights` too).
 
     Returns:
@@ -89,6 +97,10 @@ def build_classifier(model_name, raw_input_shape, num_classes, *, input_size=Non
                                num_classes=num_classes, **zoo_kwargs)
     inputs = keras.Input(shape=raw, name="images")
     x = inputs
+    if augment != "none":
+        from cnnzoo.recipe.augment import augmentation
+
+        x = augmentation(augment, input_shape=raw, seed=augment_seed, flip=augment_flip)(x)
     if size != raw[:2]:
         x = keras.layers.Resizing(size[0], size[1], name="resize")(x)
     if zoo_kwargs.get("weights") is None:

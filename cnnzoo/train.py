@@ -6,7 +6,8 @@ with early stopping on the validation loss, and leaves in `RUN_DIR`:
 
     run.json              config, runtime, metrics, class names, paths
     model.keras           the best epoch's model (loads with safe_mode=True)
-    history.csv           one row per epoch: loss, accuracy, val_loss, val_accuracy
+    history.csv           one row per epoch: loss, accuracy, val_loss, val_accuracy,
+                          learning_rate (the rate after the epoch)
     learning_curves.png   loss and accuracy, train and validation
     logs/                 TensorBoard logs (`tensorboard --logdir RUN_DIR/logs`)
     checkpoints/          while training: the resume state (removed at the end)
@@ -33,6 +34,7 @@ import contextlib
 import csv
 import dataclasses
 import datetime
+import functools
 import io
 import json
 import math
@@ -45,10 +47,12 @@ import keras
 import numpy as np
 
 from cnnzoo import _atomic, _compat_keras, layers, runtime
+from cnnzoo import recipe as recipes
 from cnnzoo import _validation as v
 
 DEFAULT_EPOCHS = 20
 DEFAULT_BATCH_SIZE = 32
+# Adam's (`cnnzoo.recipe.DEFAULT_LEARNING_RATES`).
 DEFAULT_LEARNING_RATE = 1e-3
 DEFAULT_PATIENCE = 5
 
@@ -100,11 +104,13 @@ class TrainResult:
 def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEFAULT_EPOCHS,
           batch_size=DEFAULT_BATCH_SIZE, activation=None, dropout_rate=None,
           block_dropout_rate=None, dropout_type=None, implementation=None,
-          drop_path_rate=None, learning_rate=DEFAULT_LEARNING_RATE, seed=0,
+          drop_path_rate=None, learning_rate=None, seed=0,
           precision="auto", jit="auto", patience=DEFAULT_PATIENCE, image_size=None,
           num_samples=None, validation_split=0.15, test_split=0.15, color_mode=None,
           skip_bad_images=False, verbose=1, threads="auto", weights=None, fine_tune_epochs=0,
-          unfreeze=None, fine_tune_learning_rate=None):
+          unfreeze=None, fine_tune_learning_rate=None, optimizer="adam", weight_decay=0.0,
+          schedule="constant", warmup_epochs=0, label_smoothing=0.0, clipnorm=None,
+          augment="none", flip="horizontal"):
     """Trains a zoo model on a dataset into a run folder, resuming if it was cut short.
 
     Args:
@@ -123,7 +129,9 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
         activation, dropout_rate, block_dropout_rate, dropout_type,
             implementation, drop_path_rate: the zoo knobs (see
             `cnnzoo.create_model`); `None` keeps the model's default.
-        learning_rate: Adam's learning rate. Defaults to 1e-3.
+        learning_rate: the optimizer's learning rate (a schedule's peak).
+            Defaults to the optimizer's Keras default: 1e-3 for Adam and
+            AdamW, 0.01 for SGD.
         seed: seeds weights, batches, dropout masks and the data splits.
             The same seed on the same machine gives the same metrics.
         precision: `"auto"`, `"float32"`, `"mixed_bfloat16"` or
@@ -152,7 +160,22 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
         unfreeze: `"all"` or the number of top stages the fine-tuning phase
             trains (batch norm stays frozen). Defaults to `"all"`.
         fine_tune_learning_rate: the fine-tuning phase's learning rate, with
-            a new optimizer. Defaults to a tenth of `learning_rate`.
+            a new optimizer of the recipe's kind, its schedule over the
+            fine-tuning epochs (no warm-up). Defaults to a tenth of
+            `learning_rate` (resolved).
+        optimizer, weight_decay, schedule, warmup_epochs, label_smoothing,
+            clipnorm, augment, flip: the training recipe (`cnnzoo.recipe.Recipe`):
+            `"adam"`, `"adamw"` or `"sgd"` (momentum 0.9, Nesterov); Keras's
+            decoupled weight decay (0: none); `"constant"`, `"cosine"` or
+            `"step"` learning rate over the `epochs`, after
+            `warmup_epochs` of linear warm-up; label smoothing in [0, 1);
+            gradient clipping by norm (`None`: none); an augmentation
+            policy (`"none"`, `"light"`, `"default"`, `"strong"`,
+            `"randaugment"`; see `cnnzoo.recipe.augment`), applied in
+            training only, after a random flip (`"horizontal"`,
+            `"vertical"`, `"horizontal_and_vertical"` or `"none"`: no flip,
+            what digits and text need). The defaults are training as it was before
+            these settings: Adam, constant, no regularisation.
 
     Returns:
         A `TrainResult`.
@@ -167,7 +190,11 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
 
     epochs = v.check_int("epochs", epochs, low=1)
     batch_size = v.check_int("batch_size", batch_size, low=1)
-    learning_rate = v.check_number("learning_rate", learning_rate, low=0.0, low_inclusive=False)
+    recipe = recipes.Recipe(optimizer=optimizer, learning_rate=learning_rate,
+                            weight_decay=weight_decay, schedule=schedule,
+                            warmup_epochs=warmup_epochs, label_smoothing=label_smoothing,
+                            clipnorm=clipnorm, augment=augment, flip=flip)
+    recipes.check_epochs(recipe, epochs)
     seed = v.check_int("seed", seed, low=0)
     patience = v.check_int("patience", patience, low=0)
     verbose = v.check_choice("verbose", verbose, (0, 1, 2))
@@ -189,7 +216,7 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
     plan = transfer.check_plan(model, weights=weights, fine_tune_epochs=fine_tune_epochs,
                                unfreeze=unfreeze,
                                fine_tune_learning_rate=fine_tune_learning_rate,
-                               learning_rate=learning_rate,
+                               learning_rate=recipe.resolved_learning_rate(),
                                block_dropout_rate=block_dropout_rate,
                                drop_path_rate=drop_path_rate)
     if weights is not None:
@@ -233,8 +260,8 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
                                      "dropout_type", "implementation", "drop_path_rate")},
         "epochs": epochs,
         "batch_size": batch_size,
-        "learning_rate": learning_rate,
-        "optimizer": "adam",
+        # optimizer, learning_rate (resolved), weight_decay, schedule, ..., augment.
+        **recipe.settings(),
         "loss": "sparse_categorical_crossentropy",
         "seed": seed,
         "precision": precision,
@@ -256,15 +283,15 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
     policy = keras.config.dtype_policy()
     try:
         return _train(model, dataset, run_dir, config, previous, knobs, input_size=input_size,
-                      epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                      seed=seed, precision=precision, jit=jit, patience=patience,
-                      verbose=verbose, threads=threads, plan=plan)
+                      epochs=epochs, batch_size=batch_size, recipe=recipe, seed=seed,
+                      precision=precision, jit=jit, patience=patience, verbose=verbose,
+                      threads=threads, plan=plan)
     finally:
         keras.config.set_dtype_policy(policy)
 
 
 def _train(model, dataset, run_dir, config, previous, knobs, *, input_size, epochs, batch_size,
-           learning_rate, seed, precision, jit, patience, verbose, threads, plan=None):
+           recipe, seed, precision, jit, patience, verbose, threads, plan=None):
     if plan is not None:
         # Every dropout a VariableDropout: the phases change rates, not the model.
         knobs = {**knobs, "tunable_dropout": True, "block_dropout_rate": 0.0}
@@ -277,13 +304,17 @@ def _train(model, dataset, run_dir, config, previous, knobs, *, input_size, epoc
                            step_flops=step_flops)
     keras.utils.set_random_seed(seed)
     _enable_determinism(rt["devices"])
-    net = build_model(model, dataset, input_size=input_size, **knobs)
+    augment = {"augment": recipe.augment, "augment_seed": seed, "augment_flip": recipe.flip}
+    net = build_model(model, dataset, input_size=input_size, **augment, **knobs)
+    compile_phase = functools.partial(
+        _set_phase, net, model, plan=plan, recipe=recipe, jit=rt["jit"], epochs=epochs,
+        steps_per_epoch=math.ceil(len(dataset.y_train) / batch_size))
 
     # The phase the newest checkpoint was written in: the model is set up
     # for it (trainable set, optimizer) before its variables are restored.
     latest = _latest_state(run_dir)
     phase = latest.get("phase", 1) if latest else 1
-    _set_phase(net, model, phase, plan, learning_rate, rt["jit"])
+    compile_phase(phase)
 
     os.makedirs(os.path.join(run_dir, CHECKPOINT_DIR), exist_ok=True)
     _remove_temporaries(run_dir)
@@ -316,6 +347,7 @@ def _train(model, dataset, run_dir, config, previous, knobs, *, input_size, epoc
               f"XLA {'on' if rt['jit'] else 'off'}"
               + (f", {rt['threads']} intra-op thread{'s' if rt['threads'] > 1 else ''}"
                  if rt["threads"] else "") + f". Run folder: {run_dir}")
+        print(f"Recipe: {recipes.describe(recipe)}.")
         if plan is not None:
             print(_plan_text(config, epochs, plan))
     if done:
@@ -340,7 +372,7 @@ def _train(model, dataset, run_dir, config, previous, knobs, *, input_size, epoc
         phase = 2
         load_variables(net, os.path.join(run_dir, CHECKPOINT_DIR, state["best_file"]),
                        model_only=True)
-        _set_phase(net, model, phase, plan, learning_rate, rt["jit"])
+        compile_phase(phase)
         state = {**state, "phase": 2, "phase_start": state["epoch"], "early_stopping": None,
                  "stopped": False}
         if verbose:
@@ -349,7 +381,8 @@ def _train(model, dataset, run_dir, config, previous, knobs, *, input_size, epoc
                   f"{plan.fine_tune_learning_rate:g}.")
     if plan is not None:
         # The saved model holds plain dropout layers, at the rates the run ended with.
-        net = _plain_model(net, model, dataset, input_size, knobs, plan, run_dir, state)
+        net = _plain_model(net, model, dataset, input_size, {**knobs, **augment}, plan,
+                           run_dir, state, recipe)
     return _finish(run_dir, net, dataset, state, run_record, batch_size, done, verbose,
                    best_loaded=plan is not None)
 
@@ -373,14 +406,23 @@ def _fit(net, dataset, batches, run_dir, paths, state, *, phase, start, end, pat
     return checkpoint.state
 
 
-def _set_phase(net, model, phase, plan, learning_rate, jit):
-    """Freezes for `phase` (with a plan) and compiles at that phase's learning rate."""
+def _set_phase(net, model, phase, *, plan, recipe, jit, epochs, steps_per_epoch):
+    """Freezes for `phase` (with a plan) and compiles it with the recipe.
+
+    Phase 2 gets a new optimizer of the recipe's kind at the fine-tuning
+    rate, its schedule spanning the fine-tuning epochs (without warm-up).
+    """
     if plan is not None:
         from cnnzoo import transfer
 
         transfer.set_phase(net, model, phase, plan)
-    rate = plan.fine_tune_learning_rate if phase == 2 else learning_rate
-    compile_model(net, learning_rate=rate, jit=jit)
+    if phase == 2:
+        recipe = dataclasses.replace(recipe, warmup_epochs=0)
+        compile_model(net, recipe=recipe, learning_rate=plan.fine_tune_learning_rate, jit=jit,
+                      epochs=plan.fine_tune_epochs, steps_per_epoch=steps_per_epoch)
+    else:
+        compile_model(net, recipe=recipe, jit=jit, epochs=epochs,
+                      steps_per_epoch=steps_per_epoch)
 
 
 def _unfrozen_text(plan):
@@ -398,7 +440,7 @@ def _plan_text(config, epochs, plan):
     return text + "."
 
 
-def _plain_model(net, model, dataset, input_size, knobs, plan, run_dir, state):
+def _plain_model(net, model, dataset, input_size, knobs, plan, run_dir, state, recipe):
     """The run's model rebuilt with plain dropout layers, its weights the best epoch's."""
     from cnnzoo import transfer
     from cnnzoo.models._registry import model_info
@@ -411,19 +453,24 @@ def _plain_model(net, model, dataset, input_size, knobs, plan, run_dir, state):
     with runtime.dtype_policy(net.dtype_policy):
         plain = build_model(model, dataset, input_size=input_size, **plain_knobs)
     transfer.copy_weights(net, plain)
-    return compile_model(plain)
+    return compile_model(plain, recipe=recipe)
 
 
 # -- building blocks other modules reuse -------------------------------------
 
 
-def build_model(model_name, dataset, *, input_size=None, **zoo_kwargs):
+def build_model(model_name, dataset, *, input_size=None, augment="none", augment_seed=None,
+                augment_flip="horizontal", **zoo_kwargs):
     """Builds the raw-image classifier for `dataset` (`cnnzoo.pipeline.build_classifier`).
 
     Args:
         model_name: a name from `cnnzoo.list_models()`.
         dataset: a `cnnzoo.data.Dataset` (its input shape and class count).
         input_size: what the zoo model sees (see `train`).
+        augment: the augmentation policy (`cnnzoo.recipe.augment`), active
+            in training only. Defaults to `"none"`.
+        augment_seed: seeds the augmentation. Defaults to `None`.
+        augment_flip: its random flip. Defaults to `"horizontal"`.
         **zoo_kwargs: `create_model` knobs.
 
     Returns:
@@ -432,17 +479,29 @@ def build_model(model_name, dataset, *, input_size=None, **zoo_kwargs):
     from cnnzoo.pipeline import build_classifier
 
     return build_classifier(model_name, dataset.input_shape, dataset.num_classes,
-                            input_size=input_size, **zoo_kwargs)
+                            input_size=input_size, augment=augment,
+                            augment_seed=augment_seed, augment_flip=augment_flip,
+                            **zoo_kwargs)
 
 
-def compile_model(model, *, learning_rate=DEFAULT_LEARNING_RATE, jit=False):
-    """Compiles with Adam, sparse categorical cross-entropy and accuracy, as `train` does.
+def compile_model(model, *, learning_rate=None, jit=False, recipe=None, steps_per_epoch=1,
+                  epochs=1):
+    """Compiles with the recipe's optimizer and loss, and accuracy, as `train` does.
+
+    Args:
+        model: the model.
+        learning_rate: overrides the recipe's. Defaults to the recipe's.
+        jit: XLA compilation.
+        recipe: a `cnnzoo.recipe.Recipe`. Defaults to `Recipe()`: Adam at
+            1e-3 and sparse categorical cross-entropy.
+        steps_per_epoch, epochs: what a learning-rate schedule spans.
 
     The optimizer's variables are created at once (`runtime.prepare_training`).
     """
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                  jit_compile=jit)
+    from cnnzoo.recipe import optim
+
+    optim.compile_with(model, recipe or recipes.Recipe(), steps_per_epoch=steps_per_epoch,
+                       epochs=epochs, jit=jit, learning_rate=learning_rate)
     return runtime.prepare_training(model)
 
 
@@ -559,8 +618,12 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.batches.set_epoch(epoch)
 
     def on_epoch_end(self, epoch, logs=None):
+        from cnnzoo.recipe.optim import current_learning_rate
+
         row = {"epoch": epoch + 1}
         row.update({k: float(val) for k, val in (logs or {}).items()})
+        # The rate of the next step, as Keras's LearningRateScheduler logs it.
+        row.setdefault("learning_rate", current_learning_rate(self.model.optimizer))
         self.history.append(row)
         es = self.early_stopping.get_state()
         name = _ckpt_name(epoch + 1)
@@ -698,6 +761,9 @@ def _check_run_dir(run_dir, config):
     except (OSError, ValueError) as error:
         v.fail(f"Could not read {record_path}: {error}.", "out", run_dir)
     old = record.get("config", {})
+    # A run recorded before a recipe setting existed trained with its default.
+    # (Every run recorded its optimizer and learning rate.)
+    old = {**recipes.defaults(), **old} if old else old
     if old != config:
         keys = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
         diffs = ", ".join(f"{k}: {old.get(k)!r} -> {config.get(k)!r}" for k in keys)

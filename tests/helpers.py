@@ -96,3 +96,20 @@ def kill_at(script_args, marker, timeout=300):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     return env
+
+
+class Cut(Exception):
+    """Stands for a kill of a training run: raised once its first epoch's checkpoint is written."""
+
+
+def cut_after_first_epoch(monkeypatch):
+    """Makes `cnnzoo.train.train` raise `Cut` right after its first epoch's checkpoint."""
+    from cnnzoo import train
+
+    write = train.RunCheckpoint.on_epoch_end
+
+    def on_epoch_end(self, epoch, logs=None):
+        write(self, epoch, logs)
+        raise Cut
+
+    monkeypatch.setattr(train.RunCheckpoint, "on_epoch_end", on_epoch_end)

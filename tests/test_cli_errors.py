@@ -228,7 +228,12 @@ def test_a_bad_command_name_is_the_projects_error(capsys, argv, line):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["tune", "--bogus", "1"], "cnnzoo: error: unrecognized arguments: --bogus 1"),
+    # An unknown option is the sub-command's error, pointing to its own --help.
+    (["tune", "--bogus", "1"], "cnnzoo tune: error: unrecognized arguments: --bogus 1"),
+    # Options are exact: no abbreviations.
+    (["tune", "--max-trial", "3"], "cnnzoo tune: error: unrecognized arguments: --max-trial 3"),
+    (["train", "--out", "x", "--learning", "0.1"],
+     "cnnzoo train: error: unrecognized arguments: --learning 0.1"),
     (["train"], "cnnzoo train: error: the following arguments are required: --out"),
     (["experiment"], "cnnzoo experiment: error: the following arguments are required: NAME"),
 ])
@@ -236,3 +241,5 @@ def test_argparse_errors_are_one_line(capsys, argv, message):
     assert _main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.splitlines() == [err] and err.startswith(message) and "--help" in err
+    command = message.split(":")[0]  # `cnnzoo tune`: its own help
+    assert err.endswith(f"(see `{command} --help`).")

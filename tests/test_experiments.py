@@ -86,6 +86,27 @@ def test_overfitting(tmp_path):
     assert "One seed per rate" in md and "Between seeds" not in md
 
 
+def test_overfitting_with_augmentation_compares_dropout_augmentation_and_both(tmp_path, capsys):
+    assert cli.main(["experiment", "overfitting", "--out", str(tmp_path), "--rates", "0,0.5",
+                     "--train-samples", "40", "--epochs", "2", "--seeds", "1",
+                     "--augment", "default"]) == 0
+    capsys.readouterr()
+    data = json.loads((tmp_path / "overfitting.json").read_text())
+    assert data["augment"] == "default"
+    assert [(r["rate"], r["augment"]) for r in data["results"]] == [
+        (0.0, "none"), (0.5, "none"), (0.0, "default"), (0.5, "default")]
+    # The same seed and subset: augmentation is what changes the training.
+    curves = {(r["rate"], r["augment"]): r["mean_curves"]["train_loss"] for r in data["results"]}
+    assert curves[(0.0, "default")] != curves[(0.0, "none")]
+    md = (tmp_path / "overfitting.md").read_text()
+    assert "| 0.5 | default |" in md
+    for finding in ("Dropout 0.5 vs dropout 0:", "Dropout 0 + default augmentation vs dropout 0:",
+                    "Dropout 0.5 + default augmentation vs dropout 0:"):
+        assert finding in md
+    with pytest.raises(ValueError, match="Received: augment='randaugment'"):
+        experiments.run("overfitting", tmp_path, augment="randaugment")  # digits are grey
+
+
 def test_ordered_batches_via_the_command(tmp_path, capsys):
     out = tmp_path / "ordered"
     code = cli.main(["experiment", "ordered-batches", "--out", str(out), "--samples", "60",

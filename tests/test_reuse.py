@@ -83,6 +83,23 @@ def test_later_trials_reuse_the_compiled_model_and_end_as_fresh_ones_do(digits, 
         assert trial.status == "COMPLETED"
 
 
+def test_trials_of_a_recipe_on_a_reused_model_end_as_fresh_ones_do(digits, tmp_path):
+    # SGD's momentum slots and step, a schedule that restarts with each trial, and
+    # the augmentation's seed states: all reset from the trial's fresh model.
+    from cnnzoo.recipe import Recipe
+
+    recipe = Recipe(optimizer="sgd", schedule="cosine", warmup_epochs=1, augment="light",
+                    flip="none", weight_decay=1e-4, label_smoothing=0.1)
+    steps = -(-len(digits.x_train) // 32)
+    hypermodel = _hypermodel(digits, recipe=recipe, steps_per_epoch=steps, epochs=EPOCHS,
+                             dropout_type="standard")
+    tuner = _search(digits, tmp_path, hypermodel, max_trials=3)
+    assert tuner.models_built == 1
+    trials = [tuner.oracle.trials[t] for t in sorted(tuner.oracle.trials)]
+    for trial in trials[1:]:
+        _assert_ends_as_alone(tuner, trial, digits, hypermodel)
+
+
 def test_a_search_traces_its_training_step_once(digits, tmp_path, monkeypatch):
     # One compiled model for the whole search, whose optimizer, loss and
     # metrics are built before its first step: TensorFlow traces that step

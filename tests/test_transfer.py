@@ -17,7 +17,7 @@ import pytest
 import cnnzoo
 from cnnzoo import cli, transfer
 from cnnzoo import train as T
-from tests.helpers import kill_at, save_torch, torch_state
+from tests.helpers import Cut, cut_after_first_epoch, kill_at, save_torch, torch_state
 
 KW = dict(data="shapes", image_size=32, input_size=32, num_samples=60, batch_size=16,
           precision="float32", verbose=0, dropout_rate=0.2)
@@ -108,17 +108,10 @@ def test_a_run_killed_in_either_phase_resumes_to_the_same_artefacts(tmp_path, re
     assert record["config"]["weights"] == resnet18_file
 
     # Phase 1, in this process: stopped right after epoch 1's checkpoint.
-    real = T.RunCheckpoint.on_epoch_end
-
-    def stop_after_first(self, epoch, logs=None):
-        real(self, epoch, logs)
-        if epoch == 0:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(T.RunCheckpoint, "on_epoch_end", stop_after_first)
-    with pytest.raises(KeyboardInterrupt):
-        T.train("resnet18", out=tmp_path / "cut", **kwargs)
-    monkeypatch.setattr(T.RunCheckpoint, "on_epoch_end", real)
+    with monkeypatch.context() as patch:
+        cut_after_first_epoch(patch)
+        with pytest.raises(Cut):
+            T.train("resnet18", out=tmp_path / "cut", **kwargs)
     resumed = T.train("resnet18", out=tmp_path / "cut", **kwargs)
     assert resumed.resumed_from == 1
     assert _history(tmp_path / "cut") == history
@@ -176,6 +169,20 @@ def test_bad_fine_tuning_input_is_one_line_and_leaves_nothing(tmp_path, resnet18
         T.train(model, out=out, **{**KW, "input_size": None, **kwargs})
     assert "\n" not in str(error.value)
     assert not out.exists()
+
+
+def test_both_phases_train_with_the_recipe(tmp_path, resnet18_file):
+    # SGD at its default 0.01, cosine over each phase; fine-tuning at a tenth of it.
+    result = T.train("resnet18", out=str(tmp_path / "run"), weights=resnet18_file, epochs=2,
+                     fine_tune_epochs=2, optimizer="sgd", schedule="cosine",
+                     label_smoothing=0.1, **KW)
+    rows = _history(tmp_path / "run")
+    assert [float(r["phase"]) for r in rows] == [1, 1, 2, 2]
+    np.testing.assert_allclose([float(r["learning_rate"]) for r in rows],
+                               [0.005, 0.0, 5e-4, 0.0], atol=1e-9)
+    assert result.config["transfer"]["fine_tune_learning_rate"] == pytest.approx(1e-3)
+    assert type(result.model.optimizer).__name__ == "SGD"
+    assert result.model.loss.label_smoothing == 0.1
 
 
 def test_cli_fine_tunes_and_refuses_in_one_line(tmp_path, resnet18_file, capsys):

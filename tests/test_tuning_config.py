@@ -6,6 +6,8 @@ import inspect
 
 import pytest
 
+from cnnzoo import recipe
+
 import tuning
 from tuning import config
 from tuning.config import SearchConfig
@@ -69,6 +71,8 @@ def test_what_a_search_records_and_compares(tmp_path):
     # max_trials is recorded but may grow: a larger budget extends the search.
     assert "max_trials" not in config.identity_fields()
     assert {"model", "data", "seed", "epochs", "precision"} <= set(config.identity_fields())
+    # Every training-recipe setting too: each changes what a trial trains.
     assert set(config.card_fields()) == {"tuner", "objective", "seed", "epochs", "max_trials",
                                          "precision", "weights", "fine_tune_epochs", "unfreeze",
-                                         "fine_tune_learning_rate"}
+                                         "fine_tune_learning_rate", *recipe.defaults()}
+    assert set(recipe.defaults()) <= set(config.identity_fields())

@@ -99,6 +99,34 @@ def test_a_search_from_weights_caches_resumes_and_exports(tmp_path, resnet18_fil
     tuning.search("resnet18", max_trials=1, cache_features=False,
                   **{**kwargs, "out": str(tmp_path / "plain")})
     assert "Features: not cached" in capsys.readouterr().out
+    # With augmentation the backbone sees other images in every epoch: said, nothing cached.
+    tuning.search("resnet18", max_trials=1, augment="light",
+                  **{**kwargs, "out": str(tmp_path / "augmented")})
+    assert "Features: not cached: the light augmentation" in capsys.readouterr().out
+    assert not (tmp_path / "augmented" / "features").exists()
+
+
+def test_both_phases_of_a_trial_compile_with_the_recipe(resnet18_file, shapes):
+    from cnnzoo import recipe
+
+    def settings(model):
+        return (type(model.optimizer).__name__,
+                float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)),
+                model.optimizer.weight_decay, model.loss.label_smoothing)
+
+    hypermodel = ZooHyperModel("resnet18", input_shape=shapes.input_shape,
+                               num_classes=shapes.num_classes, input_size=32,
+                               weights=resnet18_file, fine_tune_epochs=1,
+                               recipe=recipe.Recipe(optimizer="sgd", weight_decay=1e-4,
+                                                    label_smoothing=0.1))
+    hp = kt.HyperParameters()
+    model = hypermodel.build(hp)
+    # The recipe's optimizer at its default rate (SGD's 0.01), and its loss.
+    assert settings(model) == ("SGD", pytest.approx(0.01), 1e-4, 0.1)
+    hypermodel.fit(hp, model, shapes.x_train, shapes.y_train, batch_size=16, epochs=1,
+                   verbose=0)
+    # The fine-tuning phase: a new SGD at a tenth of the rate, the same regularisation.
+    assert settings(model) == ("SGD", pytest.approx(1e-3), 1e-4, 0.1)
 
 
 def test_weights_fix_the_backbone_dropout(resnet18_file):

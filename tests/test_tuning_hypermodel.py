@@ -67,12 +67,13 @@ def test_defaults_follow_the_family():
     hm = ZooHyperModel("vgg11", input_shape=(32, 32, 3), num_classes=10)
     assert hm.defaults() == {"dropout_rate": 0.5, "block_dropout_rate": 0.0,
                              "dropout_type": "standard"}
-    assert hm.fixed_values() == {"learning_rate": 1e-3, "activation": "relu"}
+    assert hm.fixed_values() == {"learning_rate": 1e-3, "weight_decay": 0.0,
+                                 "label_smoothing": 0.0, "activation": "relu"}
 
 
 def test_per_stage_learning_rate_and_activation_names():
     hm = ZooHyperModel("simple_cnn", per_stage=True, learning_rate=True, activation=True,
-                       **DIGITS)
+                       weight_decay=True, label_smoothing=True, **DIGITS)
     hp = kt.HyperParameters()
     hm.build(hp)
     assert hp.values == {
@@ -81,6 +82,8 @@ def test_per_stage_learning_rate_and_activation_names():
         "block_dropout_rate_2": 0.0,
         "dropout_type": "standard",
         "learning_rate": 1e-3,
+        "weight_decay": 0.0,
+        "label_smoothing": 0.0,
         "activation": "relu",
     }
     assert hm.fixed_values() == {}

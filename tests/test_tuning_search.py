@@ -62,7 +62,7 @@ def test_small_search_end_to_end_then_resume(tmp_path, capsys):
     card = json.loads((out / "best_model" / "model_card.json").read_text())
     assert card["model"]["name"] == "simple_cnn" and card["model"]["parameters"] > 0
     fixed = card["best_trial"]["fixed"]
-    assert set(fixed) == {"activation", "learning_rate"}
+    assert set(fixed) == {"activation", "learning_rate", "weight_decay", "label_smoothing"}
     assert card["model"]["config"] == {"model": "simple_cnn", **fixed, **result.best["values"]}
     assert card["model"]["dropout_layers"]
     assert card["input"]["name"] == "images" and card["input"]["range"] == [0, 255]

@@ -27,6 +27,7 @@ import os
 import textwrap
 
 from cnnzoo import _validation as v
+from cnnzoo import recipe as recipes
 
 TUNER_NAMES = ("random", "bayesian", "hyperband")
 OBJECTIVES = ("val_accuracy", "val_loss", "accuracy", "loss")
@@ -39,8 +40,12 @@ SETTINGS_FILE = "search.json"
 HYPERMODEL_FLAGS = {
     "per_stage": ("--per-stage", "Search one block dropout rate per stage instead of one "
                                  "shared."),
-    "learning_rate": ("--search-learning-rate", "Also search Adam's learning rate (1e-4 to "
+    "learning_rate": ("--search-learning-rate", "Also search the learning rate (1e-4 to "
                                                 "1e-2, log scale)."),
+    "weight_decay": ("--search-weight-decay", "Also search the weight decay (0, 1e-4, 1e-3, "
+                                              "0.01 or 0.05)."),
+    "label_smoothing": ("--search-label-smoothing", "Also search the label smoothing (0, "
+                                                    "0.05, 0.1 or 0.2)."),
     "activation": ("--search-activation", "Also search the activation (relu, leaky_relu, "
                                           "gelu)."),
 }
@@ -50,6 +55,17 @@ def _field(default, help, *, cli=None, record=False, identity=False, card=False)
     return dataclasses.field(default=default, metadata={
         "help": help, "cli": cli, "record": record or identity, "identity": identity,
         "card": card})
+
+
+def _recipe_field(name):
+    """A `cnnzoo.recipe.Recipe` field as a search setting: its default, help and option.
+
+    Every recipe setting changes what a trial trains: recorded, part of the
+    search's identity, in the card.
+    """
+    f = next(f for f in recipes.fields() if f.name == name)
+    return _field(f.default, f.metadata["help"], cli=f.metadata["cli"], identity=True,
+                  card=True)
 
 
 def _parse_jit(text):
@@ -145,6 +161,18 @@ class SearchConfig:
     # `ZooHyperModel` arguments: ranges, which knobs are searched, per_stage.
     hypermodel_kwargs: dict = _field(None, "Arguments of `ZooHyperModel` (ranges, which "
                                            "knobs are searched, `per_stage`, ...).")
+    # -- the training recipe (`cnnzoo.recipe.Recipe`: its comments, checks and options) ----
+    # A searched learning rate, weight decay or label smoothing (`hypermodel_kwargs`)
+    # starts from these; the rest is the same for every trial.
+    optimizer: str = _recipe_field("optimizer")
+    learning_rate: float = _recipe_field("learning_rate")
+    weight_decay: float = _recipe_field("weight_decay")
+    schedule: str = _recipe_field("schedule")
+    warmup_epochs: int = _recipe_field("warmup_epochs")
+    label_smoothing: float = _recipe_field("label_smoothing")
+    clipnorm: float = _recipe_field("clipnorm")
+    augment: str = _recipe_field("augment")
+    flip: str = _recipe_field("flip")
     # -- how it runs ---------------------------------------------------------------
     # Everything the search writes, Keras Tuner's state too (`<out>/keras_tuner`).
     out: str = _field("tune_results", "Folder for everything the search writes (Keras "
@@ -225,8 +253,14 @@ class SearchConfig:
         set_(self, "threads", runtime.check_threads(self.threads))
         set_(self, "worker_timeout", distributed.check_worker_timeout(self.worker_timeout))
         _check_hypermodel_kwargs(self.hypermodel_kwargs)
+        recipes.check_recipe(self)
+        recipes.check_epochs(self, self.epochs)
 
     # -- what is derived from the fields ---------------------------------------------
+
+    def recipe(self):
+        """The training recipe of every trial, a `cnnzoo.recipe.Recipe`."""
+        return recipes.Recipe(**{f.name: getattr(self, f.name) for f in recipes.fields()})
 
     def recorded(self):
         """The settings `search.json` holds (see `identity_fields`), JSON-ready."""
@@ -267,11 +301,12 @@ def _check_hypermodel_kwargs(kwargs):
     # What the search passes to ZooHyperModel itself.
     taken = sorted(set(kwargs) & {"input_shape", "num_classes", "input_size", "jit_compile",
                                   "weights", "features", "fine_tune_epochs", "unfreeze",
-                                  "fine_tune_learning_rate"})
+                                  "fine_tune_learning_rate", "recipe", "steps_per_epoch",
+                                  "epochs"})
     if taken:
         v.fail(f"Expected `{taken[0]}` from the search, not in `hypermodel_kwargs` (pass "
-               f"input_size, jit and weights to search() itself; the data sets the others).",
-               "hypermodel_kwargs", kwargs)
+               f"input_size, jit, weights, epochs and the recipe's settings to search() "
+               f"itself; the data sets the others).", "hypermodel_kwargs", kwargs)
     from tuning.hypermodel import ZooHyperModel
 
     known = set(inspect.signature(ZooHyperModel).parameters) - {"model_name"}
@@ -293,7 +328,7 @@ def add_arguments(parser):
         spec = dict(spec)
         flag = spec.pop("flag", "--" + f.name.replace("_", "-"))
         text = spec.pop("help", f.metadata["help"])
-        if spec.get("action") is None and f.default is not None:
+        if spec.get("action") is None and f.default is not None and "Default" not in text:
             shown = "./" + f.default if f.name == "out" else f.default
             text = f"{text} Default: {shown}."
         parser.add_argument(flag, dest=f.name, default=f.default, help=text, **spec)

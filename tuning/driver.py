@@ -19,7 +19,9 @@ Everything is written under `out`; Keras Tuner's own state under
 import contextlib
 import dataclasses
 import functools
+import math
 import os
+import shlex
 import sys
 import time
 
@@ -106,6 +108,14 @@ def run(settings, *, hypermodel=None, tuner_class=None, stream=None):
     if hypermodel is not None and settings.weights is not None:
         v.fail("Expected `weights` with a zoo model only (a hypermodel of one's own loads "
                "its weights in its build).", "weights", settings.weights)
+    if hypermodel is not None:
+        from cnnzoo import recipe as recipes
+
+        changed = [k for k, val in recipes.defaults().items() if getattr(settings, k) != val]
+        if changed:
+            v.fail("Expected the training recipe's settings with a zoo model only (a "
+                   "hypermodel of one's own compiles its model in its build).", changed[0],
+                   getattr(settings, changed[0]))
     stream = stream or sys.stdout
     # Imported here: `cnnzoo tune --help` must not pay for TensorFlow.
     from tuning import distributed
@@ -142,7 +152,7 @@ def _callers_dtype_policy():
 def _search(c, *, hypermodel, tuner_class, stream, role, held):
     """The search of settings `c` (a `SearchConfig`), in the role `role`."""
     import cnnzoo.data
-    from tuning import report, tuners
+    from tuning import report, reuse, tuners
     from tuning.hypermodel import ZooHyperModel
 
     start = time.perf_counter()
@@ -162,20 +172,25 @@ def _search(c, *, hypermodel, tuner_class, stream, role, held):
 
         input_size = transfer.default_input_size(c.model, c.weights, ds.input_shape)
     # The frozen backbone's features, computed once (`tuning.features`).
-    # Not while fine-tuning: that phase trains through the backbone.
+    # Not while fine-tuning (that phase trains through the backbone), nor with
+    # augmentation (the backbone sees other images in every epoch).
     features = (hypermodel is None and c.weights is not None and c.cache_features
-                and not c.fine_tune_epochs)
+                and not c.fine_tune_epochs and c.augment == "none")
     tuning_kwargs = {k: getattr(c, k) for k in ("fine_tune_epochs", "unfreeze",
                                                  "fine_tune_learning_rate")
                      if getattr(c, k)}
 
-    def build_default():
-        # The whole model: the features' pass is what costs (`threads`).
-        counted = hypermodel or ZooHyperModel(
+    def zoo_hypermodel(jit, features=False):
+        # Every trial trains `c.epochs` of ceil(train / batch) steps: what a schedule spans.
+        return ZooHyperModel(
             c.model, input_shape=ds.input_shape, num_classes=ds.num_classes,
-            input_size=input_size, jit_compile=False, weights=c.weights, **tuning_kwargs,
+            input_size=input_size, jit_compile=jit, weights=c.weights, features=features,
+            recipe=c.recipe(), steps_per_epoch=math.ceil(len(ds.x_train) / c.batch_size),
+            epochs=c.epochs, **tuning_kwargs,
             **(c.hypermodel_kwargs or {}))
-        return counted.build(_default_hp())
+
+    def build_default():
+        return (hypermodel or zoo_hypermodel(False)).build(_default_hp())
 
     # Counted before TensorFlow starts, so that the threads can still be set.
     step_flops = (runtime.count_step_flops(build_default, c.batch_size)
@@ -190,11 +205,10 @@ def _search(c, *, hypermodel, tuner_class, stream, role, held):
         f"{len(ds.x_test)} test images of {'x'.join(map(str, ds.input_shape))}, "
         f"{ds.num_classes} classes")
     if hypermodel is None:
-        hypermodel = ZooHyperModel(c.model, input_shape=ds.input_shape,
-                                   num_classes=ds.num_classes, input_size=input_size,
-                                   jit_compile=setup["jit"], weights=c.weights,
-                                   features=features, **tuning_kwargs,
-                                   **(c.hypermodel_kwargs or {}))
+        hypermodel = zoo_hypermodel(setup["jit"], features)
+        from cnnzoo import recipe as recipes
+
+        say(f"Recipe: {recipes.describe(c)}")
     x_train, x_val = ds.x_train, ds.x_val
     if features:
         from tuning.features import features_for
@@ -206,9 +220,12 @@ def _search(c, *, hypermodel, tuner_class, stream, role, held):
         say(f"Features: the frozen backbone's outputs ({x_train.shape[1]} per image) for "
             f"{len(x_train)} train + {len(x_val)} validation images, {how} ({path}); every "
             f"trial trains its head on them")
-    elif c.fine_tune_epochs:
+    elif c.weights is not None and c.fine_tune_epochs:
         say("Features: not cached: each trial's fine-tuning phase trains through the "
             "backbone (its first phase runs the frozen backbone too)")
+    elif c.weights is not None and c.augment != "none":
+        say(f"Features: not cached: the {c.augment} augmentation changes every image in "
+            f"every epoch, so every trial runs the frozen backbone on the augmented images")
     elif c.weights is not None:
         say("Features: not cached (--no-cache-features): every trial runs the frozen "
             "backbone")
@@ -242,6 +259,7 @@ def _search(c, *, hypermodel, tuner_class, stream, role, held):
     oracle = the_tuner.oracle
     total = tuners.expected_trials(oracle)
     say(f"Search space: {_space_description(hypermodel)}")
+    say(f"Compiled models: {reuse.sharing(the_tuner)}")
     if the_tuner.resumed:
         finished = sum(t.status in ("COMPLETED", "FAILED") for t in oracle.trials.values())
         again = oracle.interrupted_trials()
@@ -301,9 +319,59 @@ def _search(c, *, hypermodel, tuner_class, stream, role, held):
     for name in ("json", "csv", "plot", "model"):
         if name in files:
             say(f"  {name:<5} {files[name]}")
+    if best is not None:
+        say("Next:")
+        if "model" in files:
+            say(f"  cnnzoo predict {shlex.quote(files['model'])} IMAGE")
+        if type(hypermodel) is ZooHyperModel:  # a hypermodel of one's own: no command
+            say(f"  {train_command(c, {**meta['fixed'], **best['values']})}"
+                f"   # the best configuration, trained longer")
     say(f"Done in {seconds:.1f} s.")
     return SearchResult(out=c.out, role=role, trials=ranked, best=best, files=files,
                         test_metrics=test_metrics, resumed=the_tuner.resumed, seconds=seconds)
+
+
+def train_command(c, values, epochs=None):
+    """The `cnnzoo train` command that trains the zoo configuration `values` of search `c`.
+
+    The same data (and splits: the same seed), model, recipe and precision,
+    for `epochs` (defaults to twice the search's), into `<out>/best_run`.
+
+    Args:
+        c: the search's `SearchConfig`.
+        values: the trial's values (its hyperparameters and the fixed ones).
+        epochs: the run's epochs. Defaults to `2 * c.epochs`.
+    """
+    from cnnzoo import recipe as recipes
+
+    stages = [k for k in values if k.startswith("block_dropout_rate_")]  # per stage
+    blocks = [values[k] for k in sorted(stages, key=lambda k: int(k.rsplit("_", 1)[1]))]
+    knobs = {"dropout_rate": values.get("dropout_rate"),
+             "block_dropout_rate": (",".join(f"{r:g}" for r in blocks) if blocks
+                                    else values.get("block_dropout_rate")),
+             "dropout_type": values.get("dropout_type"), "activation": values.get("activation")}
+    # The recipe's settings where they are not train's defaults; the searched ones always.
+    searched = {k: values[k] for k in ("learning_rate", "weight_decay", "label_smoothing")
+                if k in values}
+    settings = {k: getattr(c, k) for k, default in recipes.defaults().items()
+                if getattr(c, k) != default}
+    data = {k: getattr(c, k) for k in ("num_samples", "image_size", "color_mode", "weights",
+                                       "input_size")}
+    argv = ["cnnzoo", "train", "--model", c.model, "--data", str(c.data)]
+    for name, value in {**data, **knobs, **settings, **searched}.items():
+        if value is None:
+            continue
+        if isinstance(value, (tuple, list)):
+            value = ",".join(str(x) for x in value)
+        elif isinstance(value, float):
+            value = f"{value:g}"
+        argv += ["--" + name.replace("_", "-"), str(value)]
+    if c.skip_bad_images:
+        argv.append("--skip-bad-images")
+    argv += ["--seed", str(c.seed), "--batch-size", str(c.batch_size), "--precision",
+             c.precision, "--epochs", str(epochs or 2 * c.epochs),
+             "--out", os.path.join(c.out, "best_run")]
+    return " ".join(shlex.quote(a) for a in argv)
 
 
 def report_values(values):

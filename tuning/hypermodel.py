@@ -4,18 +4,34 @@ The search space is declared in `build(hp)`, next to where each value is
 used, with stable names and explicit defaults (Keras Tuner's own
 applications do the same). Every hyperparameter argument takes one of:
 
-- `None`: the family's default (searched for the dropout knobs, fixed for
-  the learning rate and the activation);
+- `None`: the family's default (searched for the dropout knobs; fixed, at
+  the recipe's value, for the learning rate, the weight decay and the label
+  smoothing, and at the model's for the activation);
 - a number or a string: that value, fixed (not declared, not searched);
 - a tuple `(low, high)` or `(low, high, step)`: a `hp.Float` range (log
-  sampling for the learning rate);
-- a list: a `hp.Choice` among its values.
+  sampling for the learning rate, and for the weight decay above 0);
+- a list: a `hp.Choice` among its values;
+- `True` (learning rate, weight decay, label smoothing, activation): a
+  default range or choice (`LEARNING_RATE_RANGE`, `WEIGHT_DECAY_CHOICES`,
+  `LABEL_SMOOTHING_CHOICES`, `ACTIVATION_CHOICES`).
 
 Hyperparameter names: `dropout_rate` (head), `block_dropout_rate` (shared
 by every stage) or `block_dropout_rate_1` ... `block_dropout_rate_N` (one per
-stage, with `per_stage=True`), `dropout_type`, `learning_rate`, `activation`.
+stage, with `per_stage=True`), `dropout_type`, `learning_rate`,
+`weight_decay`, `label_smoothing`, `activation`.
+
+The rest of the training recipe (`cnnzoo.recipe.Recipe`: the optimizer,
+schedule, warm-up, clipping, augmentation) is fixed for a search: every
+trial compiles with it (`cnnzoo.recipe.optim.compile_with`).
+
+Weight decay and label smoothing are compiled into the training step (Keras
+optimizers and losses hold them as Python numbers), so trials with other
+values cannot share a compiled model (`variable_hyperparameters`,
+`tuning.reuse`); their `True` is a short list of values rather than a
+range, so that trials that drew the same value still share one.
 """
 
+import dataclasses
 import math
 import numbers
 
@@ -32,9 +48,14 @@ except ImportError:  # pragma: no cover - keras-tuner is a declared dependency
     _HyperModelBase = object
 
 DROPOUT_TYPES = ("standard", "spatial")
-DEFAULT_LEARNING_RATE = 1e-3
 # Searched when `learning_rate=True`.
 LEARNING_RATE_RANGE = (1e-4, 1e-2)
+# Searched when `weight_decay=True` / `label_smoothing=True`: choices, not ranges (see above).
+WEIGHT_DECAY_CHOICES = [0.0, 1e-4, 1e-3, 1e-2, 5e-2]
+LABEL_SMOOTHING_CHOICES = [0.0, 0.05, 0.1, 0.2]
+# The searched knobs besides the dropout rates, in `declare`'s order.
+OTHER_KNOBS = ("dropout_type", "learning_rate", "weight_decay", "label_smoothing",
+               "activation")
 ACTIVATION_CHOICES = ["relu", "leaky_relu", "gelu"]
 
 
@@ -43,8 +64,9 @@ class ZooHyperModel(_HyperModelBase):
 
     The model takes raw images (pixels 0-255; it resizes and rescales inside,
     see `cnnzoo.pipeline.build_classifier`), ends in a float32 softmax named
-    `probabilities`, and is compiled with Adam, sparse categorical
-    cross-entropy and accuracy. `fit` records a trial whose loss becomes NaN
+    `probabilities`, and is compiled with the training recipe's optimizer,
+    schedule and loss (`recipe`; Adam and sparse categorical cross-entropy
+    by default) and accuracy. `fit` records a trial whose loss becomes NaN
     or infinite as failed (`keras_tuner.errors.FailedTrialError`) with its
     reason, so any Keras Tuner tuner goes on with the next trial.
 
@@ -61,8 +83,15 @@ class ZooHyperModel(_HyperModelBase):
             rate. Defaults to `False`.
         dropout_type: `"standard"` or `"spatial"` block dropout. Defaults to
             a choice between the two, `"standard"` first.
-        learning_rate: Adam's learning rate. Defaults to `1e-3`, fixed;
-            `True` searches `LEARNING_RATE_RANGE` on a log scale.
+        learning_rate: the optimizer's learning rate (a schedule's peak).
+            Defaults to the recipe's, fixed (1e-3 for Adam); `True` searches
+            `LEARNING_RATE_RANGE` on a log scale.
+        weight_decay: the optimizer's decoupled weight decay. Defaults to
+            the recipe's, fixed (0); `True` chooses among
+            `WEIGHT_DECAY_CHOICES`.
+        label_smoothing: the loss's label smoothing, in [0, 1). Defaults to
+            the recipe's, fixed (0); `True` chooses among
+            `LABEL_SMOOTHING_CHOICES`.
         activation: the hidden activation. Defaults to the model's own,
             fixed; `True` searches `ACTIVATION_CHOICES`.
         input_size: `(height, width)` the zoo model sees (the raw images are
@@ -84,7 +113,8 @@ class ZooHyperModel(_HyperModelBase):
             what is searched. Defaults to `None`.
         fine_tune_epochs: with `weights`, epochs of `cnnzoo.transfer`'s
             second phase after the trial's epochs: the top stages unfrozen
-            (batch norm frozen), a new Adam optimizer. `block_dropout_rate`
+            (batch norm frozen), a new optimizer of the recipe's
+            kind, its schedule over these epochs (no warm-up). `block_dropout_rate`
             is then the unfrozen stages' dropout, searched by default.
             Defaults to 0 (the head alone trains).
         unfreeze: with `fine_tune_epochs`: `"all"` or a number of top stages,
@@ -100,6 +130,12 @@ class ZooHyperModel(_HyperModelBase):
             backbone in every step of every trial. `exportable` puts the
             trained head back on the pretrained backbone. Defaults to
             `False`.
+        recipe: the training recipe every trial compiles with (a
+            `cnnzoo.recipe.Recipe`). Defaults to `Recipe()`: Adam at 1e-3,
+            constant, no regularisation, no augmentation.
+        steps_per_epoch, epochs: what the recipe's learning-rate schedule
+            spans (a trial's training steps per epoch, and epochs).
+            Needed only with a schedule or a warm-up; defaults to `None`.
 
     Example:
 
@@ -114,8 +150,10 @@ class ZooHyperModel(_HyperModelBase):
                  learning_rate=None, activation=None, input_size=None,
                  implementation="keras", tunable_dropout=True, jit_compile=False, name=None,
                  tunable=True, weights=None, features=False, fine_tune_epochs=0,
-                 unfreeze=None, fine_tune_learning_rate=None):
+                 unfreeze=None, fine_tune_learning_rate=None, weight_decay=None,
+                 label_smoothing=None, recipe=None, steps_per_epoch=None, epochs=None):
         import cnnzoo
+        from cnnzoo import recipe as recipes
 
         info = cnnzoo.model_info(model_name)  # raises on an unknown name
         super().__init__(name=name or model_name, tunable=tunable)
@@ -163,11 +201,8 @@ class ZooHyperModel(_HyperModelBase):
             choices = [str(transfer.check_unfreeze(model_name, info, u)) for u in choices]
             self.unfreeze = (("choice", choices, choices[0]) if isinstance(unfreeze, list)
                              else ("fixed", choices[0]))
-            # None: a tenth of the trial's learning rate.
-            self.fine_tune_learning_rate = _learning_rate_spec(
-                fine_tune_learning_rate, "fine_tune_learning_rate", default=None)
         else:
-            self.unfreeze = self.fine_tune_learning_rate = None
+            self.unfreeze = None
         self.weights = weights
         self.features = v.check_bool("features", features)
         if self.features and weights is None:
@@ -191,7 +226,36 @@ class ZooHyperModel(_HyperModelBase):
         self._block_stage_defaults = block_defaults
         self.dropout_type = _choice_spec("dropout_type", dropout_type, list(DROPOUT_TYPES),
                                          DROPOUT_TYPES)
-        self.learning_rate = _learning_rate_spec(learning_rate)
+        if recipe is None:
+            recipe = recipes.Recipe()
+        if not isinstance(recipe, recipes.Recipe):
+            v.fail("Expected `recipe` to be a cnnzoo.recipe.Recipe.", "recipe", recipe)
+        self.recipe = recipe
+        self.steps_per_epoch = v.check_int("steps_per_epoch", steps_per_epoch, low=1,
+                                           allow_none=True)
+        self.epochs = v.check_int("epochs", epochs, low=1, allow_none=True)
+        if recipe.has_schedule():
+            if self.steps_per_epoch is None or self.epochs is None:
+                v.fail(f"Expected `steps_per_epoch` and `epochs` for the recipe's "
+                       f"{recipe.schedule} schedule (warm-up {recipe.warmup_epochs} epochs), "
+                       f"which spans them.", "epochs", epochs)
+            recipes.check_epochs(recipe, self.epochs)
+        self.learning_rate = _number_spec(
+            "learning_rate", learning_rate, default=recipe.resolved_learning_rate(),
+            searched=LEARNING_RATE_RANGE, low=0.0, low_inclusive=False, high=10.0)
+        self.weight_decay = _number_spec(
+            "weight_decay", weight_decay, default=recipe.weight_decay,
+            searched=WEIGHT_DECAY_CHOICES, low=0.0)  # the recipe's bounds
+        self.label_smoothing = _number_spec(
+            "label_smoothing", label_smoothing, default=recipe.label_smoothing,
+            searched=LABEL_SMOOTHING_CHOICES, low=0.0, high=1.0, high_inclusive=False,
+            log=False)
+        # None: a tenth of the trial's learning rate.
+        self.fine_tune_learning_rate = None if not self.fine_tune_epochs else (
+            ("fixed", None) if fine_tune_learning_rate is None else _number_spec(
+                "fine_tune_learning_rate", fine_tune_learning_rate,
+                default=recipe.resolved_learning_rate() * transfer.FINE_TUNE_LR_FACTOR,
+                searched=LEARNING_RATE_RANGE, low=0.0, low_inclusive=False, high=10.0))
         from cnnzoo.layers import factory
 
         self.activation = _choice_spec(
@@ -218,7 +282,7 @@ class ZooHyperModel(_HyperModelBase):
         else:
             values["block_dropout_rate"] = _declare(hp, "block_dropout_rate",
                                                     self.block_dropout_rate)
-        for key in ("dropout_type", "learning_rate", "activation"):
+        for key in OTHER_KNOBS:
             values[key] = _declare(hp, key, getattr(self, key))
         if self.fine_tune_epochs:
             for key in ("unfreeze", "fine_tune_learning_rate"):
@@ -234,8 +298,7 @@ class ZooHyperModel(_HyperModelBase):
     def fixed_values(self):
         """The knobs that are not searched, with their values."""
         out = {}
-        keys = ["dropout_rate", "block_dropout_rate", "dropout_type", "learning_rate",
-                "activation"]
+        keys = ["dropout_rate", "block_dropout_rate", *OTHER_KNOBS]
         if self.fine_tune_epochs:
             keys += ["unfreeze", "fine_tune_learning_rate"]
         for key in keys:
@@ -252,13 +315,16 @@ class ZooHyperModel(_HyperModelBase):
 
         Trials that differ only in these can train one after another on one
         compiled model, its variables assigned from each trial's fresh model
-        (`tuning.reuse`): the learning rate (a variable of the optimizer)
-        and, with `tunable_dropout`, every dropout rate and the dropout type
-        (`cnnzoo.layers.VariableDropout`).
+        (`tuning.reuse`): the learning rate (a variable of the optimizer,
+        where the recipe has no schedule: a schedule's peak is a constant of
+        the traced step) and, with `tunable_dropout`, every dropout rate and
+        the dropout type (`cnnzoo.layers.VariableDropout`). Not the weight
+        decay nor the label smoothing, which the optimizer and the loss hold
+        as Python numbers.
         """
         if self.fine_tune_epochs:
             return frozenset()  # each trial compiles its fine-tuning phase anew
-        names = {"learning_rate"}
+        names = set() if self.recipe.has_schedule() else {"learning_rate"}
         if self.tunable_dropout:
             blocks = ([f"block_dropout_rate_{i + 1}" for i in range(self.stages)]
                       if self.per_stage else ["block_dropout_rate"])
@@ -292,12 +358,13 @@ class ZooHyperModel(_HyperModelBase):
                    f"rebuild it with plain dropout layers.", "model", model.name)
 
     def build_model(self, *, dropout_rate, block_dropout_rate, dropout_type, learning_rate,
-                    activation, tunable_dropout=None, head=True, unfreeze="all",
-                    fine_tune_learning_rate=None):
+                    activation, weight_decay=None, label_smoothing=None, tunable_dropout=None,
+                    head=True, unfreeze="all", fine_tune_learning_rate=None):
         """Builds and compiles the model for one set of values.
 
         With `features`, the head model; with `head=False`, the whole model
-        all the same (what `exportable` fills).
+        all the same (what `exportable` fills). `weight_decay` and
+        `label_smoothing` default to the recipe's.
         """
         from cnnzoo.pipeline import build_classifier
 
@@ -320,6 +387,8 @@ class ZooHyperModel(_HyperModelBase):
             dropout_rate=_clean(dropout_rate), block_dropout_rate=block_dropout_rate,
             dropout_type=dropout_type, activation=activation,
             implementation=self.implementation, tunable_dropout=tunable_dropout,
+            # Seeded by the trial's seed (Keras's global one), as the weights are.
+            augment=self.recipe.augment, augment_flip=self.recipe.flip,
             # The head alone needs none of the backbone's weights: not loaded.
             **({"weights": self.weights}
                if self.weights is not None and not (self.features and head) else {}),
@@ -330,16 +399,19 @@ class ZooHyperModel(_HyperModelBase):
             transfer.set_phase(model, self.model_name, 1, transfer.Plan())
             if self.features and head:
                 model = transfer.head_model(model)
-        return self._compile(model, learning_rate)
+        return self._compile(model, learning_rate, weight_decay=weight_decay,
+                             label_smoothing=label_smoothing, epochs=self.epochs)
 
-    def _compile(self, model, learning_rate):
-        model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate=float(learning_rate)),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
-            jit_compile=self.jit_compile,
-        )
-        return model
+    def _compile(self, model, learning_rate, *, weight_decay, label_smoothing, epochs,
+                 warmup=True):
+        """Compiles with the recipe, its schedule spanning `epochs`."""
+        from cnnzoo.recipe import optim
+
+        recipe = self.recipe if warmup else dataclasses.replace(self.recipe, warmup_epochs=0)
+        return optim.compile_with(
+            model, recipe, steps_per_epoch=self.steps_per_epoch or 1, epochs=epochs or 1,
+            jit=self.jit_compile, learning_rate=float(learning_rate),
+            weight_decay=weight_decay, label_smoothing=label_smoothing)
 
     def _plan(self, values):
         from cnnzoo import transfer
@@ -373,9 +445,13 @@ class ZooHyperModel(_HyperModelBase):
             return history
         from cnnzoo import transfer
 
-        plan = self._plan(self.declare(hp.copy()))
+        values = self.declare(hp.copy())
+        plan = self._plan(values)
         transfer.set_phase(model, self.model_name, 2, plan)
-        self._compile(model, plan.fine_tune_learning_rate)
+        # A new optimizer of the recipe's kind, its schedule over the fine-tuning epochs.
+        self._compile(model, plan.fine_tune_learning_rate, weight_decay=values["weight_decay"],
+                      label_smoothing=values["label_smoothing"], epochs=self.fine_tune_epochs,
+                      warmup=False)
         prepare_training(model, x, y)
         first = len(history.epoch) + int(kwargs.get("initial_epoch") or 0)
         tuned = model.fit(*args, **{**kwargs, "initial_epoch": first,
@@ -465,23 +541,28 @@ def _choice_spec(name, value, default, valid):
     return ("fixed", v.check_choice(name, value, valid))
 
 
-def _learning_rate_spec(value, name="learning_rate", default=DEFAULT_LEARNING_RATE):
+def _number_spec(name, value, *, default, searched, log=True, **bounds):
+    """The spec of a number knob: fixed at `default` unless searched (see the module docstring).
+
+    `searched` is what `True` means (a `(low, high)` range or a list);
+    `bounds` are `check_number`'s. A range is sampled on a log scale where
+    `log` and its low end is above 0.
+    """
     def check(n, x):
-        return v.check_number(n, x, low=0.0, low_inclusive=False, high=10.0)
+        return v.check_number(n, x, **bounds)
 
     if value is None or value is False:
-        return ("fixed", default)
+        return ("fixed", check(name, default))
     if value is True:
-        value = LEARNING_RATE_RANGE
+        value = searched
     if isinstance(value, tuple):
         if len(value) != 2:
             v.fail(f"Expected `{name}` as (low, high).", name, value)
         low, high = check(f"{name}[0]", value[0]), check(f"{name}[1]", value[1])
         if high <= low:
-            v.fail(f"Expected `{name}` as (low, high) with low < high.", name,
-                   value)
-        default = min(max(default or low, low), high)
-        return ("float", low, high, None, default, "log")
+            v.fail(f"Expected `{name}` as (low, high) with low < high.", name, value)
+        start = min(max(default, low), high)
+        return ("float", low, high, None, start, "log" if log and low > 0 else "linear")
     if isinstance(value, list):
         values = [check(f"{name}[{i}]", x) for i, x in enumerate(value)]
         if not values:
@@ -489,8 +570,7 @@ def _learning_rate_spec(value, name="learning_rate", default=DEFAULT_LEARNING_RA
         return ("choice", values, values[0])
     if isinstance(value, numbers.Real):
         return ("fixed", check(name, value))
-    v.fail(f"Expected `{name}` as a number, (low, high), a list, or True.",
-           name, value)
+    v.fail(f"Expected `{name}` as a number, (low, high), a list, or True.", name, value)
 
 
 def _declare(hp, name, spec):

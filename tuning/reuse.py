@@ -3,16 +3,19 @@
 Tracing a model's training step costs about 1-2 s on 2 CPU cores, more than a
 whole trial's training on `digits`. A hypermodel that holds some of its
 hyperparameters in variables (`ZooHyperModel` builds its dropout as
-`cnnzoo.layers.VariableDropout`, whose rate and kind are variables; Adam's
-learning rate is a variable of the optimizer) says which, as the set
-`variable_hyperparameters`. Two trials whose other values are equal then
+`cnnzoo.layers.VariableDropout`, whose rate and kind are variables; a
+constant learning rate is a variable of the optimizer) says which, as the
+set `variable_hyperparameters`. Two trials whose other values are equal then
 build models of the same structure, and `ReuseMixin` trains the second on
 the compiled model of the first: before each trial, every variable of the
 kept model (weights, batch-norm statistics, dropout rates and kinds, random
 seed states, the optimizer's step, learning rate and slots) is assigned from
 a freshly built, never traced model of the trial, seeded as the trial is.
 Nothing is traced or compiled again, and each trial ends exactly as it would
-on its own fresh model (`tests/test_reuse.py`).
+on its own fresh model (`tests/test_reuse.py`). Values compiled into the
+step (a searched weight decay or label smoothing, a scheduled learning rate)
+split the trials into groups of equal values, one model each: the search
+says so as it starts (`sharing`) and when a trial needs a new model.
 
 The mixin works through Keras Tuner's public tuner hooks (`run_trial`,
 `on_trial_end`, `on_search_end`) and trains with `hypermodel.fit`, on
@@ -72,6 +75,49 @@ def refusal(hypermodel):
     return None
 
 
+def sharing(tuner):
+    """Which trials of `tuner`'s search share a compiled model, and why, in a sentence.
+
+    What the search prints as it starts, so that a searched value that is
+    compiled into the training step (the weight decay, the label smoothing,
+    a scheduled learning rate) does not turn the reuse off unnoticed.
+    """
+    hypermodel = tuner.hypermodel
+    if not isinstance(tuner, ReuseMixin):
+        return f"one per trial ({type(tuner).__name__} builds a model for each)"
+    if not tuner.reuse:
+        return "one per trial (reuse is off)"
+    if tuner.distribution_strategy is not None:
+        return "one per trial (under a distribution strategy)"
+    if tuner.executions_per_trial != 1:
+        return "one per trial (more than one execution per trial)"
+    reason = refusal(hypermodel) if hypermodel is not None else "no hypermodel"
+    if reason:
+        return f"one per trial ({reason})"
+    if hasattr(hypermodel, "defaults"):
+        searched = list(hypermodel.defaults())
+    else:
+        searched = [p.name for p in tuner.oracle.get_space().space]
+    searched = [n for n in searched if not n.startswith(BOOKKEEPING_PREFIX)]
+    held = frozenset(hypermodel.variable_hyperparameters)
+    compiled = [n for n in searched if n not in held]
+    variables = [n for n in searched if n in held]
+    verb = "is a variable" if len(variables) == 1 else "are variables"
+    in_variables = f"{', '.join(variables)} {verb} of the model" if variables else ""
+    if not compiled:
+        return "one for every trial" + (f" ({in_variables})" if variables else "")
+    return (f"trials share one only where they agree on {', '.join(compiled)} (compiled into "
+            f"the training step, not held in variables"
+            + (f"; {in_variables}" if variables else "") + ")")
+
+
+def key_differences(old, new):
+    """`"weight_decay=0.001 (was 0.0001)"`: where two reuse keys differ."""
+    a, b = dict(old), dict(new)
+    return ", ".join(f"{k}={b.get(k)} (was {a.get(k)})" for k in sorted(set(a) | set(b))
+                     if a.get(k) != b.get(k))
+
+
 def reuse_key(values, held):
     """What two trials must share to train on one compiled model: every other value."""
     return tuple(sorted((k, repr(val)) for k, val in values.items()
@@ -95,7 +141,8 @@ def compile_signature(model):
     """What must be equal for one compiled model to train another's trial.
 
     The compile configuration (loss, metrics, optimizer class and settings)
-    but the learning rate, which is a variable of the optimizer.
+    but a constant learning rate, which is a variable of the optimizer (a
+    schedule, whose rates are constants of the traced step, stays in).
     """
     import json
 
@@ -103,7 +150,8 @@ def compile_signature(model):
     optimizer = config.get("optimizer")
     if isinstance(optimizer, dict):
         inner = dict(optimizer.get("config") or {})
-        inner.pop("learning_rate", None)
+        if not isinstance(inner.get("learning_rate"), dict):
+            inner.pop("learning_rate", None)
         inner.pop("name", None)
         config["optimizer"] = {**optimizer, "config": inner}
     return json.dumps(config, sort_keys=True, default=repr) + f"|jit={model.jit_compile}"
@@ -320,9 +368,15 @@ class ReuseMixin:
                 f"Oversized model: {model.count_params()} parameters. Skip model.")
         return model
 
+    def _say(self, text):
+        # Where the search's progress goes, and not where it is off (quiet).
+        if getattr(compat.display(self.oracle), "enabled", True):
+            print(text, file=self.stream, flush=True)
+
     def _model_for(self, trial, key):
         """The compiled model for `trial`, started as its fresh model would be."""
         if self._kept is not None and self._kept.key != key:
+            self._say(f"  a new compiled model: {key_differences(self._kept.key, key)}")
             self.release_model()
         self._open_window()
         fresh = self._build(trial)

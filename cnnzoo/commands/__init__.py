@@ -32,6 +32,12 @@ class Parser(argparse.ArgumentParser):
 
     subcommands = None
 
+    def __init__(self, *args, **kwargs):
+        # Options are exact: `--max-trial 3` is an error, not `--max-trials 3`
+        # (argparse's abbreviations would also change meaning as options are added).
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
     def add_argument(self, *args, **kwargs):
         action = super().add_argument(*args, **kwargs)
         if action.option_strings and (action.type is not None or action.choices is not None):

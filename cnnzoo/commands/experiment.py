@@ -15,7 +15,8 @@ EXPERIMENTS = {
     "vanishing-gradients": ("cnnzoo.experiments.vanishing_gradients",
                             "Per-layer gradient norms in plain CNNs of depth 5, 10, 20."),
     "overfitting": ("cnnzoo.experiments.overfitting",
-                    "simple_cnn on a small digits subset with dropout 0, 0.25, 0.5."),
+                    "simple_cnn on a small digits subset with dropout 0, 0.25, 0.5 "
+                    "(--augment: and with augmentation)."),
     "ordered-batches": ("cnnzoo.experiments.ordered_batches",
                         "Class-sorted vs shuffled shapes, with and without dropout."),
 }

@@ -5,6 +5,7 @@ heavy is imported until `run`.
 """
 
 from cnnzoo import _validation as v
+from cnnzoo import recipe
 from cnnzoo.commands.zoo import parse_rates
 
 
@@ -52,7 +53,6 @@ def add_arguments(parser):
     parser.add_argument("--test-split", type=float, default=0.15)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--patience", type=int, default=5,
                         help="Epochs without a lower validation loss before stopping.")
     parser.add_argument("--activation", default=None, help="Hidden activation (default: the model's).")
@@ -75,6 +75,8 @@ def add_arguments(parser):
                         help="The stages fine-tuning trains: all (default) or the top K.")
     parser.add_argument("--fine-tune-learning-rate", type=float, default=None, metavar="LR",
                         help="Default: a tenth of --learning-rate.")
+    # --optimizer, --learning-rate, --weight-decay, --schedule, ..., --augment.
+    recipe.add_arguments(parser)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--precision", default="auto",
                         choices=["auto", "float32", "mixed_bfloat16", "mixed_float16"])
@@ -94,13 +96,14 @@ def run(args):
         epochs=args.epochs, batch_size=args.batch_size, activation=args.activation,
         dropout_rate=args.dropout_rate, block_dropout_rate=args.block_dropout_rate,
         dropout_type=args.dropout_type, implementation=args.implementation,
-        drop_path_rate=args.drop_path_rate, learning_rate=args.learning_rate,
-        seed=args.seed, precision=args.precision, jit=args.jit, patience=args.patience,
+        drop_path_rate=args.drop_path_rate, seed=args.seed, precision=args.precision,
+        jit=args.jit, patience=args.patience,
         image_size=args.image_size, num_samples=args.num_samples,
         validation_split=args.validation_split, test_split=args.test_split,
         color_mode=args.color_mode, skip_bad_images=args.skip_bad_images,
         verbose=args.verbose, threads=args.threads, weights=args.weights,
         fine_tune_epochs=args.fine_tune_epochs, unfreeze=args.unfreeze,
         fine_tune_learning_rate=args.fine_tune_learning_rate,
+        **recipe.from_arguments(args).given(),
     )
     return 0

@@ -7,7 +7,7 @@ it disagrees with the folklore:
 - `activations`: ReLU, sigmoid and tanh and their derivatives.
 - `vanishing-gradients`: per-layer gradient norms in plain deep CNNs.
 - `overfitting`: `simple_cnn` on a small subset of digits with dropout
-  0, 0.25 and 0.5.
+  0, 0.25 and 0.5, and with `augment`, each also with augmentation.
 - `ordered-batches`: a class-sorted stream of shapes against a shuffled one,
   with and without dropout.
 

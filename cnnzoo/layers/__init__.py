@@ -20,7 +20,7 @@ __all__ = sorted(_LAZY) + ["custom_objects", "factory"]
 
 
 def custom_objects():
-    """cnnzoo's serializable layers, by their registered names (`"cnnzoo>ReLU"`, ...).
+    """cnnzoo's serializable layers (and losses, schedules), by registered name (`"cnnzoo>ReLU"`).
 
     Importing a layer's module registers it with Keras, and a `.keras` file
     holding cnnzoo layers loads only once they are registered. The layers
@@ -33,6 +33,10 @@ def custom_objects():
     """
     classes = {getattr(importlib.import_module(module), name)
                for name, module in _LAZY.items()}
+    # A trained model's augmentation and compile configuration (schedule, loss).
+    from cnnzoo.recipe import augment, optim
+
+    classes |= {augment.Augmentation, optim.Warmup, optim.LabelSmoothingCrossentropy}
     return {f"cnnzoo>{cls.__name__}": cls for cls in classes}
 
 
