@@ -173,7 +173,11 @@ def zoo_body(model):
     """The zoo model inside a `cnnzoo.pipeline.build_classifier` model (or the model itself)."""
     import keras
 
-    inner = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    from cnnzoo.recipe.augment import Augmentation
+
+    # The augmentation is a `keras.Sequential` too, before the zoo model.
+    inner = [layer for layer in model.layers
+             if isinstance(layer, keras.Model) and not isinstance(layer, Augmentation)]
     return inner[0] if len(inner) == 1 else model
 
 

@@ -172,10 +172,11 @@ def test_bad_fine_tuning_input_is_one_line_and_leaves_nothing(tmp_path, resnet18
 
 
 def test_both_phases_train_with_the_recipe(tmp_path, resnet18_file):
-    # SGD at its default 0.01, cosine over each phase; fine-tuning at a tenth of it.
+    # SGD at its default 0.01, cosine over each phase; fine-tuning at a tenth of it;
+    # the augmentation before the backbone.
     result = T.train("resnet18", out=str(tmp_path / "run"), weights=resnet18_file, epochs=2,
                      fine_tune_epochs=2, optimizer="sgd", schedule="cosine",
-                     label_smoothing=0.1, **KW)
+                     label_smoothing=0.1, augment="light", **KW)
     rows = _history(tmp_path / "run")
     assert [float(r["phase"]) for r in rows] == [1, 1, 2, 2]
     np.testing.assert_allclose([float(r["learning_rate"]) for r in rows],
@@ -183,6 +184,7 @@ def test_both_phases_train_with_the_recipe(tmp_path, resnet18_file):
     assert result.config["transfer"]["fine_tune_learning_rate"] == pytest.approx(1e-3)
     assert type(result.model.optimizer).__name__ == "SGD"
     assert result.model.loss.label_smoothing == 0.1
+    assert result.config["augment"] == "light"
 
 
 def test_cli_fine_tunes_and_refuses_in_one_line(tmp_path, resnet18_file, capsys):
