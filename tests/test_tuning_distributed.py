@@ -40,24 +40,23 @@ def _ran(log, worker):
     return began
 
 
-def test_chief_and_two_workers_on_loopback(tmp_path):
-    """Two workers share the trials; each runs one at a time.
+def _chief_and_two_workers(out, *args):
+    """A chief and workers 1 and 2 on loopback, sharing `out`; returns `(procs, logs, every)`.
 
     Worker 2 starts once worker 1 is about to ask for trials, so that worker
     1 gets some whatever the machine's load. Worker 2 may then find the
     search over (its start-up takes seconds); it ends at once.
     """
-    out = tmp_path / "shared"  # one folder for all: the results folder of several machines
     address = f"127.0.0.1:{_free_port()}"
-    procs = {"chief": _start(["--chief", address], out)}
-    procs["worker1"] = _start(["--worker", "1", "--chief", address], out)
+    procs = {"chief": _start(["--chief", address, *args], out)}
+    procs["worker1"] = _start(["--worker", "1", "--chief", address, *args], out)
     logs = {"worker1": ""}
     try:
         for line in procs["worker1"].stdout:  # ends at exit if the line never comes
             logs["worker1"] += line
             if line.startswith("worker1: asking the chief"):
                 break
-        procs["worker2"] = _start(["--worker", "2", "--chief", address], out)
+        procs["worker2"] = _start(["--worker", "2", "--chief", address, *args], out)
         for name, proc in procs.items():
             rest, _ = proc.communicate(timeout=300)
             logs[name] = logs.get(name, "") + rest
@@ -68,18 +67,42 @@ def test_chief_and_two_workers_on_loopback(tmp_path):
     assert all(p.returncode == 0 for p in procs.values()), every
     assert f"Chief listening on {address}" in logs["chief"], every
     assert f"Chief: search complete ({TRIALS} trials)." in logs["chief"], every
-
     one, two = _ran(logs["worker1"], "worker1"), _ran(logs["worker2"], "worker2")
     assert one.isdisjoint(two), every
     assert one | two == set(range(1, TRIALS + 1)), every
     for name in ("worker1", "worker2"):
         assert f"{name}: search over" in logs[name], every
-
     saved = json.loads((out / "results.json").read_text())
-    assert saved["search"]["role"] == "chief"
     assert sorted(t["trial"] for t in saved["trials"]) == list(range(1, TRIALS + 1))
     assert all(t["status"] == "COMPLETED" for t in saved["trials"])
+    return procs, logs, every
+
+
+def test_chief_and_two_workers_on_loopback(tmp_path):
+    """Two workers share the trials; each runs one at a time."""
+    out = tmp_path / "shared"  # one folder for all: the results folder of several machines
+    _chief_and_two_workers(out)
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["search"]["role"] == "chief"
     assert all(0 <= t["val_accuracy"] <= 1 for t in saved["trials"])
+
+
+def test_workers_from_weights_share_one_features_file(tmp_path):
+    """Each worker computes the frozen backbone's features or reads them from the shared folder."""
+    from tests.helpers import save_torch, torch_state
+
+    weights = save_torch(torch_state("resnet18"), tmp_path / "r18.safetensors")
+    out = tmp_path / "shared"
+    _, logs, every = _chief_and_two_workers(
+        out, "--model", "resnet18", "--data", "shapes", "--image-size", "32", "--input-size",
+        "32", "--weights", weights)
+    assert len(list((out / "features").glob("*.npz"))) == 1, every
+    for name in ("worker1", "worker2"):
+        assert re.search(r"^Features: the frozen backbone's outputs \(512 per image\) for \d+ "
+                         r"train \+ \d+ validation images, (computed|read)", logs[name],
+                         re.MULTILINE), every
+    saved = json.loads((out / "results.json").read_text())
+    assert {tuple(t["values"]) for t in saved["trials"]} == {("dropout_rate",)}
 
 
 def _kill_a_worker_then(tmp_path, chief_args, name, worker_args, **env_vars):

@@ -10,6 +10,7 @@ initialisation and other dropout masks) differs by more than 100% of it.
 
 import json
 import os
+import textwrap
 
 import keras
 import keras_tuner as kt
@@ -18,8 +19,8 @@ import pytest
 
 import cnnzoo
 import tuning
-from cnnzoo import input_pipeline, runtime, transfer
-from tests.helpers import save_torch, torch_state
+from cnnzoo import cli, commands, input_pipeline, runtime, transfer
+from tests.helpers import kill_at, save_torch, torch_state
 from tuning import features as feats
 from tuning.hypermodel import ZooHyperModel
 
@@ -106,6 +107,32 @@ def test_a_search_from_weights_caches_resumes_and_exports(tmp_path, resnet18_fil
     assert not (tmp_path / "augmented" / "features").exists()
 
 
+_SEARCH = textwrap.dedent("""
+    import sys, tuning
+    tuning.search("resnet18", out=sys.argv[1], weights=sys.argv[2], max_trials=3, **{kw})
+""")
+
+
+def test_a_search_from_weights_killed_mid_trial_resumes(tmp_path, resnet18_file, capsys):
+    kwargs = dict(data="shapes", image_size=32, input_size=32, num_samples=80, epochs=2,
+                  precision="float32", batch_size=16)
+    out = tmp_path / "s"
+    script = tmp_path / "job.py"
+    script.write_text(_SEARCH.format(kw=repr(kwargs)))
+    # SIGKILLed once the second trial began (the first is done, the features written).
+    kill_at([script, out, resnet18_file], out / "keras_tuner" / "trial_1" / "trial.json")
+    first = json.loads((out / "keras_tuner" / "trial_0" / "trial.json").read_text())
+    assert first["status"] == "COMPLETED"
+    result = tuning.search("resnet18", out=str(out), weights=resnet18_file, max_trials=3,
+                           **kwargs)
+    text = capsys.readouterr().out
+    assert "validation images, read (" in text  # not computed again
+    assert [r["status"] for r in result.trials] == ["COMPLETED"] * 3
+    kept = next(r for r in result.trials if r["trial_id"] == "0")
+    assert kept["score"] == pytest.approx(first["score"])  # not trained again
+    assert os.path.isdir(result.files["model"])  # the head back on the backbone, exported
+
+
 def test_both_phases_of_a_trial_compile_with_the_recipe(resnet18_file, shapes):
     from cnnzoo import recipe
 
@@ -150,6 +177,15 @@ def test_a_fine_tuning_search_searches_the_unfrozen_stages(tmp_path, resnet18_fi
     assert best["epochs"] == 2  # one epoch of each phase
     card = json.loads(open(os.path.join(result.files["model"], "model_card.json")).read())
     assert card["search"]["fine_tune_epochs"] == 1 and card["search"]["unfreeze"] == [1, "all"]
+    # The next command trains the best configuration with its fine-tuning, twice as long.
+    lines = text.splitlines()
+    command = lines[lines.index("Next:") + 2].split("   #")[0].split()
+    args = cli._parser("train").parse_args(command[1:])
+    commands.convert_types(args)
+    assert (args.weights, args.epochs, args.fine_tune_epochs) == (resnet18_file, 2, 2)
+    assert args.unfreeze == best["values"]["unfreeze"]
+    assert args.block_dropout_rate == pytest.approx(best["values"]["block_dropout_rate"])
+    assert args.fine_tune_learning_rate is None and args.input_size == 32
 
 
 def test_fine_tuning_settings_without_weights_are_refused_before_any_work(tmp_path, capsys):

@@ -74,10 +74,13 @@ def _parse_jit(text):
     return parse_jit(text)
 
 
-def _parse_size(text):
-    from cnnzoo.commands.train import parse_size
+def _size_parser(name):
+    def parse(text):
+        from cnnzoo.commands.train import parse_size
 
-    return parse_size(text, "image_size")
+        return parse_size(text, name)
+
+    return parse
 
 
 def _parse_worker_timeout(text):
@@ -121,7 +124,7 @@ class SearchConfig:
                               cli={"type": int}, identity=True)
     # Resize the images to this size when loading (N or (H, W); None: keep).
     image_size: object = _field(None, "N or H,W: resize the images to it when loading.",
-                                cli={"type": _parse_size}, identity=True)
+                                cli={"type": _size_parser("image_size")}, identity=True)
     # Convert every image to grey or RGB when loading (None: keep their channels).
     color_mode: str = _field(None, "Convert every image to grey or RGB (default: keep their "
                                    "channels, which must then agree across a folder).",
@@ -156,8 +159,9 @@ class SearchConfig:
                                         "trial, the same training, slower).",
                                   cli={"flag": "--no-cache-features", "action": "store_false"})
     # The size the model sees, resized inside it (None: the images' own).
-    input_size: object = _field(None, "The (height, width) the model sees, resized inside "
-                                      "it.", identity=True)
+    input_size: object = _field(None, "N or H,W the model sees (images are resized inside "
+                                      "the model).", cli={"type": _size_parser("input_size")},
+                                identity=True)
     # `ZooHyperModel` arguments: ranges, which knobs are searched, per_stage.
     hypermodel_kwargs: dict = _field(None, "Arguments of `ZooHyperModel` (ranges, which "
                                            "knobs are searched, `per_stage`, ...).")

@@ -334,8 +334,9 @@ def _search(c, *, hypermodel, tuner_class, stream, role, held):
 def train_command(c, values, epochs=None):
     """The `cnnzoo train` command that trains the zoo configuration `values` of search `c`.
 
-    The same data (and splits: the same seed), model, recipe and precision,
-    for `epochs` (defaults to twice the search's), into `<out>/best_run`.
+    The same data (and splits: the same seed), model, weights, recipe and
+    precision, for `epochs` (defaults to twice the search's, and twice its
+    fine-tuning epochs), into `<out>/best_run`.
 
     Args:
         c: the search's `SearchConfig`.
@@ -357,8 +358,17 @@ def train_command(c, values, epochs=None):
                 if getattr(c, k) != default}
     data = {k: getattr(c, k) for k in ("num_samples", "image_size", "color_mode", "weights",
                                        "input_size")}
+    if c.weights is not None and not c.fine_tune_epochs:
+        # The backbone stays frozen, without dropout: train's defaults.
+        knobs["block_dropout_rate"] = knobs["dropout_type"] = None
+    tuned = {}
+    if c.fine_tune_epochs:
+        rate = values.get("fine_tune_learning_rate")  # a number, or "learning_rate / 10"
+        tuned = {"fine_tune_epochs": 2 * c.fine_tune_epochs if epochs is None
+                 else c.fine_tune_epochs, "unfreeze": values.get("unfreeze"),
+                 "fine_tune_learning_rate": rate if isinstance(rate, float) else None}
     argv = ["cnnzoo", "train", "--model", c.model, "--data", str(c.data)]
-    for name, value in {**data, **knobs, **settings, **searched}.items():
+    for name, value in {**data, **knobs, **tuned, **settings, **searched}.items():
         if value is None:
             continue
         if isinstance(value, (tuple, list)):
