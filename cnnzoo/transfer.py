@@ -228,33 +228,79 @@ def set_phase(model, model_name, phase, plan):
     return model
 
 
-def head_model(model):
-    """The head of a zoo classifier as a model of its own: features in, probabilities out.
+def frozen_end(model, model_name, unfreeze):
+    """The name of the body layer whose output feeds the stages any of `unfreeze` trains.
+
+    `unfreeze` is a list of `"all"` or stage counts (the choices of a
+    search). Everything up to that layer stays frozen in both phases, in
+    inference mode with no dropout: a fixed function of each image, whose
+    output can be computed once (`feature_extractor(model, end=...)`).
+    Returns `None` where every stage may train (`"all"`). A dropout layer
+    is never the end: a model built with plain dropout leaves those at
+    rate 0 out, and the end must be in both.
+    """
+    import keras
+
+    from cnnzoo import layers
+    from cnnzoo.models._registry import model_info
+
+    if "all" in unfreeze:
+        return None
+    info = model_info(model_name)
+    first = min(min(unfrozen_stages(info, int(u))) for u in unfreeze)
+    body = zoo_body(model)
+    end = None
+    for layer in body.layers:
+        stage = stage_of(info, layer.name)
+        if stage is not None and stage >= first:
+            return end
+        if not isinstance(layer, (keras.layers.InputLayer, keras.layers.Dropout,
+                                  keras.layers.SpatialDropout2D, layers.Dropout,
+                                  layers.VariableDropout)):
+            end = layer.name
+    raise ValueError(f"Expected a zoo model with stage {first + 1}. Received: model={body.name}")
+
+
+def head_model(model, start=None):
+    """The part of a zoo classifier after `start` as a model of its own.
 
     It shares its layers (and so its weights) with `model`: training it
-    trains `model`'s head. Its input is what `feature_extractor` computes.
+    trains `model`'s. Its input is what `feature_extractor(model, start)`
+    computes.
+
+    Args:
+        model: a `cnnzoo.pipeline.build_classifier` model (or a zoo model).
+        start: the name of the body layer whose output is the input.
+            Defaults to the end of the backbone (its pooling or flatten):
+            the head alone.
     """
     import keras
 
     body = zoo_body(model)
-    end = split_index(body)
-    features = keras.Input(shape=tuple(body.layers[end].output.shape[1:]), name="features")
-    x = features
-    for layer in body.layers[end + 1:]:
-        x = layer(x)
+    if start is None:
+        start = body.layers[split_index(body)].name
+    cut = body.get_layer(start).output
+    inner = keras.Model(cut, body.outputs[0], name=f"{body.name}_after_{start}")
+    features = keras.Input(shape=tuple(cut.shape[1:]), name="features")
+    x = inner(features)
     if body is not model:
         for layer in model.layers[model.layers.index(body) + 1:]:
             x = layer(x)
     return keras.Model(features, x, name=f"{body.name}_head")
 
 
-def feature_extractor(model):
-    """`model` up to the end of its backbone: images in, the pooled (or flattened) features out."""
+def feature_extractor(model, end=None):
+    """`model` up to the body layer `end`: images in, that layer's output out.
+
+    `end` defaults to the end of the backbone: its pooled (or flattened)
+    features.
+    """
     import keras
 
     body = zoo_body(model)
-    trunk = keras.Model(body.inputs, body.layers[split_index(body)].output,
-                        name=f"{body.name}_backbone")
+    if end is None:
+        end = body.layers[split_index(body)].name
+    trunk = keras.Model(body.inputs, body.get_layer(end).output, name=f"{body.name}_backbone")
     if body is model:
         return trunk
     images = keras.Input(shape=tuple(model.inputs[0].shape[1:]), name="images")

@@ -6,6 +6,8 @@ rounding only. Measured here (TF 2.21, 2 CPU cores): after two epochs the
 losses agree to 2e-7 relative and the classifier's weights to 4e-6 of their
 largest; the tolerance is 1e-4. A wrong head (another seed: another
 initialisation and other dropout masks) differs by more than 100% of it.
+Fine-tuning trials trained on the output of the stages that stay frozen
+(the top stage unfrozen for an epoch) meet the same tolerance.
 """
 
 import json
@@ -61,7 +63,7 @@ def test_a_head_on_cached_features_trains_as_the_whole_frozen_model(tmp_path, re
     assert on_features.count_params() < end_to_end.count_params() / 100
     for key in ("loss", "val_loss", "accuracy", "val_accuracy"):
         np.testing.assert_allclose(h2[key], h1[key], rtol=RTOL, err_msg=key)
-    ours = on_features.get_layer("predictions").get_weights()
+    ours = transfer.zoo_body(on_features).get_layer("predictions").get_weights()
     theirs = transfer.zoo_body(end_to_end).get_layer("predictions").get_weights()
     for a, b in zip(ours, theirs):
         np.testing.assert_allclose(a, b, rtol=RTOL, atol=RTOL * np.abs(b).max())
@@ -79,6 +81,56 @@ def test_a_head_on_cached_features_trains_as_the_whole_frozen_model(tmp_path, re
     other = feats.features_for(str(tmp_path), head, shapes.x_train[:-1], shapes.x_val,
                                precision="float32")
     assert other[2] != path  # other images, another key
+
+
+def test_fine_tuning_trials_on_the_frozen_stages_output_train_as_the_whole_model(
+        tmp_path, resnet18_file, shapes):
+    # Two epochs of the head, one with the top stage unfrozen (dropout 0.3 in it).
+    kwargs = dict(input_shape=shapes.input_shape, num_classes=3, input_size=32,
+                  weights=resnet18_file, dropout_rate=0.4, block_dropout_rate=0.3,
+                  fine_tune_epochs=1, unfreeze=1)
+    whole = ZooHyperModel("resnet18", **kwargs)
+    part = ZooHyperModel("resnet18", features=True, **kwargs)
+    f_train, f_val, path, _ = feats.features_for(str(tmp_path), part, shapes.x_train,
+                                                 shapes.x_val, precision="float32")
+    assert f_train.shape[1:] == (2, 2, 256)  # conv4's output: what conv5 takes
+    end_to_end, h1 = _train(whole, shapes.x_train, shapes.y_train, shapes.x_val, shapes.y_val)
+    on_features, h2 = _train(part, f_train, shapes.y_train, f_val, shapes.y_val)
+    assert len(h1["loss"]) == 3
+    for key in ("loss", "val_loss", "accuracy", "val_accuracy"):
+        np.testing.assert_allclose(h2[key], h1[key], rtol=RTOL, err_msg=key)
+    for name in ("conv5_block2_conv2", "predictions"):  # trained in phase 2
+        ours = transfer.zoo_body(on_features).get_layer(name).get_weights()
+        theirs = transfer.zoo_body(end_to_end).get_layer(name).get_weights()
+        for a, b in zip(ours, theirs):
+            np.testing.assert_allclose(a, b, rtol=RTOL, atol=RTOL * np.abs(b).max(),
+                                       err_msg=name)
+    full = part.exportable(on_features, kt.HyperParameters())
+    np.testing.assert_allclose(full.predict(shapes.x_val, verbose=0),
+                               end_to_end.predict(shapes.x_val, verbose=0), rtol=1e-3, atol=1e-5)
+    # Unfreezing every stage leaves nothing fixed: refused.
+    with pytest.raises(ValueError, match=r"unfreeze=\"all\".*Received: features=True"):
+        ZooHyperModel("resnet18", features=True, **{**kwargs, "unfreeze": [1, "all"]})
+
+
+@pytest.mark.parametrize("name", ["vgg11", "densenet121", "mobilenet_v2"])
+def test_every_family_splits_where_the_unfrozen_stages_start(name):
+    """The frozen part's output, then the rest: the same outputs as the whole model."""
+    from cnnzoo.pipeline import build_classifier
+
+    model = build_classifier(name, (32, 32, 3), 3, tunable_dropout=True)
+    info = cnnzoo.model_info(name)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    for unfreeze in range(1, info["stages"]):
+        end = transfer.frozen_end(model, name, [unfreeze])
+        rest = transfer.head_model(model, start=end)
+        cached = transfer.feature_extractor(model, end=end).predict(x, verbose=0)
+        np.testing.assert_allclose(rest.predict(cached, verbose=0),
+                                   model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+        # Only the unfrozen stages and the head are in the rest.
+        stages = {transfer.stage_of(info, layer.name)
+                  for layer in transfer.zoo_body(rest).layers} - {None}
+        assert stages == transfer.unfrozen_stages(info, unfreeze), unfreeze
 
 
 def test_a_search_from_weights_caches_resumes_and_exports(tmp_path, resnet18_file, capsys):
@@ -170,7 +222,7 @@ def test_a_fine_tuning_search_searches_the_unfrozen_stages(tmp_path, resnet18_fi
                            fine_tune_epochs=1, unfreeze=[1, "all"], out=str(tmp_path / "s"),
                            precision="float32", batch_size=16)
     text = capsys.readouterr().out
-    assert "Features: not cached: each trial's fine-tuning phase" in text
+    assert "Features: not cached: with --unfreeze all" in text
     assert "fine_tune_learning_rate=learning_rate / 10" in text
     best = result.best
     assert {"dropout_rate", "block_dropout_rate", "unfreeze"} <= set(best["values"])
@@ -186,6 +238,14 @@ def test_a_fine_tuning_search_searches_the_unfrozen_stages(tmp_path, resnet18_fi
     assert args.unfreeze == best["values"]["unfreeze"]
     assert args.block_dropout_rate == pytest.approx(best["values"]["block_dropout_rate"])
     assert args.fine_tune_learning_rate is None and args.input_size == 32
+    # Trials that unfreeze one or two stages: the first two stages' output is cached.
+    again = tuning.search("resnet18", data="shapes", image_size=32, input_size=32,
+                          num_samples=60, weights=resnet18_file, max_trials=1, epochs=1,
+                          fine_tune_epochs=1, unfreeze=[1, 2], out=str(tmp_path / "part"),
+                          precision="float32", batch_size=16)
+    assert ("Features: the outputs of the stages no trial unfreezes (4x4x128 per image)"
+            in capsys.readouterr().out)
+    assert again.best["epochs"] == 2 and os.path.isdir(again.files["model"])
 
 
 def test_fine_tuning_settings_without_weights_are_refused_before_any_work(tmp_path, capsys):

@@ -171,11 +171,14 @@ def _search(c, *, hypermodel, tuner_class, stream, role, held):
         from cnnzoo import transfer
 
         input_size = transfer.default_input_size(c.model, c.weights, ds.input_shape)
-    # The frozen backbone's features, computed once (`tuning.features`).
-    # Not while fine-tuning (that phase trains through the backbone), nor with
-    # augmentation (the backbone sees other images in every epoch).
+    # The frozen backbone's features, computed once (`tuning.features`); with
+    # fine-tuning, the output of the stages that no trial unfreezes (none with
+    # unfreeze "all"). Not with augmentation: the backbone sees other images
+    # in every epoch.
+    every_stage = c.fine_tune_epochs and "all" in (
+        c.unfreeze if isinstance(c.unfreeze, list) else [c.unfreeze or "all"])
     features = (hypermodel is None and c.weights is not None and c.cache_features
-                and not c.fine_tune_epochs and c.augment == "none")
+                and not every_stage and c.augment == "none")
     tuning_kwargs = {k: getattr(c, k) for k in ("fine_tune_epochs", "unfreeze",
                                                  "fine_tune_learning_rate")
                      if getattr(c, k)}
@@ -217,12 +220,14 @@ def _search(c, *, hypermodel, tuner_class, stream, role, held):
                                                  precision=setup["precision"],
                                                  batch_size=c.batch_size)
         runtime.clear_session()  # the backbone is not needed again
-        say(f"Features: the frozen backbone's outputs ({x_train.shape[1]} per image) for "
-            f"{len(x_train)} train + {len(x_val)} validation images, {how} ({path}); every "
-            f"trial trains its head on them")
-    elif c.weights is not None and c.fine_tune_epochs:
-        say("Features: not cached: each trial's fine-tuning phase trains through the "
-            "backbone (its first phase runs the frozen backbone too)")
+        shape = "x".join(map(str, x_train.shape[1:]))
+        what, rest = ("the frozen backbone's outputs", "its head") if not c.fine_tune_epochs \
+            else ("the outputs of the stages no trial unfreezes", "the rest of the model")
+        say(f"Features: {what} ({shape} per image) for {len(x_train)} train + {len(x_val)} "
+            f"validation images, {how} ({path}); every trial trains {rest} on them")
+    elif c.weights is not None and every_stage:
+        say("Features: not cached: with --unfreeze all each trial's fine-tuning phase "
+            "trains through the whole backbone (its first phase runs it frozen too)")
     elif c.weights is not None and c.augment != "none":
         say(f"Features: not cached: the {c.augment} augmentation changes every image in "
             f"every epoch, so every trial runs the frozen backbone on the augmented images")

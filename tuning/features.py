@@ -8,12 +8,16 @@ search's precision (`cnnzoo.transfer.feature_extractor`), and every trial
 trains its head on them (`ZooHyperModel(features=True)`): the same training
 as the whole model with a frozen backbone, without the backbone's cost in
 every step of every trial (`tests/test_tuning_features.py` compares the two).
+Trials that also fine-tune the top stages train on the output of the stages
+that no trial unfreezes (`cnnzoo.transfer.frozen_end`), which stay frozen in
+both phases.
 
 They are written to `<out>/features/<key>.npz` (atomically), so that a
 resumed search and every worker sharing the folder read them instead of
 computing them again. The key covers everything the features depend on:
 the model, the weights (a file by path, size and modification time), the
-size the model sees, the precision, the backend, and the images themselves.
+size the model sees, the precision, the backend, the layer they are the
+output of (where it is not the backbone's end), and the images themselves.
 """
 
 import hashlib
@@ -29,8 +33,8 @@ from cnnzoo import _atomic
 FOLDER = "features"
 
 
-def cache_key(model_name, weights, input_size, precision, arrays):
-    """A hex digest of what the features depend on."""
+def cache_key(model_name, weights, input_size, precision, arrays, end=None):
+    """A hex digest of what the features depend on (`end`: the layer they are the output of)."""
     import keras
 
     digest = hashlib.sha256()
@@ -38,8 +42,10 @@ def cache_key(model_name, weights, input_size, precision, arrays):
     if weights is not None and os.path.isfile(os.fspath(weights)):
         stat = os.stat(weights)
         weights_id = f"{os.path.abspath(weights)}:{stat.st_size}:{stat.st_mtime_ns}"
+    # `end` only where given: the backbone's features keep their key.
     digest.update(json.dumps([model_name, weights_id, input_size, str(precision),
-                              keras.backend.backend()], default=str).encode())
+                              keras.backend.backend()] + ([end] if end else []),
+                             default=str).encode())
     for a in arrays:
         a = np.ascontiguousarray(a)
         digest.update(f"{a.shape}{a.dtype}".encode())
@@ -52,8 +58,19 @@ def features_for(out, hypermodel, x_train, x_val, *, precision, batch_size=64):
 
     `how` is `"read"` or `"computed in N s"`, for the progress output.
     """
+    import keras_tuner as kt
+
+    from cnnzoo import transfer
+
+    def whole_model():  # the pretrained weights loaded
+        return hypermodel.build_model(**hypermodel.declare(kt.HyperParameters()), head=False)
+
+    start = time.perf_counter()
+    # Where fine-tuning trials unfreeze the top stages, the output of the others.
+    model = whole_model() if hypermodel.fine_tune_epochs else None
+    end = hypermodel.feature_end(model) if model is not None else None
     key = cache_key(hypermodel.model_name, hypermodel.weights, hypermodel.input_size,
-                    precision, (x_train, x_val))
+                    precision, (x_train, x_val), end)
     path = os.path.join(out, FOLDER, f"{key}.npz")
     if os.path.isfile(path):
         try:
@@ -63,14 +80,7 @@ def features_for(out, hypermodel, x_train, x_val, *, precision, batch_size=64):
                 return train, val, path, "read"
         except (OSError, ValueError, KeyError, EOFError):
             pass  # damaged from outside: computed again
-    start = time.perf_counter()
-    import keras_tuner as kt
-
-    from cnnzoo import transfer
-
-    values = hypermodel.declare(kt.HyperParameters())
-    model = hypermodel.build_model(**values, head=False)  # the pretrained weights loaded
-    extractor = transfer.feature_extractor(model)
+    extractor = transfer.feature_extractor(model or whole_model(), end=end)
     batch = max(int(batch_size), 64)
     train = np.asarray(extractor.predict(x_train, batch_size=batch, verbose=0), "float32")
     val = np.asarray(extractor.predict(x_val, batch_size=batch, verbose=0), "float32")

@@ -127,9 +127,11 @@ class ZooHyperModel(_HyperModelBase):
             which trains on the frozen backbone's features
             (`cnnzoo.transfer.feature_extractor`, computed once per search)
             instead of images: the same training, without running the
-            backbone in every step of every trial. `exportable` puts the
-            trained head back on the pretrained backbone. Defaults to
-            `False`.
+            backbone in every step of every trial. With `fine_tune_epochs`,
+            the part after the stages that stay frozen in every trial
+            (`cnnzoo.transfer.frozen_end`; not with `unfreeze="all"`), on
+            those stages' output. `exportable` puts the trained part back on
+            the pretrained backbone. Defaults to `False`.
         recipe: the training recipe every trial compiles with (a
             `cnnzoo.recipe.Recipe`). Defaults to `Recipe()`: Adam at 1e-3,
             constant, no regularisation, no augmentation.
@@ -190,9 +192,6 @@ class ZooHyperModel(_HyperModelBase):
                                f"fine_tune_epochs, also the unfrozen stages').", name, value)
                 block_dropout_rate, dropout_type = 0.0, "standard"
         if self.fine_tune_epochs:
-            if features:
-                v.fail("Expected `features=False` with `fine_tune_epochs`: the fine-tuning "
-                       "phase trains through the backbone.", "features", features)
             choices = unfreeze if isinstance(unfreeze, list) else [
                 "all" if unfreeze is None else unfreeze]
             if not choices:
@@ -201,6 +200,10 @@ class ZooHyperModel(_HyperModelBase):
             choices = [str(transfer.check_unfreeze(model_name, info, u)) for u in choices]
             self.unfreeze = (("choice", choices, choices[0]) if isinstance(unfreeze, list)
                              else ("fixed", choices[0]))
+            if features and "all" in choices:
+                v.fail("Expected `features=False` with `unfreeze=\"all\"`: every stage trains "
+                       "in the fine-tuning phase, so no part of the backbone is fixed.",
+                       "features", features)
         else:
             self.unfreeze = None
         self.weights = weights
@@ -349,8 +352,9 @@ class ZooHyperModel(_HyperModelBase):
 
         try:
             if self.features:
-                # The trained head on the pretrained backbone, layer by layer.
-                transfer.copy_weights(model, transfer.head_model(plain))
+                # The trained part on the pretrained backbone, layer by layer.
+                transfer.copy_weights(model, transfer.head_model(
+                    plain, start=self.feature_end(plain)))
                 return plain
             return transfer.copy_weights(model, plain)
         except ValueError:
@@ -390,17 +394,29 @@ class ZooHyperModel(_HyperModelBase):
             # Seeded by the trial's seed (Keras's global one), as the weights are.
             augment=self.recipe.augment, augment_flip=self.recipe.flip,
             # The head alone needs none of the backbone's weights: not loaded.
-            **({"weights": self.weights}
-               if self.weights is not None and not (self.features and head) else {}),
+            **({"weights": self.weights} if self.weights is not None and not (
+                self.features and head and not self.fine_tune_epochs) else {}),
         )
         if self.weights is not None:
             from cnnzoo import transfer
 
             transfer.set_phase(model, self.model_name, 1, transfer.Plan())
             if self.features and head:
-                model = transfer.head_model(model)
+                model = transfer.head_model(model, start=self.feature_end(model))
         return self._compile(model, learning_rate, weight_decay=weight_decay,
                              label_smoothing=label_smoothing, epochs=self.epochs)
+
+    def feature_end(self, model):
+        """The layer of `model` whose output `features=True` trains on (`None`: the backbone's end).
+
+        With fine-tuning, the end of the stages no trial unfreezes.
+        """
+        if not self.fine_tune_epochs:
+            return None
+        from cnnzoo import transfer
+
+        choices = self.unfreeze[1] if self.unfreeze[0] == "choice" else [self.unfreeze[1]]
+        return transfer.frozen_end(model, self.model_name, choices)
 
     def _compile(self, model, learning_rate, *, weight_decay, label_smoothing, epochs,
                  warmup=True):
