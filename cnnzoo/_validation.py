@@ -22,7 +22,8 @@ def describe(value):
     An array, a tensor or a data set (anything with `shape` and `dtype`) is
     named, never printed (one message held 22,086 characters of digits), as
     `ndarray(shape=(100, 8, 8, 1), dtype=uint8)`, wherever it is in a tuple,
-    list or dict (`(x, y)` arrays; past four items, a count); other reprs
+    list or dict (`(x, y)` arrays; past four items, a count); a
+    `tf.data.Dataset` by its element spec, described so; other reprs
     longer than `MAX_RECEIVED_CHARS` (eight times that for strings and
     paths) are cut, saying how long.
     """
@@ -34,6 +35,8 @@ def describe(value):
             pass
         dtype = value.dtype
         return f"{type(value).__name__}(shape={shape}, dtype={getattr(dtype, 'name', dtype)})"
+    if hasattr(value, "element_spec") and not isinstance(value, type):  # a tf.data.Dataset
+        return f"{type(value).__name__}(element_spec={describe(value.element_spec)})"
     if _holds_array(value):
         items = list(value.items()) if isinstance(value, dict) else list(value)
         parts = [f"{item[0]!r}: {describe(item[1])}" if isinstance(value, dict)
@@ -62,6 +65,32 @@ def _holds_array(value, depth=2):
         return False
     items = value.values() if isinstance(value, dict) else value
     return any(_is_array(item) or _holds_array(item, depth - 1) for item in items)
+
+
+def differences(old, new, keys=None, prefix=""):
+    """Where two settings dicts differ: `["epochs: 5 -> 10", "data.sha256: 'ab' -> 'cd'"]`.
+
+    Args:
+        old, new: the dicts.
+        keys: the keys compared. Defaults to every key of either.
+        prefix: put before each key (nested dicts are compared key by key,
+            as `outer.inner`).
+
+    Returns:
+        One `"key: old -> new"` per difference, values shortened as in
+        messages (`describe`).
+    """
+    keys = sorted(set(old) | set(new)) if keys is None else keys
+    out = []
+    for key in keys:
+        a, b = old.get(key), new.get(key)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += differences(a, b, prefix=f"{prefix}{key}.")
+        else:
+            out.append(f"{prefix}{key}: {describe(a)} -> {describe(b)}")
+    return out
 
 
 def _received(name, value):
