@@ -498,11 +498,17 @@ def _read_pipeline(data, kind, name):
                f"in the pipeline).", name, data)
 
 
-def content_hash(arrays):
-    """A short hex digest of arrays' shapes, dtypes and bytes: same data, same digest."""
+def content_hash(arrays, digest=None):
+    """A short hex digest of arrays' shapes, dtypes and bytes: same data, same digest.
+
+    Args:
+        arrays: the arrays, in order.
+        digest: a `hashlib` object holding what else the digest covers.
+            Defaults to a new SHA-256.
+    """
     import hashlib
 
-    digest = hashlib.sha256()
+    digest = digest or hashlib.sha256()
     for a in arrays:
         a = np.ascontiguousarray(a)
         digest.update(f"{a.shape}{a.dtype}".encode())
