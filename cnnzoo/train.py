@@ -350,7 +350,8 @@ def _train(model, dataset, run_dir, config, previous, knobs, *, input_size, epoc
         from cnnzoo import pipeline
 
         size = pipeline.model_input_size(model, dataset.input_shape, input_size)[1]
-        seen = pipeline.describe_resize(model, dataset.input_shape, size)
+        seen = pipeline.describe_resize(model, dataset.input_shape, size,
+                                        weights=knobs.get("weights"))
         print(f"Training {model} ({net.count_params():,} parameters) on {dataset.name}: "
               f"{len(dataset.y_train)} train / {len(dataset.y_val)} validation / "
               f"{len(dataset.y_test)} test images; {seen}, {c} channel{'s' if c > 1 else ''}, "

@@ -205,7 +205,7 @@ def _search(c, *, hypermodel, tuner_class, stream, role, held):
     say(f"Data: {ds.name}: {len(ds.x_train)} train / {len(ds.x_val)} validation / "
         f"{len(ds.x_test)} test images of {'x'.join(map(str, ds.input_shape))}, "
         f"{ds.num_classes} classes" + _resize_text(c.model, ds.input_shape, input_size,
-                                                   hypermodel))
+                                                   hypermodel, c.weights))
     given = cnnzoo.data.origin_text(ds.origin)
     if given:
         say(f"In memory: {given}")
@@ -430,7 +430,7 @@ def _check_data(ds, objective):
                    (int(y.min()), int(y.max())))
 
 
-def _resize_text(model, input_shape, input_size, hypermodel):
+def _resize_text(model, input_shape, input_size, hypermodel, weights=None):
     """`"; 8x8 images, resized to 32x32 inside the model: vgg16's minimum"`, or `""`.
 
     Only for a zoo model (a hypermodel of one's own sizes its input itself),
@@ -444,7 +444,7 @@ def _resize_text(model, input_shape, input_size, hypermodel):
     size = pipeline.model_input_size(model, input_shape, input_size)[1]
     if pipeline.resize_reason(model, input_shape, size) is None:
         return ""
-    return f"; {pipeline.describe_resize(model, input_shape, size)}"
+    return f"; {pipeline.describe_resize(model, input_shape, size, weights=weights)}"
 
 
 def _default_hp():
