@@ -20,26 +20,77 @@ def describe(value):
     """A short stand-in for a value in a message: arrays by type, shape and dtype.
 
     An array, a tensor or a data set (anything with `shape` and `dtype`) is
-    named, never printed (one message held 22,086 characters of digits);
-    other reprs longer than `MAX_RECEIVED_CHARS` (eight times that for
-    strings and paths) are cut, saying how long.
+    named, never printed (one message held 22,086 characters of digits), as
+    `ndarray(shape=(100, 8, 8, 1), dtype=uint8)`, wherever it is in a tuple,
+    list or dict (`(x, y)` arrays; past four items, a count); a
+    `tf.data.Dataset` by its element spec, described so; other reprs
+    longer than `MAX_RECEIVED_CHARS` (eight times that for strings and
+    paths) are cut, saying how long.
     """
-    shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)
-    if shape is not None and dtype is not None and shape != ():
+    if _is_array(value):
+        shape = value.shape
         try:
             shape = tuple(None if d is None else int(d) for d in shape)
         except TypeError:
             pass
-        return f"<{type(value).__name__} shape={shape} dtype={getattr(dtype, 'name', dtype)}>"
-    if isinstance(value, (tuple, list)) and 0 < len(value) <= 4 \
-            and any(getattr(item, "shape", ()) != () for item in value):
-        inner = ", ".join(describe(item) for item in value)  # `(x, y)` arrays
-        return f"({inner})" if isinstance(value, tuple) else f"[{inner}]"
+        dtype = value.dtype
+        return f"{type(value).__name__}(shape={shape}, dtype={getattr(dtype, 'name', dtype)})"
+    if hasattr(value, "element_spec") and not isinstance(value, type):  # a tf.data.Dataset
+        return f"{type(value).__name__}(element_spec={describe(value.element_spec)})"
+    if _holds_array(value):
+        items = list(value.items()) if isinstance(value, dict) else list(value)
+        parts = [f"{item[0]!r}: {describe(item[1])}" if isinstance(value, dict)
+                 else describe(item) for item in items[:4]]
+        if len(items) > 4:
+            parts.append(f"... ({len(items)} items)")
+        inner = ", ".join(parts)
+        if isinstance(value, dict):
+            return f"{{{inner}}}"
+        return f"[{inner}]" if isinstance(value, list) else f"({inner}{',' * (len(items) == 1)})"
     text = repr(value)
     limit = MAX_RECEIVED_CHARS * (8 if isinstance(value, (str, bytes, os.PathLike)) else 1)
     if len(text) > limit:  # a path may be long; a list of numbers is data
         text = f"{text[:limit - 20]}... ({len(text):,} characters)"
     return text
+
+
+def _is_array(value):
+    shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)
+    return shape is not None and dtype is not None and shape != ()
+
+
+def _holds_array(value, depth=2):
+    """Whether a tuple, list or dict holds an array (in its items, or theirs)."""
+    if depth == 0 or not isinstance(value, (tuple, list, dict)):
+        return False
+    items = value.values() if isinstance(value, dict) else value
+    return any(_is_array(item) or _holds_array(item, depth - 1) for item in items)
+
+
+def differences(old, new, keys=None, prefix=""):
+    """Where two settings dicts differ: `["epochs: 5 -> 10", "data.sha256: 'ab' -> 'cd'"]`.
+
+    Args:
+        old, new: the dicts.
+        keys: the keys compared. Defaults to every key of either.
+        prefix: put before each key (nested dicts are compared key by key,
+            as `outer.inner`).
+
+    Returns:
+        One `"key: old -> new"` per difference, values shortened as in
+        messages (`describe`).
+    """
+    keys = sorted(set(old) | set(new)) if keys is None else keys
+    out = []
+    for key in keys:
+        a, b = old.get(key), new.get(key)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += differences(a, b, prefix=f"{prefix}{key}.")
+        else:
+            out.append(f"{prefix}{key}: {describe(a)} -> {describe(b)}")
+    return out
 
 
 def _received(name, value):

@@ -64,6 +64,10 @@ class Dataset:
             or folder name).
         source: where it came from, in words (a path for files and folders).
         skipped: the unreadable image files left out (`skip_bad_images=True`).
+        origin: what run and search records say of data given in memory
+            (`(x, y)` arrays, a pipeline, `validation_data`): the form,
+            each array's type, shape and dtype, and a content hash; `None`
+            for a name or a path.
     """
 
     x_train: np.ndarray
@@ -76,6 +80,7 @@ class Dataset:
     name: str
     source: str
     skipped: list = dataclasses.field(default_factory=list)
+    origin: dict = None
 
     @property
     def num_classes(self):
@@ -99,15 +104,26 @@ class Dataset:
             "num_test": int(len(self.y_test)),
         }
 
+    def fingerprint(self):
+        """A hex digest of the six splits and the class names (`content_hash`)."""
+        return content_hash([self.x_train, self.y_train, self.x_val, self.y_val, self.x_test,
+                             self.y_test, np.asarray(self.class_names, str)])
+
 
 def load_dataset(name_or_path="digits", *, image_size=None, num_samples=None,
                  validation_split=0.15, test_split=0.15, seed=0, color_mode=None,
-                 skip_bad_images=False):
-    """Loads a dataset by name or path into stratified, seeded splits.
+                 skip_bad_images=False, validation_data=None):
+    """Loads a dataset by name, path or arrays into stratified, seeded splits.
 
     Args:
-        name_or_path: `"digits"` (default), `"shapes"`, a `.npz` file or a
-            folder with one sub-folder of images per class.
+        name_or_path: `"digits"` (default), `"shapes"`, a `.npz` file, a
+            folder with one sub-folder of images per class, `(x, y)` NumPy
+            arrays (as a `.npz` file's `x` and `y`: the same checks, pixel
+            rule and splits), a finite `tf.data.Dataset` or a
+            `keras.utils.PyDataset` of `(images, labels)` batches or
+            examples (read once into such arrays: its own shuffling and
+            random transformations are not repeated per epoch), or a
+            `Dataset` (returned as it is: its splits are fixed).
         image_size: one int or `(height, width)`: every image is resized to
             it (bilinear). For `"shapes"`, the size they are drawn at
             (defaults to 32). Defaults to the images' own size.
@@ -126,9 +142,13 @@ def load_dataset(name_or_path="digits", *, image_size=None, num_samples=None,
             be read (corrupt, truncated, not images), listing them once on
             standard error with their count. Defaults to `False`: the first
             one is a `ValueError` that names it.
+        validation_data: `(x, y)` arrays or a pipeline (as `name_or_path`)
+            to validate on, as `model.fit`'s: then `validation_split` is not
+            used and the data are split into train (and test) only.
+            Defaults to `None`.
 
     Returns:
-        A `Dataset`.
+        A `Dataset`; data given in memory are described in its `origin`.
 
     Example:
 
@@ -152,6 +172,15 @@ def load_dataset(name_or_path="digits", *, image_size=None, num_samples=None,
     skip_bad_images = v.check_bool("skip_bad_images", skip_bad_images)
     skipped = []
 
+    if isinstance(name_or_path, Dataset):
+        given = {"image_size": image_size, "num_samples": num_samples, "color_mode": color_mode,
+                 "validation_data": validation_data}
+        for key, value in given.items():
+            if value is not None:
+                v.fail(f"Expected no `{key}` with a cnnzoo.data.Dataset: its splits are "
+                       f"fixed (pass its arrays as `(x, y)` to have them split).", key, value)
+        return name_or_path
+    origin = None
     if isinstance(name_or_path, str) and name_or_path in NAMES:
         name = name_or_path
         if name == "digits":
@@ -163,6 +192,11 @@ def load_dataset(name_or_path="digits", *, image_size=None, num_samples=None,
             class_names = list(SHAPE_CLASSES)
             size = None  # drawn at that size already
             source = "synthetic circles, squares and triangles drawn with numpy"
+    elif _in_memory(name_or_path):
+        x, y, origin = _read_in_memory(name_or_path, "name_or_path")
+        x, y, class_names = _check_arrays(x, y, None, "")
+        name = origin["form"]
+        source = f"{origin['form']} given in memory"
     else:
         path = _check_path(name_or_path)
         name = os.path.basename(path.rstrip(os.sep)) or path
@@ -180,9 +214,22 @@ def load_dataset(name_or_path="digits", *, image_size=None, num_samples=None,
                "num_classes", len(class_names))
     if size is not None and tuple(x.shape[1:3]) != size:
         x = resize_images(x, size)
+    if validation_data is not None:
+        x_val, y_val, given = _read_in_memory(validation_data, "validation_data")
+        x_val, y_val, _ = _check_arrays(x_val, y_val, class_names, " of `validation_data`")
+        if color_mode is not None:
+            x_val = _convert_array(x_val, color_mode)
+        if size is not None and tuple(x_val.shape[1:3]) != size:
+            x_val = resize_images(x_val, size)
+        if x_val.shape[1:] != x.shape[1:]:
+            v.fail(f"Expected `validation_data` images of the training images' shape "
+                   f"{x.shape[1:]} (after image_size and color_mode).", "validation_data",
+                   validation_data)
+        origin = {**(origin or {}), "validation_data": given}
+        validation_split = 0.0  # as `model.fit`: validation_data overrides it
 
     rng = np.random.default_rng(seed)
-    if num_samples is not None and name_or_path != "shapes":
+    if num_samples is not None and not (isinstance(name_or_path, str) and name_or_path == "shapes"):
         if num_samples > len(y):
             v.fail(f"Expected `num_samples` at most the {len(y)} examples of {name}.",
                    "num_samples", num_samples)
@@ -198,11 +245,16 @@ def load_dataset(name_or_path="digits", *, image_size=None, num_samples=None,
     if len(train) == 0:
         v.fail(f"Expected enough examples to train on after the validation and test splits; "
                f"{name} has {len(y)}.", "num_samples", len(y))
+    if validation_data is not None:
+        val_x, val_y = x_val, y_val
+    else:
+        val_x, val_y = x[val], y[val]
     return Dataset(
         x_train=x[train], y_train=y[train],
-        x_val=x[val], y_val=y[val],
+        x_val=val_x, y_val=val_y,
         x_test=x[test], y_test=y[test],
         class_names=list(class_names), name=name, source=source, skipped=skipped,
+        origin=origin,
     )
 
 
@@ -277,8 +329,9 @@ def _check_path(name_or_path):
     if isinstance(name_or_path, os.PathLike):
         name_or_path = os.fspath(name_or_path)
     if not isinstance(name_or_path, str) or not name_or_path:
-        v.fail(f"Expected a dataset name (one of {list(NAMES)}), a .npz file or a folder of "
-               f"images.", "name_or_path", name_or_path)
+        v.fail(f"Expected a dataset name (one of {list(NAMES)}), a .npz file, a folder of "
+               f"images, (x, y) arrays, a tf.data.Dataset, a keras.utils.PyDataset or a "
+               f"cnnzoo.data.Dataset.", "name_or_path", name_or_path)
     path = os.path.abspath(os.path.expanduser(name_or_path))
     if os.path.exists(path):
         if os.path.isdir(path) or path.lower().endswith(".npz"):
@@ -310,36 +363,48 @@ def _read_npz(path):
     if "x" not in loaded or "y" not in loaded:
         v.fail(f"Expected {path} to hold arrays `x` and `y` (and optionally `class_names`); "
                f"it holds {keys}.", "path", path)
-    x, y, class_names = loaded["x"], loaded["y"], loaded.get("class_names")
+    return _check_arrays(loaded["x"], loaded["y"], loaded.get("class_names"), f" in {path}",
+                         source=("path", path))
+
+
+def _check_arrays(x, y, class_names, where, source=None):
+    """Checked `(x, y, class_names)`: float32 `(N, H, W, C)` pixels in [0, 255], int32 labels.
+
+    The rules of a `.npz` file's arrays, for any arrays: `where` says whose
+    they are in messages (`" in PATH"`, or `""`); `source`, the
+    `(name, value)` that messages about the values end with (default: the
+    array). With `class_names`, labels must be among them; without, they are
+    `0..K-1`, each with examples.
+    """
 
     if x.dtype.kind not in "uif" or x.ndim not in (3, 4):
-        v.fail(f"Expected `x` in {path} to be numeric pixels of shape (N, H, W) or "
-               f"(N, H, W, C).", "x.shape", f"{x.shape} {x.dtype}")
+        v.fail(f"Expected `x`{where} to be numeric pixels of shape (N, H, W) or (N, H, W, C).",
+               "x", x)
     if x.ndim == 3:
         x = x[..., None]
     if x.shape[3] > 4 and x.shape[1] in (1, 3, 4):
-        v.fail(f"Expected `x` in {path} channels-last, (N, H, W, C); it looks channels-first "
+        v.fail(f"Expected `x`{where} channels-last, (N, H, W, C); it looks channels-first "
                f"(`numpy.moveaxis(x, 1, -1)` turns it around).", "x.shape", x.shape)
     if min(x.shape) < 1:
-        v.fail(f"Expected `x` in {path} to hold at least one non-empty image.", "x.shape",
-               x.shape)
-    x = _pixel_range(x.astype(np.float32), f"`x` of {path}", path,
+        v.fail(f"Expected `x`{where} to hold at least one non-empty image.", "x.shape", x.shape)
+    x = _pixel_range(x.astype(np.float32), f"`x`{where}", *(source or ("x", x)),
                      stored_float=x.dtype.kind == "f")
 
     if y.ndim != 1 or y.dtype.kind not in "uif":
-        v.fail(f"Expected `y` in {path} to be a 1-D array of integer labels.", "y.shape",
-               f"{y.shape} {y.dtype}")
+        v.fail(f"Expected `y`{where} to be a 1-D array of integer labels"
+               + (" (one-hot labels: numpy.argmax(y, axis=-1))" if y.ndim == 2 else "") + ".",
+               "y", y)
     if len(y) != len(x):
-        v.fail(f"Expected `x` and `y` in {path} to have the same length; x has {len(x)} "
-               f"images and y {len(y)} labels.", "len(y)", len(y))
+        v.fail(f"Expected `x` and `y`{where} to have the same length; x has {len(x)} images "
+               f"and y {len(y)} labels.", "len(y)", len(y))
     if y.dtype.kind == "f" and not np.all(np.isfinite(y) & (y == np.round(y))):
-        v.fail(f"Expected whole-number labels in `y` of {path}.", "path", path)
+        v.fail(f"Expected whole-number labels in `y`{where}.", *(source or ("y", y)))
     y = y.astype(np.int64)
     if class_names is not None:
         class_names = [c.decode() if isinstance(c, bytes) else str(c)
                        for c in np.asarray(class_names).reshape(-1)]
         if len(set(class_names)) != len(class_names) or not class_names:
-            v.fail(f"Expected distinct `class_names` in {path}.", "class_names", class_names)
+            v.fail(f"Expected distinct `class_names`{where}.", "class_names", class_names)
         num_classes = len(class_names)
     else:
         num_classes = int(y.max()) + 1 if len(y) else 0
@@ -347,16 +412,144 @@ def _read_npz(path):
         missing = sorted(set(range(num_classes)) - set(y.tolist()))
         if missing and int(y.min()) >= 0:
             # Labels 1..K would make a class "0" that no example shows.
-            v.fail(f"Expected labels 0..{num_classes - 1} in `y` of {path}, each with examples "
+            v.fail(f"Expected labels 0..{num_classes - 1} in `y`{where}, each with examples "
                    f"(or `class_names` naming every class); label {missing[0]} has none.",
                    "y", f"labels {sorted(set(y.tolist()))[:10]}")
     bad = (y < 0) | (y >= num_classes)
     if bad.any():
         i = int(np.argmax(bad))
-        v.fail(f"Expected labels in [0, {num_classes - 1}] in `y` of {path} "
-               f"({num_classes} classes); label {int(y[i])} at index {i} is outside.",
-               "y", int(y[i]))
+        v.fail(f"Expected labels in [0, {num_classes - 1}] in `y`{where} ({num_classes} "
+               f"classes); label {int(y[i])} at index {i} is outside.", "y", int(y[i]))
     return x, y.astype(np.int32), class_names
+
+
+# -- data in memory ------------------------------------------------------------
+
+
+def _in_memory(data):
+    """Whether `data` is `(x, y)` arrays or a pipeline (not a name, a path or a Dataset)."""
+    return isinstance(data, (tuple, list)) or _pipeline_kind(data) is not None
+
+
+def _pipeline_kind(data):
+    """`"tf.data.Dataset"`, `"PyDataset"` or `None`, without importing TensorFlow or Keras."""
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and isinstance(data, tf.data.Dataset):
+        return "tf.data.Dataset"
+    keras = sys.modules.get("keras")
+    if keras is not None and isinstance(data, keras.utils.PyDataset):
+        return "PyDataset"
+    return None
+
+
+def _read_in_memory(data, name):
+    """`(x, y, record)` of `(x, y)` arrays or a pipeline; `record` is what a run records of it."""
+    kind = _pipeline_kind(data)
+    if kind is None:
+        if not isinstance(data, (tuple, list)) or len(data) != 2:
+            v.fail(f"Expected `{name}` as (x, y): images and integer labels.", name, data)
+        x, y = (np.asarray(a) if not hasattr(a, "dtype") else a for a in data)
+        record = {"form": "arrays", "x": v.describe(x), "y": v.describe(y)}
+        x, y = np.asarray(x), np.asarray(y)
+    else:
+        x, y = _read_pipeline(data, kind, name)
+        record = {"form": kind, "x": v.describe(x), "y": v.describe(y),
+                  "read": f"read once into memory: {len(y)} examples"}
+    if x.dtype == object or y.dtype == object:
+        v.fail(f"Expected `{name}` as numeric arrays (x, y) of the same length.", name, data)
+    return x, y, {**record, "sha256": content_hash([x, y])}
+
+
+def _read_pipeline(data, kind, name):
+    """A finite pipeline's `(images, labels)` elements (batched or not), concatenated."""
+    if kind == "tf.data.Dataset":
+        import tensorflow as tf
+
+        if int(data.cardinality()) == int(tf.data.INFINITE_CARDINALITY):
+            v.fail(f"Expected a finite `{name}`: it is read once into memory (it repeats "
+                   f"forever; pass it without .repeat()).", name, data)
+        elements = data.as_numpy_iterator()
+    else:
+        try:
+            count = len(data)
+        except (TypeError, NotImplementedError):
+            count = None
+        if count is None:
+            v.fail(f"Expected a `{name}` PyDataset of known length (`len()` or "
+                   f"`num_batches`): it is read once into memory.", name, data)
+        elements = (data[i] for i in range(count))
+    xs, ys, batched = [], [], None
+    for element in elements:
+        if not isinstance(element, (tuple, list)) or len(element) != 2:
+            what = (f"{len(element)} items" if isinstance(element, (tuple, list))
+                    else type(element).__name__)
+            v.fail(f"Expected `{name}` to give (images, labels) pairs, without sample "
+                   f"weights; an element is {what}.", name, data)
+        x, y = (np.asarray(a) for a in element)
+        batched = y.ndim >= 1 if batched is None else batched
+        xs.append(x if batched else x[None])
+        ys.append(y if batched else y[None])
+    if not xs:
+        v.fail(f"Expected `{name}` to hold examples; it is empty.", name, data)
+    try:
+        return np.concatenate(xs), np.concatenate(ys)
+    except ValueError:
+        v.fail(f"Expected every batch of `{name}` to hold images of one shape (resize them "
+               f"in the pipeline).", name, data)
+
+
+def content_hash(arrays, digest=None):
+    """A short hex digest of arrays' shapes, dtypes and bytes: same data, same digest.
+
+    Args:
+        arrays: the arrays, in order.
+        digest: a `hashlib` object holding what else the digest covers.
+            Defaults to a new SHA-256.
+    """
+    import hashlib
+
+    digest = digest or hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        digest.update(f"{a.shape}{a.dtype}".encode())
+        digest.update(a.data)
+    return digest.hexdigest()[:20]
+
+
+def origin_text(origin):
+    """The progress line's words for data given in memory (a `Dataset`'s `origin`); `None` if none.
+
+    A pipeline read into memory says so: its own shuffling and random
+    transformations ran once, not in every epoch.
+    """
+    parts = []
+    for what, given in (("data", origin or {}), ("validation_data", (origin or {}).get(
+            "validation_data"))):
+        if given and "x" in given:
+            text = f"{what} {given['form']}: x {given['x']}, y {given['y']}"
+            if "read" in given:
+                text += (f", {given['read']} (its own shuffling and random transformations ran "
+                         f"once, not in every epoch)")
+            parts.append(text)
+    return "; ".join(parts) or None
+
+
+def record(data, dataset):
+    """What a run or search records of data given in memory; `None` for a name or a path.
+
+    Args:
+        data: what was passed as the data.
+        dataset: the `Dataset` `load_dataset` made of it.
+
+    Returns:
+        A JSON-ready dict: the form, each array's type, shape and dtype,
+        and a content hash (of a `Dataset`'s splits), so that resuming with
+        other data is refused; never the arrays. `validation_data` inside
+        where one was given.
+    """
+    if isinstance(data, Dataset):
+        return {"form": "Dataset", "sha256": data.fingerprint()}
+    return dataset.origin
 
 
 def read_image(path, *, image_size=None, color_mode=None):
@@ -393,7 +586,8 @@ def read_image(path, *, image_size=None, color_mode=None):
                 else f"not an image file? Images are {', '.join(IMAGE_EXTENSIONS)}")
         v.fail(f"Could not read the image {path} ({what}): {detail}.", "path", path)
     if stored_float:
-        pixels = _pixel_range(pixels, f"the float image {path}", path, stored_float=True)
+        pixels = _pixel_range(pixels, f"the float image {path}", "path", path,
+                              stored_float=True)
     if pixels.ndim == 2:
         pixels = pixels[..., None]
     if color_mode == "rgb" and pixels.shape[2] == 1:
@@ -401,18 +595,18 @@ def read_image(path, *, image_size=None, color_mode=None):
     return pixels
 
 
-def _pixel_range(x, where, path, *, stored_float):
+def _pixel_range(x, where, name, value, *, stored_float):
     """Float32 pixels checked finite and in [0, 255]; stored floats in [0, 1] are scaled up.
 
     One rule for `.npz` arrays and float images (TIFF): floats whose
     maximum is at most 1 are taken as [0, 1] pixels.
     """
     if not np.all(np.isfinite(x)):
-        v.fail(f"Expected finite pixels in {where}; it holds NaN or inf.", "path", path)
+        v.fail(f"Expected finite pixels in {where}; it holds NaN or inf.", name, value)
     low, high = float(x.min()), float(x.max())
     if low < 0 or high > 255:
         v.fail(f"Expected raw pixels in [0, 255] (or [0, 1]) in {where}; they span "
-               f"[{low:g}, {high:g}].", "path", path)
+               f"[{low:g}, {high:g}].", name, value)
     return x * np.float32(255.0) if stored_float and high <= 1.0 else x
 
 

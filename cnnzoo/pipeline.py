@@ -34,11 +34,13 @@ def model_input_size(model_name, raw_input_shape, input_size=None):
     return raw, size
 
 
-def resize_reason(model_name, raw_size, size):
+def resize_reason(model_name, raw_size, size, weights=None):
     """Why raw `(height, width)` images are resized to `size` inside the model, in words.
 
     `None` where they are not; `"vgg16's minimum"` where `size` is the raw
-    size raised to the model's minimum input; `"input_size"` where it was
+    size raised to the model's minimum input; with pretrained `weights`,
+    `"the weights' training size"` where `size` is theirs
+    (`cnnzoo.transfer.default_input_size`); `"input_size"` where it was
     asked for.
     """
     import cnnzoo
@@ -46,6 +48,11 @@ def resize_reason(model_name, raw_size, size):
     raw, size = tuple(int(n) for n in raw_size[:2]), tuple(int(n) for n in size[:2])
     if raw == size:
         return None
+    if weights is not None:
+        from cnnzoo import transfer
+
+        if (transfer.default_input_size(model_name, weights, raw),) * 2 == size:
+            return "the weights' training size"
     least = (cnnzoo.model_info(model_name)["min_input_size"]
              if model_name in cnnzoo.list_models() else None)
     if least and size == (max(raw[0], least), max(raw[1], least)):
@@ -53,10 +60,13 @@ def resize_reason(model_name, raw_size, size):
     return "input_size"
 
 
-def describe_resize(model_name, raw_size, size):
-    """`"8x8 images, resized to 32x32 inside the model: vgg16's minimum"` (or `fed as they are`)."""
+def describe_resize(model_name, raw_size, size, weights=None):
+    """`"8x8 images, resized to 32x32 inside the model: vgg16's minimum"` (or `fed as they are`).
+
+    `weights`: the pretrained weights, as `resize_reason`'s.
+    """
     text = f"{int(raw_size[0])}x{int(raw_size[1])} images"
-    why = resize_reason(model_name, raw_size, size)
+    why = resize_reason(model_name, raw_size, size, weights=weights)
     if why is None:
         return f"{text}, fed as they are"
     return f"{text}, resized to {int(size[0])}x{int(size[1])} inside the model: {why}"

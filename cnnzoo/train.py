@@ -110,14 +110,18 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
           skip_bad_images=False, verbose=1, threads="auto", weights=None, fine_tune_epochs=0,
           unfreeze=None, fine_tune_learning_rate=None, optimizer="adam", weight_decay=0.0,
           schedule="constant", warmup_epochs=0, label_smoothing=0.0, clipnorm=None,
-          augment="none", flip="horizontal"):
+          augment="none", flip="horizontal", validation_data=None):
     """Trains a zoo model on a dataset into a run folder, resuming if it was cut short.
 
     Args:
         model: a name from `cnnzoo.list_models()`. Defaults to `"simple_cnn"`.
         data: `"digits"`, `"shapes"`, a `.npz` file, a folder of class
-            sub-folders (see `cnnzoo.data.load_dataset`), or a
-            `cnnzoo.data.Dataset`. Defaults to `"digits"`.
+            sub-folders, `(x, y)` NumPy arrays (split as a `.npz` file's), a
+            finite `tf.data.Dataset` or `keras.utils.PyDataset` (read once
+            into arrays; see `cnnzoo.data.load_dataset`), or a
+            `cnnzoo.data.Dataset` (its splits as they are). Data given in
+            memory are recorded by type, shape, dtype and a content hash:
+            resuming with other data is refused. Defaults to `"digits"`.
         out: the run folder. A new or empty folder starts a run; a folder
             holding the same run (same configuration) resumes it; a folder
             holding a different run is an error.
@@ -176,6 +180,9 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
             `"vertical"`, `"horizontal_and_vertical"` or `"none"`: no flip,
             what digits and text need). The defaults are training as it was before
             these settings: Adam, constant, no regularisation.
+        validation_data: `(x, y)` arrays or a pipeline to validate on, as
+            `model.fit`'s: `data` then gives the train and test splits
+            (`validation_split` is not used). Defaults to `None`.
 
     Returns:
         A `TrainResult`.
@@ -225,21 +232,26 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
         knobs["weights"] = weights
 
     if isinstance(data, data_module.Dataset):
-        dataset = data
-        data_config = {"dataset": dataset.name, "source": dataset.source}
+        dataset = data_module.load_dataset(data, validation_data=validation_data)
+        data_config = {"dataset": dataset.name, "source": dataset.source,
+                       **data_module.record(data, dataset)}
     else:
         dataset = data_module.load_dataset(data, image_size=image_size,
                                            num_samples=num_samples,
                                            validation_split=validation_split,
                                            test_split=test_split, seed=seed,
                                            color_mode=color_mode,
-                                           skip_bad_images=skip_bad_images)
+                                           skip_bad_images=skip_bad_images,
+                                           validation_data=validation_data)
         data_config = {
-            # A name as given; a file or folder as its absolute path.
-            "dataset": dataset.source if os.path.isabs(dataset.source) else data,
+            # A name as given; a file or folder as its absolute path; arrays by their form.
+            "dataset": (dataset.name if dataset.origin and "form" in dataset.origin
+                        else dataset.source if os.path.isabs(dataset.source) else data),
             "image_size": image_size, "num_samples": num_samples,
-            "validation_split": validation_split, "test_split": test_split,
-            "color_mode": color_mode,
+            "validation_split": None if validation_data is not None else validation_split,
+            "test_split": test_split, "color_mode": color_mode,
+            # Data in memory: their form, shapes, dtypes and content hash (never the arrays).
+            **(dataset.origin or {}),
         }
         if skip_bad_images:  # recorded only where set: earlier runs resume as they were
             data_config["skipped_images"] = [os.path.relpath(f, dataset.source)
@@ -338,7 +350,8 @@ def _train(model, dataset, run_dir, config, previous, knobs, *, input_size, epoc
         from cnnzoo import pipeline
 
         size = pipeline.model_input_size(model, dataset.input_shape, input_size)[1]
-        seen = pipeline.describe_resize(model, dataset.input_shape, size)
+        seen = pipeline.describe_resize(model, dataset.input_shape, size,
+                                        weights=knobs.get("weights"))
         print(f"Training {model} ({net.count_params():,} parameters) on {dataset.name}: "
               f"{len(dataset.y_train)} train / {len(dataset.y_val)} validation / "
               f"{len(dataset.y_test)} test images; {seen}, {c} channel{'s' if c > 1 else ''}, "
@@ -347,6 +360,11 @@ def _train(model, dataset, run_dir, config, previous, knobs, *, input_size, epoc
               f"XLA {'on' if rt['jit'] else 'off'}"
               + (f", {rt['threads']} intra-op thread{'s' if rt['threads'] > 1 else ''}"
                  if rt["threads"] else "") + f". Run folder: {run_dir}")
+        from cnnzoo import data as data_module
+
+        given = data_module.origin_text(dataset.origin)
+        if given:
+            print(f"In memory: {given}.")
         print(f"Recipe: {recipes.describe(recipe)}.")
         if plan is not None:
             print(_plan_text(config, epochs, plan))
@@ -764,9 +782,12 @@ def _check_run_dir(run_dir, config):
     # A run recorded before a recipe setting existed trained with its default.
     # (Every run recorded its optimizer and learning rate.)
     old = {**recipes.defaults(), **old} if old else old
+    old_data, new_data = old.get("data"), config.get("data")
+    if isinstance(old_data, dict) and "form" not in old_data and new_data.get("form") == "Dataset":
+        # A run from a Dataset recorded before its content hash: it resumes unchecked, as before.
+        old = {**old, "data": {**old_data, "form": "Dataset", "sha256": new_data["sha256"]}}
     if old != config:
-        keys = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
-        diffs = ", ".join(f"{k}: {old.get(k)!r} -> {config.get(k)!r}" for k in keys)
+        diffs = ", ".join(v.differences(old, config))
         v.fail(f"The folder {run_dir} holds a run with a different configuration ({diffs}); "
                f"run the same command to resume it, or choose a new --out.", "out", run_dir)
     return record

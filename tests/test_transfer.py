@@ -142,6 +142,13 @@ def test_a_run_killed_in_either_phase_resumes_to_the_same_artefacts(tmp_path, re
 def test_the_weights_training_size_is_the_default_input_size(resnet18_file):
     assert transfer.default_input_size("resnet18", resnet18_file, (32, 32, 3)) == 224
     assert transfer.default_input_size("resnet18", resnet18_file, (224, 224, 3)) is None
+    # The progress output says why the images are resized.
+    from cnnzoo import pipeline
+
+    assert pipeline.describe_resize("resnet18", (32, 32), (224, 224), weights=resnet18_file) \
+        == "32x32 images, resized to 224x224 inside the model: the weights' training size"
+    assert pipeline.resize_reason("resnet18", (32, 32), (64, 64), weights=resnet18_file) \
+        == "input_size"
 
 
 @pytest.mark.parametrize("kwargs, name", [

@@ -99,8 +99,19 @@ def test_messages_name_arrays_never_print_them():
     with pytest.raises(ValueError) as info:
         v.fail("Expected data.", "data", (x, np.arange(1797)))
     message = str(info.value)
-    assert message.endswith("Received: data=(<ndarray shape=(1797, 8, 8) dtype=float32>, "
-                            f"<ndarray shape=(1797,) dtype={np.arange(1).dtype.name}>)")
+    assert message.endswith("Received: data=(ndarray(shape=(1797, 8, 8), dtype=float32), "
+                            f"ndarray(shape=(1797,), dtype={np.arange(1).dtype.name}))")
+    big = np.zeros((100, 8, 8, 1), "uint8")
+    for value, shown in (
+            (big, "ndarray(shape=(100, 8, 8, 1), dtype=uint8)"),
+            ({"x": big, "y": [1, 2]}, "{'x': ndarray(shape=(100, 8, 8, 1), dtype=uint8), "
+                                      "'y': [1, 2]}"),
+            ([big] * 6, "[" + "ndarray(shape=(100, 8, 8, 1), dtype=uint8), " * 4
+             + "... (6 items)]"),
+            ((1, [big]), "(1, [ndarray(shape=(100, 8, 8, 1), dtype=uint8)])")):
+        with pytest.raises(ValueError) as info:
+            v.fail("Expected data.", "data", value)
+        assert str(info.value) == f"Expected data. Received: data={shown}"
     with pytest.raises(ValueError, match=r"Received: rate=1.5$"):
         v.check_rate("rate", np.float64(1.5))  # a NumPy scalar is a number: its value shown
     with pytest.raises(ValueError) as info:

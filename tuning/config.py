@@ -98,9 +98,18 @@ class SearchConfig:
     # The zoo model whose rates are searched (`cnnzoo list`).
     model: str = _field("simple_cnn", "Zoo model to tune (see `cnnzoo list`).", cli={},
                         identity=True)
-    # The dataset (`cnnzoo.data.load_dataset`); a path is recorded absolute.
-    data: str = _field("digits", "digits, shapes, a .npz file or an image folder.", cli={},
-                       identity=True)
+    # The dataset (`cnnzoo.data.load_dataset`); a path is recorded absolute, data in
+    # memory by form, shapes, dtypes and content hash (`cnnzoo.data.record`).
+    data: object = _field("digits", "digits, shapes, a .npz file or an image folder; in Python "
+                                    "also (x, y) arrays, a finite tf.data.Dataset or "
+                                    "keras.utils.PyDataset (read once into arrays) or a "
+                                    "cnnzoo.data.Dataset.",
+                          cli={"help": "digits, shapes, a .npz file or an image folder."},
+                          identity=True)
+    # Validation data instead of the validation split, as `model.fit`'s.
+    validation_data: object = _field(None, "(x, y) arrays or a pipeline to validate on, as "
+                                           "model.fit's (the data then give the train and "
+                                           "test splits).", identity=True)
     # Keras Tuner's search algorithm.
     tuner: str = _field("random", "Keras Tuner search: random, bayesian or hyperband.",
                         cli={"choices": TUNER_NAMES}, identity=True, card=True)
@@ -275,8 +284,12 @@ class SearchConfig:
             value = getattr(self, f.name)
             if isinstance(value, tuple):
                 value = list(value)
-            if f.name == "data" and os.path.exists(str(value)):
-                value = os.path.abspath(str(value))
+            if f.name in ("data", "validation_data") and not isinstance(
+                    value, (str, os.PathLike, type(None))):
+                # In memory: `tuning.driver` records them once loaded (`cnnzoo.data.record`).
+                value = v.describe(value)
+            elif f.name == "data" and os.path.exists(value):
+                value = os.path.abspath(value)
             out[f.name] = value
         return out
 

@@ -163,7 +163,8 @@ def _search(c, *, hypermodel, tuner_class, stream, role, held):
 
     ds = cnnzoo.data.load_dataset(c.data, image_size=c.image_size, num_samples=c.num_samples,
                                   seed=c.seed, color_mode=c.color_mode,
-                                  skip_bad_images=c.skip_bad_images)
+                                  skip_bad_images=c.skip_bad_images,
+                                  validation_data=c.validation_data)
     _check_data(ds, c.objective)
     input_size = c.input_size
     if c.weights is not None and input_size is None and c.image_size is None:
@@ -206,7 +207,11 @@ def _search(c, *, hypermodel, tuner_class, stream, role, held):
     strategy = _distribution_strategy(c.distribution, setup["backend"], say)
     say(f"Data: {ds.name}: {len(ds.x_train)} train / {len(ds.x_val)} validation / "
         f"{len(ds.x_test)} test images of {'x'.join(map(str, ds.input_shape))}, "
-        f"{ds.num_classes} classes")
+        f"{ds.num_classes} classes" + _resize_text(c.model, ds.input_shape, input_size,
+                                                   hypermodel, c.weights))
+    given = cnnzoo.data.origin_text(ds.origin)
+    if given:
+        say(f"In memory: {given}")
     if hypermodel is None:
         hypermodel = zoo_hypermodel(setup["jit"], features)
         from cnnzoo import recipe as recipes
@@ -239,6 +244,13 @@ def _search(c, *, hypermodel, tuner_class, stream, role, held):
     # What search.json records (`SearchConfig`'s `record` fields; the
     # precision as asked: "auto" is this machine's choice), and the space.
     settings = dict(c.recorded(), space=_space_description(hypermodel))
+    # Data in memory: their form, shapes, dtypes and content hash (never the arrays).
+    given = cnnzoo.data.record(c.data, ds) or {}
+    if "form" in given:
+        settings["data"] = {"dataset": ds.name, **{k: val for k, val in given.items()
+                                                   if k != "validation_data"}}
+    if "validation_data" in given:
+        settings["validation_data"] = given["validation_data"]
     overwrite = c.overwrite
     if role == "worker":
         # The folder is the chief's: a worker never starts it afresh (Keras
@@ -339,9 +351,11 @@ def _search(c, *, hypermodel, tuner_class, stream, role, held):
 def train_command(c, values, epochs=None):
     """The `cnnzoo train` command that trains the zoo configuration `values` of search `c`.
 
-    The same data (and splits: the same seed), model, weights, recipe and
-    precision, for `epochs` (defaults to twice the search's, and twice its
-    fine-tuning epochs), into `<out>/best_run`.
+    For data given in memory, the `cnnzoo.train.train` call instead (on
+    `data`, and `validation_data` where the search had one). The same data
+    (and splits: the same seed), model, weights, recipe and precision, for
+    `epochs` (defaults to twice the search's, and twice its fine-tuning
+    epochs), into `<out>/best_run`.
 
     Args:
         c: the search's `SearchConfig`.
@@ -372,8 +386,22 @@ def train_command(c, values, epochs=None):
         tuned = {"fine_tune_epochs": 2 * c.fine_tune_epochs if epochs is None
                  else c.fine_tune_epochs, "unfreeze": values.get("unfreeze"),
                  "fine_tune_learning_rate": rate if isinstance(rate, float) else None}
+    options = {**data, **knobs, **tuned, **settings, **searched}
+    out = os.path.join(c.out, "best_run")
+    epochs = epochs or 2 * c.epochs
+    if not isinstance(c.data, (str, os.PathLike)):
+        # Data in memory have no command line: the Python call, on the same data.
+        kwargs = {k: val for k, val in options.items() if val is not None}
+        if blocks:
+            kwargs["block_dropout_rate"] = blocks  # one rate per stage, as a list
+        kwargs.update(skip_bad_images=c.skip_bad_images or None, seed=c.seed,
+                      batch_size=c.batch_size, precision=c.precision, epochs=epochs, out=out)
+        given = ", validation_data=validation_data" if c.validation_data is not None else ""
+        return (f"cnnzoo.train.train({c.model!r}, data{given}, "
+                + ", ".join(f"{k}={val!r}" for k, val in kwargs.items() if val is not None)
+                + ")")
     argv = ["cnnzoo", "train", "--model", c.model, "--data", str(c.data)]
-    for name, value in {**data, **knobs, **tuned, **settings, **searched}.items():
+    for name, value in options.items():
         if value is None:
             continue
         if isinstance(value, (tuple, list)):
@@ -384,8 +412,7 @@ def train_command(c, values, epochs=None):
     if c.skip_bad_images:
         argv.append("--skip-bad-images")
     argv += ["--seed", str(c.seed), "--batch-size", str(c.batch_size), "--precision",
-             c.precision, "--epochs", str(epochs or 2 * c.epochs),
-             "--out", os.path.join(c.out, "best_run")]
+             c.precision, "--epochs", str(epochs), "--out", out]
     return " ".join(shlex.quote(a) for a in argv)
 
 
@@ -416,6 +443,23 @@ def _check_data(ds, objective):
         if y.min() < 0 or y.max() >= ds.num_classes:
             v.fail(f"Expected {split} labels in 0..{ds.num_classes - 1}.", "labels",
                    (int(y.min()), int(y.max())))
+
+
+def _resize_text(model, input_shape, input_size, hypermodel, weights=None):
+    """`"; 8x8 images, resized to 32x32 inside the model: vgg16's minimum"`, or `""`.
+
+    Only for a zoo model (a hypermodel of one's own sizes its input itself),
+    and only where the images are resized.
+    """
+    from cnnzoo import pipeline
+    from tuning.hypermodel import ZooHyperModel
+
+    if hypermodel is not None and not isinstance(hypermodel, ZooHyperModel):
+        return ""
+    size = pipeline.model_input_size(model, input_shape, input_size)[1]
+    if pipeline.resize_reason(model, input_shape, size) is None:
+        return ""
+    return f"; {pipeline.describe_resize(model, input_shape, size, weights=weights)}"
 
 
 def _default_hp():
@@ -532,8 +576,8 @@ def _check_settings(out, settings, overwrite, worker=False):
             old = {}
         # A setting the folder's search.json predates had its default there.
         recorded = {**config.defaults(), **old} if old else {}
-        diffs = [f"{k}: {recorded.get(k)!r} -> {settings.get(k)!r}" for k in _IDENTITY
-                 if k in recorded and k in settings and recorded[k] != settings[k]]
+        diffs = v.differences(recorded, settings,
+                              [k for k in _IDENTITY if k in recorded and k in settings])
         if diffs and worker:
             v.fail(f"The chief's search in this folder has other settings ({'; '.join(diffs)})"
                    f". Give every worker the chief's options.", "out", out)

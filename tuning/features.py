@@ -46,11 +46,9 @@ def cache_key(model_name, weights, input_size, precision, arrays, end=None):
     digest.update(json.dumps([model_name, weights_id, input_size, str(precision),
                               keras.backend.backend()] + ([end] if end else []),
                              default=str).encode())
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        digest.update(f"{a.shape}{a.dtype}".encode())
-        digest.update(a.data)
-    return digest.hexdigest()[:20]
+    from cnnzoo.data import content_hash
+
+    return content_hash(arrays, digest)
 
 
 def features_for(out, hypermodel, x_train, x_val, *, precision, batch_size=64):
