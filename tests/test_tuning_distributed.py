@@ -177,6 +177,31 @@ def test_a_killed_workers_trials_go_to_another_worker_after_the_timeout(tmp_path
     assert [t["status"] for t in saved["trials"]] == ["COMPLETED"] * TRIALS
 
 
+def test_local_workers_share_the_trials(tmp_path):
+    """`workers=2` (`cnnzoo tune --workers 2`): the chief here, two worker processes."""
+    import tuning
+
+    out = tmp_path / "s"
+    result = tuning.search(out=out, workers=2, max_trials=TRIALS, epochs=1, num_samples=120,
+                           batch_size=42, precision="float32", export=False, quiet=True)
+    assert result.role == "chief"
+    assert [t["status"] for t in result.trials] == ["COMPLETED"] * TRIALS
+    logs = {i: (out / "workers" / f"worker_{i}.log").read_text() for i in (1, 2)}
+    every = "\n".join(f"== worker{i}\n{text}" for i, text in logs.items())
+    one, two = _ran(logs[1], "worker1"), _ran(logs[2], "worker2")
+    assert one.isdisjoint(two) and one | two == set(range(1, TRIALS + 1)), every
+    assert all(f"worker{i}: search over" in logs[i] for i in (1, 2)), every
+
+
+@pytest.mark.parametrize("kwargs", [{"workers": 0}, {"workers": 2, "chief": "127.0.0.1:1"}])
+def test_bad_local_workers_are_refused(tmp_path, kwargs):
+    import tuning
+
+    with pytest.raises(ValueError, match=f"Received: workers={kwargs['workers']}$"):
+        tuning.search(out=tmp_path / "s", **kwargs)
+    assert not (tmp_path / "s").exists()
+
+
 def test_a_worker_without_a_chief_ends_by_itself(tmp_path, monkeypatch):
     import tuning
     from tuning import distributed

@@ -236,6 +236,11 @@ class SearchConfig:
                                           "live workers report every 30 s, so at least 60). "
                                           "0 on the command line, None here: wait forever.",
                                    cli={"type": _parse_worker_timeout, "metavar": "SECONDS"})
+    # Local workers: be the chief on loopback and start this many workers here.
+    workers: int = _field(None, "Distributed search on this machine: be the chief on "
+                                "loopback and start N workers, each with its share of the "
+                                "cores (their output in OUT/workers/).",
+                          cli={"type": int, "metavar": "N"})
 
     def __post_init__(self):
         set_ = object.__setattr__  # frozen: the checked values replace the given ones
@@ -265,6 +270,11 @@ class SearchConfig:
 
         set_(self, "threads", runtime.check_threads(self.threads))
         set_(self, "worker_timeout", distributed.check_worker_timeout(self.worker_timeout))
+        set_(self, "workers", v.check_int("workers", self.workers, low=1, allow_none=True))
+        if self.workers is not None and (self.chief is not None or self.worker is not None):
+            v.fail("Expected `workers` alone: it starts a chief and its workers on this "
+                   "machine (--chief and --worker are for machines of their own).", "workers",
+                   self.workers)
         _check_hypermodel_kwargs(self.hypermodel_kwargs)
         recipes.check_recipe(self)
         recipes.check_epochs(self, self.epochs)

@@ -453,3 +453,80 @@ def serve(oracle, *, poll=0.5, stream=None, worker_timeout=WORKER_TIMEOUT_S):
 def _number(trial_id):
     """A trial's number as the logs show it (IDs count from 0, numbers from 1)."""
     return str(int(trial_id) + 1) if str(trial_id).isdigit() else str(trial_id)
+
+
+# -- local workers (`cnnzoo tune --workers N`) ----------------------------------------
+
+WORKER_LOGS = "workers"  # under the search's folder: worker_<i>.log
+
+
+def free_loopback_address():
+    """`"127.0.0.1:PORT"` with a port free now (the chief binds it moments later)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{s.getsockname()[1]}"
+
+
+def _run_worker(settings, log_path):
+    """A local worker process: the search of `settings` (a worker's), its output in `log_path`."""
+    import tuning
+
+    with open(log_path, "a", buffering=1) as log:
+        sys.stdout = sys.stderr = log
+        try:
+            tuning.run(settings, stream=log)
+        except BaseException as error:  # the log says why; the exit code tells the chief
+            print(f"{type(error).__name__}: {error}", file=log)
+            raise SystemExit(1)
+
+
+@contextlib.contextmanager
+def local_workers(settings, count, address):
+    """Starts `count` workers of search `settings` on this machine, as processes.
+
+    Each is `settings` with `worker="i"` and `chief=address`, its own share
+    of the cores (`threads`, unless given), its output in
+    `<out>/workers/worker_<i>.log`. Yields the log folder; on leaving, waits
+    for the workers (they end once the chief says the search is over) and
+    raises `SearchFailedError` naming the log of one that failed.
+    """
+    import dataclasses
+    import multiprocessing
+
+    folder = os.path.join(settings.out, WORKER_LOGS)
+    os.makedirs(folder, exist_ok=True)
+    threads = settings.threads
+    if threads == "auto":
+        threads = max(1, (os.cpu_count() or 1) // count)
+    # "spawn": a fresh interpreter, not a fork of this one's TensorFlow.
+    context = multiprocessing.get_context("spawn")
+    procs = []
+    for i in range(1, count + 1):
+        worker = dataclasses.replace(settings, workers=None, chief=address, worker=str(i),
+                                     threads=threads, overwrite=False, quiet=False)
+        log = os.path.join(folder, f"worker_{i}.log")
+        proc = context.Process(target=_run_worker, args=(worker, log), name=f"worker{i}")
+        proc.start()
+        procs.append((proc, log))
+    try:
+        yield folder
+    except BaseException:  # the chief failed or was interrupted: its workers go too
+        for proc, _ in procs:
+            proc.terminate()
+        for proc, _ in procs:
+            proc.join()
+        raise
+    failed = None
+    for proc, log in procs:
+        proc.join(timeout=WORKER_WAIT_S)
+        if proc.is_alive():
+            proc.terminate()
+            proc.join()
+        if proc.exitcode and failed is None:
+            failed = log
+    if failed is not None:
+        from tuning.tuners import SearchFailedError
+
+        raise SearchFailedError(f"A local worker failed; its output is in {failed}.")

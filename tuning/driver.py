@@ -120,6 +120,18 @@ def run(settings, *, hypermodel=None, tuner_class=None, stream=None):
     # Imported here: `cnnzoo tune --help` must not pay for TensorFlow.
     from tuning import distributed
 
+    if settings.workers is not None:
+        if hypermodel is not None or tuner_class is not None:
+            v.fail("Expected `workers` with a zoo model and a named tuner only (the worker "
+                   "processes build them from the settings).", "workers", settings.workers)
+        address = distributed.free_loopback_address()
+        with distributed.local_workers(settings, settings.workers, address) as logs:
+            if not settings.quiet:
+                print(f"Started {settings.workers} local worker(s) for the chief on "
+                      f"{address}; their output: {logs}", file=stream, flush=True)
+            return run(dataclasses.replace(settings, workers=None, chief=address),
+                       stream=stream)
+
     # `_search` takes the folder's lock into `held` once its checks pass.
     with distributed.environment(settings.chief, settings.worker) as role, \
             contextlib.ExitStack() as held:
