@@ -26,6 +26,35 @@ from cnnzoo._compat import changed
 EARLY_STOPPING_COUNTERS = ("wait", "best", "best_epoch", "stopped_epoch")
 
 
+# The first Keras release whose `Model.export` takes each format; earlier
+# releases ignore `format` and write a SavedModel under the name given.
+EXPORT_FORMAT_SINCE = {"onnx": (3, 8), "litert": (3, 13)}
+
+
+def keras_version():
+    """The installed Keras's (major, minor, patch), as ints."""
+    parts = []
+    for part in keras.__version__.split(".")[:3]:
+        digits = "".join(c for c in part if c.isdigit()) or "0"  # "0rc1", "dev..."
+        parts.append(int(digits))
+    return tuple(parts + [0] * (3 - len(parts)))
+
+
+def export_format_missing(format):
+    """`None` if the installed Keras's `Model.export` writes `format`, else the release it needs.
+
+    Args:
+        format: a `Model.export` format (`"onnx"`, `"litert"`; others always `None`).
+
+    Returns:
+        `None`, or the release as a string (`"3.13"`).
+    """
+    since = EXPORT_FORMAT_SINCE.get(format)
+    if since is None or keras_version()[:2] >= since:
+        return None
+    return ".".join(map(str, since))
+
+
 def _changed(what):
     return changed("Keras", "keras", what, "3.15.1", "cnnzoo/_compat_keras.py")
 
