@@ -12,6 +12,7 @@ from cnnzoo import _compat_keras, cli
 from cnnzoo import export as E
 from cnnzoo import train as T
 from cnnzoo.data import load_dataset
+from tests.helpers import needs
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +150,8 @@ def test_keras_and_tflite_formats(model, images, tmp_path, capfd):
 
 @_needs_keras_for("onnx")
 def test_onnx_format(model, images, tmp_path):
+    for module in E.EXTRAS["onnx"]:
+        needs(module, module, "onnx")
     expected = model.predict(images, verbose=0)
     card = E.export_model(model, tmp_path / "o", format="onnx", verbose=False)
     assert card["artifact"] == "model.onnx"
