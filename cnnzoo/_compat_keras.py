@@ -12,7 +12,11 @@ cnnzoo needs:
   generator's state may not be updated: a subclass of `SeedGenerator`
   that holds no variable.
 
-Each is reached here and nowhere else, and each has a contract
+It also says which `Model.export` formats the installed Keras writes
+(`export_format_missing`): releases before a format was added ignore
+`format` and write a SavedModel.
+
+Each internal is reached here and nowhere else, and each has a contract
 (`CONTRACTS`, checked by `tests/test_compat.py`): when a Keras release
 changes one, the contract fails with a message naming the internal and the
 installed Keras version.
