@@ -12,7 +12,11 @@ cnnzoo needs:
   generator's state may not be updated: a subclass of `SeedGenerator`
   that holds no variable.
 
-Each is reached here and nowhere else, and each has a contract
+It also says which `Model.export` formats the installed Keras writes
+(`export_format_missing`): releases before a format was added ignore
+`format` and write a SavedModel.
+
+Each internal is reached here and nowhere else, and each has a contract
 (`CONTRACTS`, checked by `tests/test_compat.py`): when a Keras release
 changes one, the contract fails with a message naming the internal and the
 installed Keras version.
@@ -24,6 +28,35 @@ from cnnzoo._compat import changed
 
 # `EarlyStopping`'s counters, as `on_train_begin` sets them.
 EARLY_STOPPING_COUNTERS = ("wait", "best", "best_epoch", "stopped_epoch")
+
+
+# The first Keras release whose `Model.export` takes each format; earlier
+# releases ignore `format` and write a SavedModel under the name given.
+EXPORT_FORMAT_SINCE = {"onnx": (3, 8), "litert": (3, 13)}
+
+
+def keras_version():
+    """The installed Keras's (major, minor, patch), as ints."""
+    parts = []
+    for part in keras.__version__.split(".")[:3]:
+        digits = "".join(c for c in part if c.isdigit()) or "0"  # "0rc1", "dev..."
+        parts.append(int(digits))
+    return tuple(parts + [0] * (3 - len(parts)))
+
+
+def export_format_missing(format):
+    """`None` if the installed Keras's `Model.export` writes `format`, else the release it needs.
+
+    Args:
+        format: a `Model.export` format (`"onnx"`, `"litert"`; others always `None`).
+
+    Returns:
+        `None`, or the release as a string (`"3.13"`).
+    """
+    since = EXPORT_FORMAT_SINCE.get(format)
+    if since is None or keras_version()[:2] >= since:
+        return None
+    return ".".join(map(str, since))
 
 
 def _changed(what):

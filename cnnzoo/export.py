@@ -46,6 +46,8 @@ MIXED_TOLERANCE = 2e-2
 VERIFY_BATCH = 8
 # Formats this package writes through TensorFlow only.
 TENSORFLOW_ONLY = ("tflite", "onnx")
+# The `Model.export` format each of ours is written with.
+KERAS_EXPORT_FORMAT = {"tflite": "litert", "onnx": "onnx"}
 EXTRAS = {
     "onnx": ("tf2onnx", "onnx", "onnxruntime"),
 }
@@ -167,6 +169,7 @@ def export_model(model, path, *, format="saved_model", overwrite=False, class_na
                f"from any backend).", "format", format)
     if format in EXTRAS:
         _require(format)
+    _require_keras(format)
     batch = _verify_batch(verify_batch, raw_shape)
 
     _remove_stale_temporaries(target)
@@ -332,7 +335,8 @@ def _reload_keras(folder, batch):
 
 
 def _write_tflite(model, folder, raw_shape):
-    model.export(os.path.join(folder, ARTIFACTS["tflite"]), format="litert", verbose=False)
+    model.export(os.path.join(folder, ARTIFACTS["tflite"]), format=KERAS_EXPORT_FORMAT["tflite"],
+                 verbose=False)
     return ARTIFACTS["tflite"]
 
 
@@ -379,7 +383,8 @@ def _reload_tflite(folder, batch):
 
 
 def _write_onnx(model, folder, raw_shape):
-    model.export(os.path.join(folder, ARTIFACTS["onnx"]), format="onnx", verbose=False)
+    model.export(os.path.join(folder, ARTIFACTS["onnx"]), format=KERAS_EXPORT_FORMAT["onnx"],
+                 verbose=False)
     return ARTIFACTS["onnx"]
 
 
@@ -399,6 +404,19 @@ _WRITERS = {"saved_model": _write_saved_model, "keras": _write_keras,
             "tflite": _write_tflite, "onnx": _write_onnx}
 _RELOADERS = {"saved_model": _reload_saved_model, "keras": _reload_keras,
               "tflite": _reload_tflite, "onnx": _reload_onnx}
+
+
+def _require_keras(format):
+    """Refuses a format the installed Keras cannot export (it would write a SavedModel)."""
+    import keras
+
+    from cnnzoo import _compat_keras
+
+    needs = _compat_keras.export_format_missing(KERAS_EXPORT_FORMAT.get(format))
+    if needs:
+        v.fail(f"Exporting to {format} needs Keras {needs} or newer (Keras "
+               f"{keras.__version__} is installed): pip install 'keras>={needs}'.",
+               "format", format)
 
 
 def _require(format):

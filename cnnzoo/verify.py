@@ -274,8 +274,12 @@ def relu_definition(x, max_value=None, negative_slope=0.0, threshold=0.0):
 
     `max_value` at and above it, `x` between `threshold` and `max_value`,
     `negative_slope * (x - threshold)` at and below the threshold, where a
-    slope of 0 gives 0 (also at -inf: the limit, not `0 * -inf`); NaN stays
-    NaN. Returned in `x`'s dtype.
+    slope of 0 gives 0 (also at -inf: the limit, not `0 * -inf`).
+
+    NaN, of which the definition's cases do not speak, follows Keras 3.15:
+    NaN is not above a threshold, so a threshold without a slope selects 0
+    there (`where(x > threshold, x, 0)`); elsewhere NaN stays NaN (the
+    ReLU kernels propagate it). Returned in `x`'s dtype.
     """
     x = np.asarray(x)
     w = x.astype(np.float64)
@@ -283,16 +287,38 @@ def relu_definition(x, max_value=None, negative_slope=0.0, threshold=0.0):
     out = np.where(w > threshold, w, below)
     if max_value is not None:
         out = np.where(w >= max_value, max_value, out)
-    return np.where(np.isnan(w), w, out).astype(x.dtype)
+    nan_selects_zero = threshold != 0.0 and not negative_slope
+    return (out if nan_selects_zero else np.where(np.isnan(w), w, out)).astype(x.dtype)
 
 
 def _definition_points(x):
-    """Where `verify` takes the definition, not Keras, as the truth: +-inf and +-0.
+    """Where `verify` takes the definition, not Keras, as the truth: +-inf, +-0 and NaN.
 
-    (NaN is no number the definition's cases speak of: there Keras decides.)
+    Keras before 3.15 gives NaN at -inf and at NaN with a threshold (it
+    computed `x * cast(x > threshold)`); from 3.15 it agrees with
+    `relu_definition` on all of them.
     """
     w = np.asarray(x).astype(np.float64)
-    return np.isinf(w) | (w == 0)
+    return np.isinf(w) | (w == 0) | np.isnan(w)
+
+
+def relu_reference(x, keras_out, max_value=None, negative_slope=0.0, threshold=0.0):
+    """What cnnzoo's ReLU must give on `x`: the definition at its points, Keras elsewhere.
+
+    At +-inf, +-0 and NaN `relu_definition` (where Keras before 3.15 was
+    wrong), everywhere else `keras_out`, what `keras.layers.ReLU` gave.
+
+    Args:
+        x: the NumPy input.
+        keras_out: `keras.layers.ReLU(...)(x)` as a NumPy array.
+        max_value, negative_slope, threshold: the layer's arguments.
+
+    Returns:
+        A NumPy array in `keras_out`'s dtype.
+    """
+    truth = relu_definition(x, max_value=max_value, negative_slope=negative_slope,
+                            threshold=threshold)
+    return np.where(_definition_points(x), truth.astype(keras_out.dtype), keras_out)
 
 
 def relu_inputs(dtype, n, seed=0):
@@ -436,8 +462,8 @@ def check_relu(relu_class=None, reference_class=None, quick=False, dtypes=None):
                     found.append(f"{_relu_name(config)} at x={x_np[i]!r}: {out[i]!r} "
                                  f"(definition {truth[i]!r})")
             # The definition is the truth at its points (Keras before 3.15 gave NaN at
-            # -inf with a threshold), Keras's layer everywhere else.
-            want = np.where(points, truth, want)
+            # -inf and NaN with a threshold), Keras's layer everywhere else.
+            want = relu_reference(x_np, want, **config)
             ok, fl = _same_bits(got, want)
             flushed += int(fl.sum())
             if not ok.all():
@@ -452,7 +478,7 @@ def check_relu(relu_class=None, reference_class=None, quick=False, dtypes=None):
         if bad_configs:
             detail += "; differs for " + "; ".join(bad_configs[:4])
         checks.append(_check(f"relu/forward/{dtype}", mismatches, 0, detail))
-        detail = (f"outputs at +-inf and +-0 that differ from ReLU's definition over "
+        detail = (f"outputs at +-inf, +-0 and NaN that differ from ReLU's definition over "
                   f"{len(RELU_GRID)} configurations; {reference_class.__name__} "
                   f"(Keras {keras.__version__}) ")
         detail += ("agrees with it there" if not reference_wrong else
@@ -1004,9 +1030,10 @@ def verify(quick=False, models=None, relu_class=None, dropout_class=None,
            else "no (checked statistically)"),
         "ReLU forward: bit-exact, except that zero/subnormal pairs count as equal whatever "
         "their sign (TensorFlow's ReLU kernel flushes subnormals and signs zeros depending "
-        "on the SIMD lane); at +-inf and +-0 against ReLU's definition "
+        "on the SIMD lane); at +-inf, +-0 and NaN against ReLU's definition "
         "(`relu/definition/*` says where keras.layers.ReLU differs from it: Keras before "
-        "3.15 gives NaN at -inf with a threshold), elsewhere against keras.layers.ReLU",
+        "3.15 gives NaN at -inf and at NaN with a threshold), elsewhere against "
+        "keras.layers.ReLU",
         f"kept dropout values: within {DIVISION_ULPS.get(backend, 1)} ulp of x/(1-rate) "
         f"correctly rounded, and within {KEPT_VALUE_ULPS.get(backend, 1)} ulp of Keras's "
         "(TensorFlow's Keras multiplies by a rounded 1/(1-rate); XLA:CPU's vectorized "

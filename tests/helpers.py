@@ -1,13 +1,63 @@
 """Helpers that more than one test file uses (test files do not import each other)."""
 
 import ast
+import configparser
+import importlib
 import os
+import pathlib
 import signal
 import subprocess
 import sys
 import time
 
 import numpy as np
+import pytest
+from packaging.requirements import Requirement
+
+from cnnzoo import _validation as v
+
+
+def _ci_installs(distribution):
+    """Whether `pip install -e ".[test]"` (CI's environment) installs `distribution` here.
+
+    Read from setup.cfg's `test` extra, its environment markers evaluated for
+    this Python (keras-hub, for one, needs Python 3.11).
+    """
+    config = configparser.ConfigParser()
+    config.read(pathlib.Path(__file__).resolve().parents[1] / "setup.cfg")
+    for line in config["options.extras_require"]["test"].splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            req = Requirement(line)
+            if req.name == distribution and (req.marker is None or req.marker.evaluate()):
+                return True
+    return False
+
+
+def needs(module, distribution, extra):
+    """Imports an optional dependency for a test, or skips the test with its install command.
+
+    A dependency that CI's environment has (the `test` extra here) is not
+    optional for the tests: without it the test fails, saying so, rather than
+    passing as skipped.
+
+    Args:
+        module: the module to import (`"keras_hub"`).
+        distribution: its pip name (`"keras-hub"`).
+        extra: the cnnzoo extra that installs it (`"jax"`), or a pip
+            requirement (`"keras-hub>=0.32"`) where no extra does.
+
+    Returns:
+        The module.
+    """
+    if v.module_installed(module):
+        return importlib.import_module(module)
+    install = f"pip install 'cnnzoo[{extra}]'" if extra.isidentifier() else \
+        f"pip install '{extra}'"
+    if _ci_installs(distribution):
+        pytest.fail(f"{module} is missing, and CI's environment has it: {install} "
+                    f"(or pip install -e '.[test]')", pytrace=False)
+    pytest.skip(install)
 
 
 def weight_signature(model):

@@ -272,7 +272,11 @@ def test_drop_path_drops_infinite_branches_to_zero():
 ])
 def test_pooled_head(include_top, pooling, shape, last):
     blocks, inputs = make(include_top=include_top, pooling=pooling, dropout_rate=0.2)
-    model = blocks.model(inputs, blocks.pooled_head(inputs))
+    outputs = blocks.pooled_head(inputs)
+    assert tuple(outputs.shape) == shape
+    if outputs is inputs:
+        return  # the feature map as it is (a model of no layer, which Keras 3.10 and 3.11 refuse)
+    model = blocks.model(inputs, outputs)
     assert tuple(model.output.shape) == shape
     if last:
         assert model.layers[-1].name == last

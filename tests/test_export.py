@@ -8,10 +8,11 @@ import keras
 import numpy as np
 import pytest
 
-from cnnzoo import cli
+from cnnzoo import _compat_keras, cli
 from cnnzoo import export as E
 from cnnzoo import train as T
 from cnnzoo.data import load_dataset
+from tests.helpers import needs
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +127,14 @@ def test_disagreeing_reload_fails_loudly(model, tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == []
 
 
+def _needs_keras_for(fmt):
+    """Skips where the installed Keras's `Model.export` cannot write `fmt`."""
+    needs = _compat_keras.export_format_missing(E.KERAS_EXPORT_FORMAT[fmt])
+    return pytest.mark.skipif(needs is not None,
+                              reason=f"pip install 'keras>={needs}' (format={fmt})")
+
+
+@_needs_keras_for("tflite")
 def test_keras_and_tflite_formats(model, images, tmp_path, capfd):
     expected = model.predict(images, verbose=0)
     card = E.export_model(model, tmp_path / "k", format="keras", verbose=False)
@@ -139,7 +148,10 @@ def test_keras_and_tflite_formats(model, images, tmp_path, capfd):
     assert "XNNPACK" not in capfd.readouterr().err  # LiteRT's notice, from C++
 
 
+@_needs_keras_for("onnx")
 def test_onnx_format(model, images, tmp_path):
+    for module in E.EXTRAS["onnx"]:
+        needs(module, module, "onnx")
     expected = model.predict(images, verbose=0)
     card = E.export_model(model, tmp_path / "o", format="onnx", verbose=False)
     assert card["artifact"] == "model.onnx"
@@ -289,6 +301,18 @@ def test_missing_extra_names_the_install_command(model, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"pip install 'cnnzoo\[onnx\]'"):
         E.export_model(model, tmp_path / "o", format="onnx", verbose=False)
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("fmt,needs", [("tflite", "3.13"), ("onnx", "3.8")])
+def test_formats_an_older_keras_cannot_write_are_refused(model, tmp_path, monkeypatch, fmt,
+                                                         needs):
+    # Keras 3.7's Model.export ignored `format` and wrote a SavedModel as model.tflite.
+    monkeypatch.setattr(keras, "__version__", "3.7.0")
+    with pytest.raises(ValueError, match=rf"needs Keras {needs} or newer \(Keras 3\.7\.0 is "
+                                         rf"installed\): pip install 'keras>={needs}'\. "
+                                         rf"Received: format='{fmt}'"):
+        E.export_model(model, tmp_path / "x", format=fmt, verbose=False)
+    assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.parametrize("kwargs,message", [

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from cnnzoo import layers
+from cnnzoo import _compat_keras, layers
 
 pytestmark = pytest.mark.multibackend
 
@@ -29,7 +29,11 @@ def _scaled(base):
 ])
 def test_subclass_build_runs_as_for_keras(ours, theirs, args):
     x = np.random.default_rng(0).normal(size=(2, 3, 3, 4)).astype("float32")
-    for base in (theirs, ours):  # the Keras layer first: the behaviour to match
+    # The Keras layer first, the behaviour to match, where Keras has it: before
+    # 3.10 its ReLU and Dropout were built in `__init__` whatever the subclass
+    # (so its `build` never ran), a flaw cnnzoo's layers do not copy.
+    keras_builds_subclasses = _compat_keras.keras_version() >= (3, 10)
+    for base in (theirs, ours) if keras_builds_subclasses else (ours,):
         layer = _scaled(base)(*args)
         assert not layer.built
         y = layer(x)

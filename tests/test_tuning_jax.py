@@ -6,6 +6,8 @@ import subprocess
 import sys
 import textwrap
 
+from tests.helpers import needs
+
 SEARCH = textwrap.dedent("""
     import sys, tuning
     result = tuning.search(out=sys.argv[1], max_trials=2, epochs=1, num_samples=120,
@@ -15,6 +17,7 @@ SEARCH = textwrap.dedent("""
 
 
 def test_small_search_on_jax(tmp_path):
+    needs("jax", "jax", "jax")
     env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3")
     proc = subprocess.run([sys.executable, "-c", SEARCH, str(tmp_path)], capture_output=True,
                           text=True, env=env, timeout=300)

@@ -22,7 +22,7 @@ import keras
 import cnnzoo
 from cnnzoo.weights import convert, sources
 from cnnzoo.weights.preprocessing import Preprocessing
-from tests.helpers import save_torch, torch_state
+from tests.helpers import needs, save_torch, torch_state
 
 MEAN = np.array([0.485, 0.456, 0.406], "float32")
 STD = np.array([0.229, 0.224, 0.225], "float32")
@@ -111,7 +111,7 @@ def test_timm_file_loads_as_keras_hub_loads_it(tmp_path, name, size):
     TensorFlow's "same", which equals PyTorch's symmetric padding at odd
     sizes only: 65.
     """
-    keras_hub = pytest.importorskip("keras_hub")
+    keras_hub = needs("keras_hub", "keras-hub", "keras-hub>=0.32")
     state = torch_state(name, (size, size, 3))
     folder = _hub_preset(tmp_path, name, state)
     reference = keras_hub.models.ImageClassifier.from_preset(str(folder))
@@ -123,7 +123,7 @@ def test_timm_file_loads_as_keras_hub_loads_it(tmp_path, name, size):
 
 @pytest.mark.parametrize("name", ["vgg11", "vgg13", "vgg16", "vgg19"])
 def test_timm_vgg_backbone_loads_as_keras_hub_loads_it(tmp_path, name):
-    keras_hub = pytest.importorskip("keras_hub")
+    keras_hub = needs("keras_hub", "keras-hub", "keras-hub>=0.32")
     state = torch_state(name, (32, 32, 3), include_top=False)
     folder = _hub_preset(tmp_path, name, state)
     reference = keras_hub.models.Backbone.from_preset(str(folder))
