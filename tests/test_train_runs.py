@@ -1,4 +1,4 @@
-"""cnnzoo.train: a finished run extended with more epochs, and `overwrite`, as Keras's runs behave."""
+"""cnnzoo.train: a finished run extended with more epochs, and `overwrite`, as Keras's do."""
 
 import csv
 import json

@@ -31,7 +31,7 @@ class FreshRandomSearch(ZooTunerMixin, kt.RandomSearch):
 
 
 def _read(folder):
-    """`{run folder: {tag: [values]}}` and `{run folder: hparams}` of the event files under `folder`."""
+    """`({run folder: {tag: [values]}}, {run folder: hparams})` of the event files in `folder`."""
     import tensorflow as tf
     from tensorboard.plugins.hparams import metadata
 
