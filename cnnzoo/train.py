@@ -10,7 +10,8 @@ with early stopping on the validation loss, and leaves in `RUN_DIR`:
                           learning_rate (the rate after the epoch)
     learning_curves.png   loss and accuracy, train and validation
     logs/                 TensorBoard logs (`tensorboard --logdir RUN_DIR/logs`)
-    checkpoints/          while training: the resume state (removed at the end)
+    checkpoints/          the resume state: the last epoch's and the best epoch's
+                          (at most two files, kept at the end to extend the run)
 
 Resume: after every epoch, one file `checkpoints/epoch-NNNN.npz` holds every
 model and optimizer variable (dropout seed-generator states included, which
@@ -21,6 +22,19 @@ Batches are shuffled by a generator seeded with `(seed, epoch)`, so a resumed
 run sees the same batches, the same dropout masks and ends with the same
 weights and metrics as an uninterrupted one. A run that already finished is
 not retrained: the command prints its summary again.
+
+Extend and restart, as `model.fit(initial_epoch=...)` and `tune --max-trials`:
+the same command with a larger `--epochs` continues a finished (or cut
+short) run from its last epoch's checkpoint, which a finished run keeps,
+and leaves the artefacts an uninterrupted run of that many epochs leaves
+(the same history, weights and test metrics). It is refused where the
+longer run would not be the same run: a learning-rate schedule that spans
+the epochs (`cosine`, `step`; a warm-up before a constant rate extends),
+a fine-tuning run (`fine_tune_epochs`: its phases would change order), and
+fewer epochs than the run's. A run that early stopping ended has nothing to
+extend: it is said and the run is left as it is. `overwrite=True`
+(`--overwrite`) removes the run's files (only those a run writes) and
+starts afresh in the same folder.
 
 Why not `keras.callbacks.BackupAndRestore`: it saves weights with a plain
 (non-atomic) write, leaves out the dropout seed states, and does not restore
@@ -40,7 +54,6 @@ import json
 import math
 import os
 import re
-import shutil
 import sys
 
 import keras
@@ -110,7 +123,7 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
           skip_bad_images=False, verbose=1, threads="auto", weights=None, fine_tune_epochs=0,
           unfreeze=None, fine_tune_learning_rate=None, optimizer="adam", weight_decay=0.0,
           schedule="constant", warmup_epochs=0, label_smoothing=0.0, clipnorm=None,
-          augment="none", flip="horizontal", validation_data=None):
+          augment="none", flip="horizontal", validation_data=None, overwrite=False):
     """Trains a zoo model on a dataset into a run folder, resuming if it was cut short.
 
     Args:
@@ -123,8 +136,9 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
             memory are recorded by type, shape, dtype and a content hash:
             resuming with other data is refused. Defaults to `"digits"`.
         out: the run folder. A new or empty folder starts a run; a folder
-            holding the same run (same configuration) resumes it; a folder
-            holding a different run is an error.
+            holding the same run (same configuration) resumes it; the same
+            run with more `epochs` extends it (see the module docstring);
+            a folder holding a different run is an error, unless `overwrite`.
         input_size: one int or `(height, width)`: what the zoo model sees;
             raw images are resized to it inside the model. Defaults to the
             raw size, raised to the model's minimum.
@@ -183,6 +197,8 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
         validation_data: `(x, y)` arrays or a pipeline to validate on, as
             `model.fit`'s: `data` then gives the train and test splits
             (`validation_split` is not used). Defaults to `None`.
+        overwrite: remove the run in `out` (the files a run writes, nothing
+            else) and start afresh. Defaults to False.
 
     Returns:
         A `TrainResult`.
@@ -205,6 +221,7 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
     seed = v.check_int("seed", seed, low=0)
     patience = v.check_int("patience", patience, low=0)
     verbose = v.check_choice("verbose", verbose, (0, 1, 2))
+    overwrite = v.check_bool("overwrite", overwrite)
     threads = runtime.check_threads(threads)
     out = v.check_output_folder("out", out)
     run_dir = os.path.abspath(os.path.expanduser(out))
@@ -281,15 +298,31 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
         "patience": patience,
         "early_stopping": {"monitor": "val_loss", "patience": patience},
     })
-    previous = _check_run_dir(run_dir, config)
-    if previous is not None and previous.get("status") == "complete":
-        # A kill after the record was final may have left the resume state behind.
-        shutil.rmtree(os.path.join(run_dir, CHECKPOINT_DIR), ignore_errors=True)
+    previous = _check_run_dir(run_dir, config, overwrite=overwrite)
+    if overwrite and os.path.isdir(run_dir):
+        if verbose and previous is not None:
+            print(f"Removing the run in {run_dir} (--overwrite).")
+        _remove_run(run_dir)
+        previous = None
+    extending = previous is not None and previous["config"]["epochs"] != epochs
+    if extending and _check_extension(run_dir, previous, epochs, recipe, plan) == "stopped":
+        result = _load_result(run_dir, previous)
+        if verbose:
+            print(f"The run in {run_dir} was stopped early after epoch "
+                  f"{previous['epochs_run']} of {previous['config']['epochs']} (no lower "
+                  f"validation loss in {patience} epochs); more epochs would not train it: "
+                  f"nothing to extend.")
+            print(summary_text(result))
+        return result
+    if not extending and previous is not None and previous.get("status") == "complete":
         result = _load_result(run_dir, previous)
         if verbose:
             print(f"The run in {run_dir} is already complete; nothing to train.")
             print(summary_text(result))
         return result
+    if extending and verbose:
+        print(f"Extending the run in {run_dir} from {previous['config']['epochs']} to "
+              f"{epochs} epochs.")
 
     # `runtime.configure` sets the global dtype policy; put the caller's back afterwards.
     policy = keras.config.dtype_policy()
@@ -761,18 +794,27 @@ def _paths(run_dir):
     }
 
 
-def _check_run_dir(run_dir, config):
-    """Returns the previous run record, or None for a fresh folder; raises on conflicts."""
+def _check_run_dir(run_dir, config, overwrite=False):
+    """Returns the previous run record, or None for a fresh folder; raises on conflicts.
+
+    A record whose configuration differs from `config` in `epochs` alone
+    is returned (`_check_extension` decides); with `overwrite`, any record
+    is (the caller removes the run).
+    """
     if not os.path.exists(run_dir):
         return None
     if not os.path.isdir(run_dir):
         v.fail(f"Expected `out` to be a folder; {run_dir} is a file.", "out", run_dir)
     record_path = os.path.join(run_dir, RUN_FILE)
     if not os.path.exists(record_path):
-        if any(not _first_moments(run_dir, name) for name in os.listdir(run_dir)):
+        # With `overwrite`, also what a kill during the removal of a run left.
+        if any(not _first_moments(run_dir, name) and not (overwrite and name in _RUN_NAMES)
+               for name in os.listdir(run_dir)):
             v.fail(f"The folder {run_dir} exists, is not empty and holds no cnnzoo run "
                    f"({RUN_FILE}); choose a new --out.", "out", run_dir)
         return None
+    if overwrite:
+        return {}  # whatever it holds: the run is removed
     try:
         with open(record_path) as f:
             record = json.load(f)
@@ -786,11 +828,70 @@ def _check_run_dir(run_dir, config):
     if isinstance(old_data, dict) and "form" not in old_data and new_data.get("form") == "Dataset":
         # A run from a Dataset recorded before its content hash: it resumes unchecked, as before.
         old = {**old, "data": {**old_data, "form": "Dataset", "sha256": new_data["sha256"]}}
-    if old != config:
-        diffs = ", ".join(v.differences(old, config))
+    keys = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
+    if keys and keys != ["epochs"]:
+        diffs = ", ".join(v.differences(old, config, keys))
         v.fail(f"The folder {run_dir} holds a run with a different configuration ({diffs}); "
-               f"run the same command to resume it, or choose a new --out.", "out", run_dir)
-    return record
+               f"run the same command to resume it, --overwrite to start afresh, or choose "
+               f"a new --out.", "out", run_dir)
+    return {**record, "config": old}
+
+
+def _check_extension(run_dir, record, epochs, recipe, plan):
+    """Refuses to extend the run of `record` to `epochs` where it would not be the same run.
+
+    Returns `"stopped"` where early stopping ended it (nothing to extend),
+    None where it extends.
+    """
+    old = record["config"]["epochs"]
+    again = f"use --overwrite to train {epochs} epochs afresh, or a new --out"
+    if epochs < old:
+        v.fail(f"Expected `epochs` of at least the {old} of the run in {run_dir} (more "
+               f"extends it); {again}.", "epochs", epochs)
+    if plan is not None and plan.fine_tune_epochs:
+        v.fail(f"A fine-tuning run's epochs cannot be extended (its {old} head epochs came "
+               f"before its {plan.fine_tune_epochs} fine-tuning epochs); {again}.",
+               "epochs", epochs)
+    if recipe.schedule != "constant":
+        v.fail(f"Extending the run in {run_dir} would change its {recipe.schedule} "
+               f"learning-rate schedule, which spans its {old} epochs; {again}.",
+               "epochs", epochs)
+    if record.get("status") == "complete" and record.get("stopped_early"):
+        return "stopped"
+    if record.get("status") == "complete" and _latest_state(run_dir) is None:
+        v.fail(f"The run in {run_dir} kept no checkpoint to extend from (runs finished "
+               f"before cnnzoo kept them have none); {again}.", "epochs", epochs)
+    return None
+
+
+# What a run writes in its folder (the names `_remove_run` removes).
+_RUN_NAMES = (RUN_FILE, MODEL_FILE, HISTORY_FILE, CURVES_FILE, LOG_DIR, CHECKPOINT_DIR)
+
+
+def _remove_run(run_dir):
+    """Removes what a run wrote in `run_dir` (`overwrite`), its record last; nothing else.
+
+    The checkpoints, TensorBoard's event files and the temporaries of
+    atomic writes; folders only where that empties them. A kill on the way
+    leaves the record, so the same command removes the rest.
+    """
+    _remove_temporaries(run_dir)
+    for name in (MODEL_FILE, HISTORY_FILE, CURVES_FILE):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(run_dir, name))
+    ckpt_dir = os.path.join(run_dir, CHECKPOINT_DIR)
+    for path in _checkpoints(ckpt_dir):
+        os.unlink(path)
+    for folder, written in ((ckpt_dir, lambda n: n.startswith(".epoch-") and n.endswith(".tmp")),
+                            (os.path.join(run_dir, LOG_DIR),
+                             lambda n: n.startswith("events.out.tfevents."))):
+        for root, dirs, files in os.walk(folder, topdown=False):
+            for name in filter(written, files):
+                os.unlink(os.path.join(root, name))
+            with contextlib.suppress(OSError):
+                os.rmdir(root)  # only where emptied
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(run_dir, RUN_FILE))
 
 
 def _has_tensorflow():
@@ -911,7 +1012,7 @@ def _finish(run_dir, net, dataset, state, run_record, batch_size, done, verbose,
         "history": lists,
     })
     _atomic.write_json(paths["run"], run_record)
-    shutil.rmtree(ckpt_dir, ignore_errors=True)
+    # The checkpoints stay (the last epoch's and the best one's): a longer --epochs extends the run.
     result = _result_from_record(run_dir, net, run_record, resumed_from=done)
     if verbose:
         print(summary_text(result))

@@ -2,6 +2,7 @@
 
 import json
 import os
+from typing import ClassVar
 
 import keras
 import keras_tuner as kt
@@ -247,11 +248,34 @@ def test_a_build_that_compiles_otherwise_gets_a_model_of_its_own(digits, tmp_pat
     assert tuner.models_built == 2
 
 
+class _Recorder(keras.callbacks.Callback):
+    """Notes which instance trained which model (Keras Tuner gives each trial a copy)."""
+
+    seen: ClassVar[list] = []
+
+    def on_train_begin(self, logs=None):
+        _Recorder.seen.append((id(self), id(self.model)))
+
+
+def test_search_callbacks_reach_each_trial_on_the_reused_model(digits, tmp_path):
+    # As Keras Tuner's run_trial: a deep copy of each callback per trial.
+    _Recorder.seen = []
+    original = _Recorder()
+    tuner = tuners.make_tuner("random", _hypermodel(digits), directory=tmp_path,
+                              max_trials=2, seed=0, quiet=True)
+    tuner.search(digits.x_train[:64], digits.y_train[:64], epochs=1, batch_size=32,
+                 verbose=0, validation_data=(digits.x_val, digits.y_val),
+                 callbacks=[original])
+    assert tuner.models_built == 1
+    callbacks, models = zip(*_Recorder.seen)
+    assert len(set(callbacks)) == 2 and id(original) not in callbacks
+    assert len(set(models)) == 1  # one compiled model, both trials
+
+
 @pytest.mark.parametrize("kwargs", [
-    {"callbacks": [keras.callbacks.History()]},
     {"validation_split": 0.2},
     {"sample_weight": np.ones(64)},
-], ids=["callbacks", "validation_split", "sample_weight"])
+], ids=["validation_split", "sample_weight"])
 def test_fit_arguments_a_reused_model_would_drop_train_fresh(digits, tmp_path, kwargs):
     tuner = tuners.make_tuner("random", _hypermodel(digits), directory=tmp_path,
                               max_trials=2, seed=0, quiet=True)

@@ -28,7 +28,8 @@ def test_run_artefacts_and_rerun(tmp_path):
     out = tmp_path / "run"
     result = T.train("simple_cnn", out=out, epochs=3, **KW)
     files = sorted(os.listdir(out))
-    assert files == sorted([T.RUN_FILE, T.MODEL_FILE, T.HISTORY_FILE, T.CURVES_FILE, T.LOG_DIR])
+    assert files == sorted([T.RUN_FILE, T.MODEL_FILE, T.HISTORY_FILE, T.CURVES_FILE, T.LOG_DIR,
+                            T.CHECKPOINT_DIR])
     record = json.loads((out / T.RUN_FILE).read_text())
     assert record["status"] == "complete" and record["class_names"] == [str(i) for i in range(10)]
     assert record["config"]["model"] == "simple_cnn" and record["config"]["seed"] == 0
@@ -49,8 +50,8 @@ def test_run_artefacts_and_rerun(tmp_path):
     again = T.train("simple_cnn", out=out, epochs=3, **KW)
     assert again.resumed_from == 3 and again.test_metrics == result.test_metrics
     # A different configuration in the same folder is refused, naming the difference.
-    with pytest.raises(ValueError, match=r"different configuration \(epochs: 3 -> 4\)"):
-        T.train("simple_cnn", out=out, epochs=4, **KW)
+    with pytest.raises(ValueError, match=r"different configuration \(seed: 0 -> 1\)"):
+        T.train("simple_cnn", out=out, epochs=3, seed=1, **KW)
     # model.keras gets the permissions of any other file written (mkstemp's are 0600).
     umask = os.umask(0)
     os.umask(umask)
@@ -143,7 +144,9 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     record = json.loads((out / T.RUN_FILE).read_text())
     assert record["status"] == "complete" and record["resumed_at_epochs"][0] >= 1
-    assert not (out / T.CHECKPOINT_DIR).exists()
+    # Kept to extend the run: the last epoch's checkpoint and the best one's, at most.
+    kept = os.listdir(out / T.CHECKPOINT_DIR)
+    assert "epoch-0003.npz" in kept and len(kept) <= 2
 
     # Uninterrupted, in this process: the same history and test metrics.
     whole = T.train("simple_cnn", out=tmp_path / "whole", epochs=3, dropout_rate=0.5, **KW)
@@ -192,7 +195,7 @@ def test_a_run_without_tensorflow_keeps_everything_but_tensorboard(tmp_path, mon
     monkeypatch.setattr(T, "_has_tensorflow", lambda: False)
     result = T.train("simple_cnn", out=tmp_path / "run", epochs=1, **KW)
     assert sorted(os.listdir(tmp_path / "run")) == sorted(
-        [T.RUN_FILE, T.MODEL_FILE, T.HISTORY_FILE, T.CURVES_FILE])
+        [T.RUN_FILE, T.MODEL_FILE, T.HISTORY_FILE, T.CURVES_FILE, T.CHECKPOINT_DIR])
     assert "tensorboard" not in T.summary_text(result)
 
 

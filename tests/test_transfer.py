@@ -204,6 +204,16 @@ def test_cli_fine_tunes_and_refuses_in_one_line(tmp_path, resnet18_file, capsys)
     assert code == 0
     assert "Fine-tuning recipe: weights" in text and "Fine-tuning from epoch 2" in text
     assert "1 + 1 fine-tuning" in text
+    # More head epochs would come after the fine-tuning ones: refused, not reordered.
+    before = (out / T.RUN_FILE).read_text()
+    code = cli.main(["train", "--model", "resnet18", "--data", "shapes", "--image-size", "32",
+                     "--input-size", "32", "--num-samples", "48", "--epochs", "2",
+                     "--weights", resnet18_file, "--fine-tune-epochs", "1", "--unfreeze", "1",
+                     "--out", str(out), "--precision", "float32"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "fine-tuning run's epochs cannot be extended" in err and "--overwrite" in err
+    assert (out / T.RUN_FILE).read_text() == before
     code = cli.main(["train", "--fine-tune-epochs", "2", "--out", str(tmp_path / "no")])
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and "weights" in err

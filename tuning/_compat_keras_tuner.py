@@ -4,7 +4,8 @@ Keras Tuner (1.4.8 when this was written) has no public way to do a few
 things the search needs: replace the oracle's display, read and mend the
 queue of trials to run again, write a trial's file atomically, build a
 trial's model as the tuner would (Hyperband loads the weights a continued
-trial starts from there), find a trial's checkpoint, count Hyperband's
+trial starts from there), find a trial's checkpoint, prepare a trial's
+callbacks (its TensorBoard folder and HParams summaries), count Hyperband's
 trials, give a worker's gRPC client its timeout, and serve an oracle. Each
 is reached here and nowhere else, and each has a contract (`CONTRACTS`,
 checked by `tests/test_compat_keras_tuner.py`): when a Keras Tuner release
@@ -162,6 +163,21 @@ def save_build_config(tuner, trial_id, model):
     _atomic.write_json(path, model.get_build_config())
 
 
+def trial_callbacks(tuner, callbacks, trial):
+    """`search`'s callbacks for one trial, as Keras Tuner's `run_trial` makes them.
+
+    A deep copy of each (`Tuner._deepcopy_callbacks`), a `TensorBoard`'s
+    `log_dir` set to `<log_dir>/<trial id>/execution0` with TensorBoard's
+    HParams callback added after it (`Tuner._configure_tensorboard_dir`, on
+    the TensorFlow backend): what a trial trained on a kept compiled model
+    (`tuning.reuse`) gets too.
+    """
+    copied = _attribute(tuner, "_deepcopy_callbacks", "Tuner._deepcopy_callbacks")(callbacks)
+    _attribute(tuner, "_configure_tensorboard_dir",
+               "Tuner._configure_tensorboard_dir")(copied, trial, 0)
+    return copied
+
+
 # -- the distributed mode ---------------------------------------------------------
 
 
@@ -229,6 +245,10 @@ def _check_tuner():
         raise _changed("Hyperband._build_hypermodel loading a continued trial's weights")
     if not _calls(tuner_cls._build_and_fit_model, "_get_build_config_fname"):
         raise _changed("Tuner writing build_config.json after each fit")
+    for name in ("_deepcopy_callbacks", "_configure_tensorboard_dir"):
+        _attribute(tuner_cls, name, f"Tuner.{name}")
+        if not _calls(tuner_cls.run_trial, name):
+            raise _changed(f"Tuner.run_trial preparing each trial's callbacks by {name}")
 
 
 class _Silent:

@@ -13,7 +13,8 @@
    (`cnnzoo.export.export_saved_model`) with a model card.
 
 Everything is written under `out`; Keras Tuner's own state under
-`out/keras_tuner`.
+`out/keras_tuner`, TensorBoard's logs (on the TensorFlow backend) under
+`out/logs`, one folder per trial with its HParams summaries.
 """
 
 import contextlib
@@ -32,6 +33,8 @@ from tuning.config import SearchConfig
 
 # The settings' names, defaults and checks: `tuning.config.SearchConfig`.
 SETTINGS_FILE = config.SETTINGS_FILE
+# TensorBoard's logs, one folder per trial (`_tensorboard`).
+LOG_DIR = "logs"
 # Settings that define a search: resuming with other values would mix two searches.
 _IDENTITY = (*config.identity_fields(), "space")
 
@@ -45,8 +48,8 @@ class SearchResult:
         role: `"local"`, `"chief"` or `"worker"`.
         trials: one dict per trial (see `tuning.report.collect`), ranked.
         best: the best trial's dict, or `None` when no trial completed.
-        files: name -> path of `results.json`, `results.csv`, the plot and
-            the exported model (what exists).
+        files: name -> path of `results.json`, `results.csv`, the plot,
+            the exported model and TensorBoard's logs (what exists).
         test_metrics: the best model's metrics on the test split.
         resumed: whether the search continued an earlier one.
         seconds: wall time of this run.
@@ -300,8 +303,10 @@ def _search(c, *, hypermodel, tuner_class, stream, role, held):
         say(f"Searching with {c.tuner}: {total or '?'} trials of up to {c.epochs} epochs, "
             f"objective {c.objective}; results in {c.out}")
 
+    callbacks = _tensorboard(c.out, setup["backend"])
     the_tuner.search(x_train, ds.y_train, validation_data=(x_val, ds.y_val),
-                     epochs=c.epochs, batch_size=c.batch_size, verbose=0)
+                     epochs=c.epochs, batch_size=c.batch_size, verbose=0,
+                     **({"callbacks": callbacks} if callbacks else {}))
 
     if role == "worker":
         ran = ", ".join(str(int(t) + 1) if t.isdigit() else t for t in the_tuner.trials_run)
@@ -345,9 +350,15 @@ def _search(c, *, hypermodel, tuner_class, stream, role, held):
             f"({report_values(best['values'])})"
             + (f"; test accuracy {test_metrics['accuracy']:.4f}"
                if "accuracy" in test_metrics else ""))
+    logs = os.path.join(c.out, LOG_DIR)
+    if callbacks and os.path.isdir(logs):
+        files["logs"] = logs
     for name in ("json", "csv", "plot", "model"):
         if name in files:
             say(f"  {name:<5} {files[name]}")
+    if "logs" in files:
+        say(f"  logs  tensorboard --logdir {shlex.quote(logs)}   # the trials side by side "
+            f"(HParams)")
     if best is not None:
         say("Next:")
         if "model" in files:
@@ -358,6 +369,21 @@ def _search(c, *, hypermodel, tuner_class, stream, role, held):
     say(f"Done in {seconds:.1f} s.")
     return SearchResult(out=c.out, role=role, trials=ranked, best=best, files=files,
                         test_metrics=test_metrics, resumed=the_tuner.resumed, seconds=seconds)
+
+
+def _tensorboard(out, backend):
+    """`search`'s callbacks: Keras's `TensorBoard` writing under `out/logs`.
+
+    Keras Tuner gives each trial its folder, `logs/<trial id>/execution0`,
+    and adds TensorBoard's HParams callback (the trial's values, for the
+    HParams dashboard), on the TensorFlow backend only: elsewhere every
+    trial would write into one folder, so there are none.
+    """
+    if backend != "tensorflow":
+        return []
+    import keras
+
+    return [keras.callbacks.TensorBoard(log_dir=os.path.join(out, LOG_DIR), write_graph=False)]
 
 
 def train_command(c, values, epochs=None):

@@ -25,7 +25,9 @@ instead (a fresh model after `clear_session`) when its hypermodel declares
 no `variable_hyperparameters`, defines a `fit` of its own, or a `build` that
 the declaration was not written for (a subclass changing `build` alone);
 under a distribution strategy; with more than one execution per trial; or
-with data or `fit` arguments other than arrays and the usual settings.
+with data or `fit` arguments other than arrays and the usual settings
+(`search`'s callbacks are copied for each trial, a `TensorBoard`'s folder
+set per trial, as Keras Tuner's `run_trial` does).
 """
 
 import time
@@ -41,7 +43,8 @@ from tuning import _compat_keras_tuner as compat
 BOOKKEEPING_PREFIX = "tuner/"
 # What `search` may pass to a reused model's training; anything else trains
 # the trial through Keras Tuner's own `run_trial`.
-FIT_KEYWORDS = ("x", "y", "epochs", "batch_size", "validation_data", "verbose", "shuffle")
+FIT_KEYWORDS = ("x", "y", "epochs", "batch_size", "validation_data", "verbose", "shuffle",
+                "callbacks")
 # Training steps per call of the compiled function (Keras's `steps_per_execution`).
 MAX_STEPS_PER_EXECUTION = 16
 
@@ -415,4 +418,7 @@ class ReuseMixin:
                 *validation, batch_size=max(batch_size, 256))["x"]
         checkpoint = BestEpochCheckpoint(self.oracle.objective,
                                          compat.checkpoint_file(self, trial.trial_id))
-        return self.hypermodel.fit(hp, model, **train, callbacks=[checkpoint], **fit)
+        # `search`'s own (a TensorBoard's per-trial folder), as Keras Tuner's run_trial.
+        callbacks = compat.trial_callbacks(self, fit.pop("callbacks", None) or [], trial)
+        return self.hypermodel.fit(hp, model, **train, callbacks=[*callbacks, checkpoint],
+                                   **fit)

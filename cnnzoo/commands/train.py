@@ -36,7 +36,11 @@ def add_arguments(parser):
                         help="digits (default), shapes, FILE.npz or a FOLDER with one "
                              "sub-folder of images per class.")
     parser.add_argument("--out", required=True,
-                        help="Run folder. Run the same command again to resume.")
+                        help="Run folder. Run the same command again to resume, with more "
+                             "--epochs to extend the run.")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="Remove the run in --out (only the files a run writes) and "
+                             "start afresh.")
     parser.add_argument("--input-size", type=lambda t: parse_size(t, "input_size"), default=None,
                         help="N or H,W the model sees (images are resized inside the model).")
     parser.add_argument("--image-size", type=lambda t: parse_size(t, "image_size"), default=None,
@@ -103,7 +107,7 @@ def run(args):
         color_mode=args.color_mode, skip_bad_images=args.skip_bad_images,
         verbose=args.verbose, threads=args.threads, weights=args.weights,
         fine_tune_epochs=args.fine_tune_epochs, unfreeze=args.unfreeze,
-        fine_tune_learning_rate=args.fine_tune_learning_rate,
+        fine_tune_learning_rate=args.fine_tune_learning_rate, overwrite=args.overwrite,
         **recipe.from_arguments(args).given(),
     )
     return 0
