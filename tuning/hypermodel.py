@@ -470,7 +470,11 @@ class ZooHyperModel(_HyperModelBase):
                       warmup=False)
         prepare_training(model, x, y)
         first = len(history.epoch) + int(kwargs.get("initial_epoch") or 0)
-        tuned = model.fit(*args, **{**kwargs, "initial_epoch": first,
+        # TensorBoard's HParams callback writes once per trial (at its first
+        # `fit`) and refuses a second training session: left out of this one.
+        callbacks = [c for c in kwargs["callbacks"]
+                     if not type(c).__module__.startswith("tensorboard.plugins.hparams")]
+        tuned = model.fit(*args, **{**kwargs, "callbacks": callbacks, "initial_epoch": first,
                                     "epochs": first + self.fine_tune_epochs})
         if guard.reason:
             raise kt.errors.FailedTrialError(guard.reason)
