@@ -107,3 +107,39 @@ def test_site_builds_strictly(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     for page in ("index.html", "cli/index.html", "search/index.html", "api/tuning/index.html"):
         assert (tmp_path / "site" / page).exists(), page
+
+
+
+def _model_rows(path):
+    """The model table's rows of a page: (model names, total cell, trainable cell).
+
+    A row "`vgg11`, `vgg13` (+ `_bn`)" stands for the batch-norm variants too.
+    """
+    for line in path.read_text().splitlines():
+        if not line.startswith("| `"):
+            continue
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) < 4:  # another table: the vocabulary's
+            continue
+        names = re.findall(r"`(\w+)`", cells[0])
+        if "_bn" in names:
+            names = [n for n in names if n != "_bn"]
+            names += [f"{n}_bn" for n in names]
+        yield names, cells[2], cells[3]
+
+
+def _count_cell(counts):
+    low, high = min(counts), max(counts)
+    return f"{low:,}" if low == high else f"{low:,} to {high:,}"
+
+
+@pytest.mark.parametrize("path", [ROOT / "README.md", DOCS / "zoo.md"], ids=_rel)
+def test_model_tables_match_the_registry(path):
+    import cnnzoo
+
+    rows = list(_model_rows(path))
+    assert sorted(n for names, _, _ in rows for n in names) == sorted(cnnzoo.list_models())
+    for names, total, trainable in rows:
+        infos = [cnnzoo.model_info(n) for n in names]
+        assert total == _count_cell([i["params"] for i in infos]), names
+        assert trainable == _count_cell([i["trainable_params"] for i in infos]), names
