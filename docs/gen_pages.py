@@ -37,8 +37,15 @@ def cli_reference():
     ]
     for name in cli.COMMANDS:
         parser = cli._parser(name).subcommands.choices[name]
-        lines += ["", f"## cnnzoo {name}", "", "```text", parser.format_help().rstrip(), "```"]
+        lines += _section(f"cnnzoo {name}", parser, "##")
+        # A command with commands of its own (`cnnzoo experiment NAME`).
+        for sub_name, sub_parser in (parser.subcommands.choices if parser.subcommands else {}).items():
+            lines += _section(f"cnnzoo {name} {sub_name}", sub_parser, "###")
     return "\n".join(lines) + "\n"
+
+
+def _section(title, parser, level):
+    return ["", f"{level} {title}", "", "```text", parser.format_help().rstrip(), "```"]
 
 
 def write_pages():

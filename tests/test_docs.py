@@ -76,6 +76,9 @@ def test_cli_reference_comes_from_the_parsers():
         assert f"## cnnzoo {name}\n" in page
     # Each sub-command's own options, as its parser has them.
     assert "--worker-timeout" in page.split("## cnnzoo tune")[1].split("## cnnzoo")[0]
+    # And the commands of a command: each experiment, with its own options.
+    overfitting = page.split("### cnnzoo experiment overfitting")[1].split("## cnnzoo")[0]
+    assert "--augment" in overfitting
 
 
 def test_every_option_named_exists():
