@@ -111,3 +111,11 @@ def test_fmt_seconds():
 def test_suite_rejects_unknown_names():
     with pytest.raises(ValueError, match="Received: only='serve'"):
         bench.run_suite(only="serve")
+
+
+def test_command_line_offers_every_benchmark():
+    # `cnnzoo bench --only` keeps its own copy of the names (no import for
+    # `--help`); a benchmark missing from it could not be run by name.
+    from cnnzoo.commands import bench as bench_command
+
+    assert list(bench_command.NAMES) == bench.names()

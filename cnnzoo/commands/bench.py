@@ -12,7 +12,8 @@ import os
 from cnnzoo import _validation as v
 
 # The names, repeated here so that `--help` needs no import of the suite.
-NAMES = ("startup", "throughput", "implementation", "flops", "precision", "serving", "search")
+NAMES = ("startup", "throughput", "implementation", "flops", "precision", "serving", "search",
+         "transfer")
 
 
 def add_arguments(parser):
