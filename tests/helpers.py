@@ -163,3 +163,17 @@ def cut_after_first_epoch(monkeypatch):
         raise Cut
 
     monkeypatch.setattr(train.RunCheckpoint, "on_epoch_end", on_epoch_end)
+
+
+def train_in_fresh_process(out, **kwargs):
+    """`cnnzoo.train.train("simple_cnn", out=out, **kwargs)` in a new interpreter.
+
+    Returns its printed `"resumed_from test_metrics"`. A fresh process has
+    imported (registered) none of cnnzoo's layers when it reads a run back.
+    """
+    script = (f"from cnnzoo import train as T; r = T.train('simple_cnn', out={str(out)!r}, "
+              f"**{kwargs!r}); print(r.resumed_from, r.test_metrics)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=240, check=False, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip()

@@ -3,8 +3,6 @@
 import csv
 import json
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -14,7 +12,7 @@ from cnnzoo import cli, pipeline
 from cnnzoo import train as T
 from cnnzoo.recipe import Recipe, optim
 from cnnzoo.recipe import augment as A
-from tests.helpers import Cut, cut_after_first_epoch
+from tests.helpers import Cut, cut_after_first_epoch, train_in_fresh_process
 
 KW = dict(data="digits", num_samples=200, batch_size=64, precision="float32", verbose=0)
 # Raw pixels, as the classifier takes them (0-255).
@@ -134,10 +132,4 @@ def test_a_run_with_augmentation_resumes_records_and_exports_without_it(tmp_path
     np.testing.assert_allclose(exported.predict(images, verbose=0),
                                whole.model.predict(images, verbose=0), atol=1e-6)
     # A fresh process, which has imported none of the recipe, reads the finished run back.
-    script = (f"from cnnzoo import train as T; r = T.train('simple_cnn', "
-              f"out={str(tmp_path / 'whole')!r}, **{settings!r}); "
-              f"print(r.resumed_from, r.test_metrics)")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=240, check=False, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == f"2 {whole.test_metrics}"
+    assert train_in_fresh_process(tmp_path / "whole", **settings) == f"2 {whole.test_metrics}"

@@ -13,7 +13,7 @@ import pytest
 
 from cnnzoo import cli
 from cnnzoo import train as T
-from tests.helpers import kill_at
+from tests.helpers import kill_at, train_in_fresh_process
 
 # Small and fast: 300 digits, float32 so results do not depend on bf16 hardware.
 KW = dict(data="digits", num_samples=300, batch_size=64, precision="float32", verbose=0)
@@ -114,14 +114,9 @@ def test_fresh_process_reruns_a_finished_run_of_cnnzoo_layers(tmp_path):
     # imported (registered) when it reads the finished run back.
     out = tmp_path / "run"
     result = T.train("simple_cnn", out=out, epochs=1, implementation="primitive", **KW)
-    script = (f"from cnnzoo import train as T; "
-              f"r = T.train('simple_cnn', out={str(out)!r}, epochs=1, "
-              f"implementation='primitive', **{KW!r}); print(r.resumed_from, r.test_metrics)")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=240, check=False, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split()[0] == "1"
-    assert done.stdout.strip().endswith(str(result.test_metrics))
+    printed = train_in_fresh_process(out, epochs=1, implementation="primitive", **KW)
+    assert printed.split()[0] == "1"
+    assert printed.endswith(str(result.test_metrics))
 
 
 def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
