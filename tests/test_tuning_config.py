@@ -76,3 +76,13 @@ def test_what_a_search_records_and_compares(tmp_path):
                                          "precision", "weights", "fine_tune_epochs", "unfreeze",
                                          "fine_tune_learning_rate", *recipe.defaults()}
     assert set(recipe.defaults()) <= set(config.identity_fields())
+
+
+def test_the_repr_describes_data_in_memory():
+    import numpy as np
+
+    x, y = np.zeros((50, 8, 8, 1), "float32"), np.zeros((50,), "int64")
+    text = repr(SearchConfig(data=(x, y), max_trials=3))
+    assert "data=(ndarray(shape=(50, 8, 8, 1), dtype=float32), ndarray(shape=(50,), " \
+           "dtype=int64))" in text
+    assert "max_trials=3" in text and "0., 0." not in text and len(text) < 3000

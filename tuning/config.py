@@ -279,6 +279,12 @@ class SearchConfig:
         recipes.check_recipe(self)
         recipes.check_epochs(self, self.epochs)
 
+    def __repr__(self):
+        # Data in memory is described (`ndarray(shape=..., dtype=...)`), never printed.
+        fields = ", ".join(f"{f.name}={v.describe(getattr(self, f.name))}"
+                           for f in dataclasses.fields(self))
+        return f"SearchConfig({fields})"
+
     # -- what is derived from the fields ---------------------------------------------
 
     def recipe(self):
