@@ -672,7 +672,9 @@ class RunCheckpoint(keras.callbacks.Callback):
         from cnnzoo.recipe.optim import current_learning_rate
 
         row = {"epoch": epoch + 1}
-        row.update({k: float(val) for k, val in (logs or {}).items()})
+        # The phase is a count (1 or 2), the rest are metrics.
+        row.update({k: (int(val) if k == "phase" else float(val))
+                    for k, val in (logs or {}).items()})
         # The rate of the next step, as Keras's LearningRateScheduler logs it.
         row.setdefault("learning_rate", current_learning_rate(self.model.optimizer))
         self.history.append(row)
