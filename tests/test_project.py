@@ -30,7 +30,8 @@ def _commands(path):
 
 
 def test_ci_runs_the_readme_test_command_then_the_floors():
-    assert _commands(ROOT / ".ci" / "run") == [_readme_commands()[1].strip(), "ci/floor-run"]
+    assert _commands(ROOT / ".ci" / "run") == ["ci/install-chromium", _readme_commands()[1].strip(),
+                                               "ci/floor-run"]
     floor = "\n".join(_commands(ROOT / "ci" / "floor-run"))
     assert 'pip" install -q -e ".[test]" -c ci/floor-constraints.txt' in floor
     for step in ("pytest -m multibackend", '"$cnnzoo" tune', '"$cnnzoo" train',
