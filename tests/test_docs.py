@@ -210,7 +210,7 @@ def _nav_titles(entries):
                 yield from _nav_titles(target)
 
 
-def test_site_reads_in_a_browser(served, browser):
+def test_site_reads_in_a_browser(browser, served):
     import yaml
 
     titles = list(_nav_titles(yaml.safe_load((ROOT / "mkdocs.yml").read_text())["nav"]))
