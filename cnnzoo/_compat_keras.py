@@ -1,6 +1,6 @@
 """Every Keras internal cnnzoo relies on, behind one door.
 
-Keras (3.15 when this was written) has no public way to do two things
+Keras has no public way to do two things
 cnnzoo needs:
 
 - read and restore `keras.callbacks.EarlyStopping`'s counters (`wait`,

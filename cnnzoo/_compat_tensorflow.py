@@ -1,6 +1,6 @@
 """Every TensorFlow internal cnnzoo relies on, behind one door.
 
-TensorFlow (2.21 when this was written) registers the gradient of each
+TensorFlow registers the gradient of each
 `tf.custom_gradient` function traced into a graph in its gradient registry
 under a fresh `CustomGradient-<n>` name, and never removes it; Keras's
 layers trace such functions in every model's training step, so a long

@@ -102,10 +102,10 @@ def run(argv=None):
     """The `cnnzoo` program: `main(argv)`, then this process exits with its code.
 
     Before it exits, the objects alive are frozen (`gc.freeze`), so the
-    interpreter's last garbage collection skips them. Once TensorFlow has
-    started, that collection walks about half a million objects: the
-    process took 1.2 s to end after its work was done, against 0.1 s
-    frozen (measured on 2 CPU cores). Exit handlers (`atexit`) still run.
+    interpreter's last garbage collection skips them: once TensorFlow has
+    started, that collection would walk about half a million objects and
+    keep the process alive well after its work is done (the measurement is
+    in `benchmarks/README.md`). Exit handlers (`atexit`) still run.
     To run a command within a program, call `main`, which returns.
     """
     try:

@@ -10,9 +10,10 @@ The defaults come from measurements (see `benchmarks/RESULTS.md`):
   hardware: CPUs with AMX or AVX-512 BF16, and GPUs of compute capability
   8.0 or newer (Ampere, Hopper). Elsewhere bfloat16 is emulated and slower
   than float32, so float32; on CPUs also for the model families that
-  measured slower in bfloat16 there (MobileNetV2, DenseNet). The final validation accuracy on `digits` with
-  mixed bfloat16 is checked against float32 by `tests/test_runtime.py`.
-- XLA (`jit_compile`): off for TensorFlow on the CPU, where it measured far
+  train slower in bfloat16 there (MobileNetV2, DenseNet). The final
+  validation accuracy on `digits` with mixed bfloat16 is checked against
+  float32 by `tests/test_runtime.py`.
+- XLA (`jit_compile`): off for TensorFlow on the CPU, where it is far
   slower than TensorFlow's oneDNN kernels (see `cnnzoo bench --only
   implementation`); on for accelerators; always on for JAX, whose only
   alternative to XLA is running op by op (several times slower).
@@ -178,7 +179,7 @@ def resolve_jit(jit="auto"):
         jit: `"auto"`, `True` or `False` (or a `--jit` word, see
             `parse_jit`). `"auto"` is XLA on accelerators and with JAX, and
             off for TensorFlow and PyTorch on the CPU (TensorFlow's XLA
-            measured far slower there than its oneDNN kernels).
+            is far slower there than its oneDNN kernels).
     """
     if isinstance(jit, str):
         jit = parse_jit(jit)
@@ -255,12 +256,10 @@ def setup_devices():
 # Forward FLOPs of one training batch below which TensorFlow on a CPU trains
 # faster with one intra-op thread than with its default of one per core: a
 # step this small is mostly TensorFlow's per-op overhead, and splitting each
-# small op over the cores costs more than it saves. Measured on 2 cores
-# (`fit`, batch 32, ten steps per call): simple_cnn on digits' 8x8 images
-# (22 MFLOP a batch) 1.5-1.9 ms a step with one thread against 3.9-4.0 ms
-# with two, LeNet-5 at 32x32 (27 MFLOP) 3.3-4.0 against 4.7-8.0 ms; from
-# about 90 MFLOP neither wins clearly, and at 1 GFLOP (simple_cnn at 28x28,
-# batch 128) one thread is 1.4x slower.
+# small op over the cores costs more than it saves. The threshold lies between
+# the sizes where one thread wins (simple_cnn on digits, LeNet-5 at 32x32) and
+# those where neither or the default does (the measurements:
+# `benchmarks/README.md`, "One intra-op thread for tiny models").
 SMALL_STEP_FLOPS = 50e6
 
 
@@ -475,11 +474,11 @@ def prepare_training(model, x=None, y=None):
     optimizer's slots and the compiled loss's and metrics' variables inside
     the first traced training step, and a `tf.function` that creates
     variables is traced a second time. Created here first, the step is
-    traced once. Measured on 2 CPU cores (TF 2.21, batch 32), the first
-    `train_on_batch` took 10.4 s instead of 17.9 s for ResNet-50 at 32x32
-    (this call included), and 0.70 s instead of 0.96 s for `simple_cnn`.
-    Other backends build this state before tracing anyway: there only the
-    optimizer is built (an eager forward pass would cost, not save, time).
+    traced once, which makes a model's first training step markedly
+    shorter (the measurement: `benchmarks/README.md`, "The first training
+    step is traced once"). Other backends build this state before tracing
+    anyway: there only the optimizer is built (an eager forward pass would
+    cost, not save, time).
 
     Args:
         model: a compiled model.

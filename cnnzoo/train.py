@@ -192,8 +192,8 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
             `"randaugment"`; see `cnnzoo.recipe.augment`), applied in
             training only, after a random flip (`"horizontal"`,
             `"vertical"`, `"horizontal_and_vertical"` or `"none"`: no flip,
-            what digits and text need). The defaults are training as it was before
-            these settings: Adam, constant, no regularisation.
+            what digits and text need). The defaults are Adam at a constant
+            learning rate, with no regularisation.
         validation_data: `(x, y)` arrays or a pipeline to validate on, as
             `model.fit`'s: `data` then gives the train and test splits
             (`validation_split` is not used). Defaults to `None`.

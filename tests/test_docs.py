@@ -2,19 +2,25 @@
 
 Every relative link resolves, every `--option` named exists in the command
 line the parsers define, the cheap Python snippets run (a fenced ```python
-block is executed unless its first line is `# not run`), and, where the
-`docs` extra is installed, the site builds with `mkdocs build --strict`.
+block is executed unless its first line is `# not run`), and the site
+builds with `mkdocs build --strict` (the `docs` packages are in the `test`
+extra, so CI builds it).
 """
 
 import contextlib
-import importlib.util
+import functools
+import http.server
 import os
 import pathlib
 import re
 import subprocess
 import sys
+import threading
 
 import pytest
+
+from cnnzoo import _atomic
+from tests.helpers import needs
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -99,18 +105,158 @@ def test_python_snippets_run(path, tmp_path, monkeypatch):
             exec(compile(block, f"{_rel(path)} snippet", "exec"), namespace)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("mkdocs") is None,
-                    reason='the docs extra: pip install -e ".[docs]"')
-def test_site_builds_strictly(tmp_path):
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """The site as `mkdocs build --strict` writes it: the folder of its HTML."""
+    needs("mkdocs", "mkdocs", "docs")
+    out = tmp_path_factory.mktemp("site")
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1", DISABLE_MKDOCS_2_WARNING="true",
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict",
-                           "--site-dir", str(tmp_path / "site")],
+                           "--site-dir", str(out)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    for page in ("index.html", "cli/index.html", "search/index.html", "api/tuning/index.html"):
-        assert (tmp_path / "site" / page).exists(), page
+    return out
 
+
+def test_site_builds_strictly(site):
+    for page in ("index.html", "cli/index.html", "search/index.html", "api/tuning/index.html"):
+        assert (site / page).exists(), page
+
+
+CHROMIUM = "/usr/bin/chromium"
+# Flags for a closed network: without the background-networking ones Chromium's
+# own connections (updates, sync) are refused and it stalls.
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]
+# Set to a path (docs/images/home.png), the browser test saves the home page there.
+SCREENSHOT = "CNNZOO_DOCS_SCREENSHOT"
+
+
+@pytest.fixture(scope="module")
+def served(site):
+    """The built site served on localhost (as `mkdocs serve` would): its base URL."""
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(site)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """A page of headless Chromium (Debian's, driven by Playwright), 1280x800."""
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("Chromium: apt-get install -y chromium (what ci/install-chromium does)")
+    sync_api = needs("playwright.sync_api", "playwright", "test")
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    with sync_api.sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(profile), executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS,
+            viewport={"width": 1280, "height": 800})
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        yield page
+        context.close()
+
+
+def _visit(page, url):
+    """Opens `url` in `page`: the ids of its elements, its links, its images (src, loaded)."""
+    errors = []
+
+    def record(error):
+        errors.append(str(error))
+
+    page.on("pageerror", record)
+    try:
+        response = page.goto(url, wait_until="load")
+    finally:
+        page.remove_listener("pageerror", record)
+    assert response.ok, f"{url}: HTTP {response.status}"
+    assert not errors, f"{url}: {errors}"
+    ids = set(page.eval_on_selector_all("[id]", "els => els.map(e => e.id)"))
+    links = page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)")
+    images = page.eval_on_selector_all(
+        "img", "els => els.map(e => [e.src, e.complete && e.naturalWidth > 0])")
+    return ids, links, images
+
+
+def _check_renders(page, url, heading, nav_titles):
+    _visit(page, url)
+    # The page's own heading (less the permalink's pilcrow).
+    assert page.locator("article h1").first.inner_text().rstrip("¶ \n") == heading
+    # The theme's CSS applied (a sticky header), its navigation shown with every entry.
+    header = "getComputedStyle(document.querySelector('.md-header')).position"
+    assert page.evaluate(header) == "sticky"
+    nav = page.locator("nav.md-nav--primary").first
+    assert nav.is_visible()
+    shown = {t.strip() for t in nav.locator("a.md-nav__link, label.md-nav__link").all_inner_texts()}
+    assert set(nav_titles) <= shown, set(nav_titles) - shown
+
+
+def _nav_titles(entries):
+    for entry in entries:
+        for title, target in entry.items():
+            yield title
+            if isinstance(target, list):
+                yield from _nav_titles(target)
+
+
+def test_site_reads_in_a_browser(browser, served):
+    import yaml
+
+    titles = list(_nav_titles(yaml.safe_load((ROOT / "mkdocs.yml").read_text())["nav"]))
+    outside = []  # the site asks nothing of other hosts (mkdocs.yml: font: false)
+    browser.on("request", lambda r: None if r.url.startswith(served) else outside.append(r.url))
+    # The home page, a guide and an API page render, with their navigation.
+    _check_renders(browser, served, "cnnzoo", titles)
+    if os.environ.get(SCREENSHOT):
+        _atomic.write_bytes(os.environ[SCREENSHOT], browser.screenshot())
+    _check_renders(browser, served + "training/", "Training, export and prediction", titles)
+    _check_renders(browser, served + "api/cnnzoo/", "cnnzoo", titles)
+    assert browser.locator("[id='cnnzoo.create_model']").count() == 1  # a documented function
+    # The search finds a word of the guides.
+    browser.locator("input.md-search__input").press_sequentially("dropout", delay=20)
+    browser.wait_for_selector(".md-search-result__item")
+
+    # Every page a reader can reach from the home page: every internal link (its
+    # anchor too) resolves and every image loads.
+    pages, links, shown = {}, {}, set()
+    queue = [served]
+    while queue:
+        url = queue.pop()
+        if url in pages:
+            continue
+        response = browser.request.get(url)
+        assert response.ok, f"{links.get(url)} links {url}: HTTP {response.status}"
+        pages[url] = None  # not HTML: resolves, nothing more to check
+        if response.headers.get("content-type", "").startswith("text/html"):
+            pages[url], on_page, images = _visit(browser, url)
+            for src, loaded in images:
+                assert loaded, f"{url} shows {src}, which does not load"
+                shown.add(src.rsplit("/", 1)[-1])
+            for link in on_page:
+                if link.startswith(served):
+                    links.setdefault(link, url)
+                    links.setdefault(link.split("#")[0], url)
+                    queue.append(link.split("#")[0])
+    for link, page in links.items():
+        target, _, anchor = link.partition("#")
+        if anchor and pages[target] is not None:
+            assert anchor in pages[target], f"{page} links {link}: no such anchor"
+    assert len(pages) > len(titles)
+    # Every committed image is on a page, or linked from one (the screenshot).
+    shown |= {link.rsplit("/", 1)[-1] for link in links}
+    assert {p.name for p in (DOCS / "images").iterdir()} <= shown
+    assert not outside, outside
 
 
 def _model_rows(path):

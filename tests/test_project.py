@@ -30,7 +30,8 @@ def _commands(path):
 
 
 def test_ci_runs_the_readme_test_command_then_the_floors():
-    assert _commands(ROOT / ".ci" / "run") == [_readme_commands()[1].strip(), "ci/floor-run"]
+    assert _commands(ROOT / ".ci" / "run") == ["ci/install-chromium", _readme_commands()[1].strip(),
+                                               "ci/floor-run"]
     floor = "\n".join(_commands(ROOT / "ci" / "floor-run"))
     assert 'pip" install -q -e ".[test]" -c ci/floor-constraints.txt' in floor
     for step in ("pytest -m multibackend", '"$cnnzoo" tune', '"$cnnzoo" train',
@@ -38,22 +39,35 @@ def test_ci_runs_the_readme_test_command_then_the_floors():
         assert step in floor
 
 
-def _setup_requirements():
-    """setup.cfg's install_requires (by name), and every requirement extras included."""
+def _setup_cfg():
     config = configparser.ConfigParser()
     config.read(ROOT / "setup.cfg")
+    return config
 
-    def parse(text):
-        lines = (line.split("#")[0].strip() for line in text.splitlines())
-        return [Requirement(line) for line in lines if line]
 
-    required = {req.name: req for req in parse(config["options"]["install_requires"])}
+def _parse(text):
+    """The requirements of a setup.cfg list, one a line, comments left out."""
+    lines = (line.split("#")[0].strip() for line in text.splitlines())
+    return [Requirement(line) for line in lines if line]
+
+
+def _setup_requirements():
+    """setup.cfg's install_requires (by name), and every requirement extras included."""
+    config = _setup_cfg()
+    required = {req.name: req for req in _parse(config["options"]["install_requires"])}
     everything = {}
     for text in [config["options"]["install_requires"],
                  *config["options.extras_require"].values()]:
-        for req in parse(text):
+        for req in _parse(text):
             everything.setdefault(req.name, []).append(req)
     return required, everything
+
+
+def test_the_test_extra_has_the_docs_extra():
+    # CI installs only the test extra, and tests/test_docs.py builds the site strictly.
+    extras = _setup_cfg()["options.extras_require"]
+    test = {str(req) for req in _parse(extras["test"])}
+    assert {str(req) for req in _parse(extras["docs"])} <= test
 
 
 def _floor(requirement):

@@ -16,8 +16,7 @@ from cnnzoo import _atomic
 from tuning.progress import HIDDEN_PREFIX, NO_REASON, failure_reason, trial_number
 
 METRICS = ("val_accuracy", "val_loss", "accuracy", "loss")
-# (Searches before issue 22 also recorded `pack_size`, for trials packed side
-# by side; it is no longer reported.)
+# What a trial records besides its metrics, reported as columns too.
 EXTRA = ("best_epoch", "epochs", "seconds")
 
 

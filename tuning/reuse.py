@@ -1,7 +1,8 @@
 """One compiled model reused across trials that differ only in values held in variables.
 
-Tracing a model's training step costs about 1-2 s on 2 CPU cores, more than a
-whole trial's training on `digits`. A hypermodel that holds some of its
+Tracing a model's training step can cost more than a whole trial's training
+on `digits` (`benchmarks/README.md`, "Trials per hour: the search traces
+once"). A hypermodel that holds some of its
 hyperparameters in variables (`ZooHyperModel` builds its dropout as
 `cnnzoo.layers.VariableDropout`, whose rate and kind are variables; a
 constant learning rate is a variable of the optimizer) says which, as the
@@ -192,8 +193,8 @@ class BestEpochCheckpoint(keras.callbacks.Callback):
     """Keras Tuner's best-epoch checkpoint, written once when training ends.
 
     Keras Tuner saves a trial's weights to its checkpoint file at every
-    epoch that improves the objective (40-60 ms an epoch for `simple_cnn` on
-    2 CPU cores, a sixth of a digits trial). Here the weights are copied in
+    epoch that improves the objective, which on a short trial (`simple_cnn`
+    on `digits`) is a sizeable part of its time. Here the weights are copied in
     memory at the best epoch and written to the same file once, when
     training ends; a trial killed before then runs again on resume anyway.
     The model is left holding the best epoch's weights.

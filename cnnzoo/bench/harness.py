@@ -150,7 +150,7 @@ def row(benchmark, name, *, summary=None, metric="speedup", target=None, met=Non
             line that could not be measured).
         metric: what the numbers are, e.g. `"speedup"` (baseline time /
             candidate time, > 1 is faster), `"fraction"`, `"seconds"`.
-        target: the issue's target in words, e.g. `">= 0.98"`.
+        target: the target in words, e.g. `">= 0.98"`.
         met: whether the median meets the target (`None`: no target).
         context: absolute numbers, for reading the ratio.
         note: anything a reader needs to interpret the line.

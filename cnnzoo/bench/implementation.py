@@ -21,8 +21,8 @@ from cnnzoo.bench import common, harness
 NAME = "implementation"
 MODEL = "simple_cnn"
 # (input size, batch size, steps per sample without XLA, with XLA) in quick /
-# full mode. TensorFlow's XLA on a CPU measured about 25x slower per step than
-# its oneDNN kernels, so the XLA contenders do fewer steps per timed call and
+# full mode. TensorFlow's XLA on a CPU is many times slower per step than its
+# oneDNN kernels, so the XLA contenders do fewer steps per timed call and
 # ratios compare time per step.
 QUICK = (16, 32, 8, 2)
 FULL = (28, 128, 10, 2)

@@ -6,7 +6,7 @@ epochs for both precisions, interleaved; the epochs are timed. Two lines:
 
 - the speed-up of mixed bfloat16 over float32 (per seed, paired);
 - the final validation accuracy of bfloat16 minus float32, in points,
-  against the issue's target of 0.5 points. One validation example is
+  against the target of 0.5 points. One validation example is
   100 / n_val points, and the two runs disagree on some examples: the
   paired (McNemar) standard error `sqrt(b + c) / n_val` of the difference,
   where `b` and `c` count the examples only one of the two gets right, says

@@ -230,7 +230,7 @@ def run(quick=True, repeats=None, max_trials=None, epochs=None, data="digits",
         data: the dataset both searches use (`"digits"` needs scikit-learn;
             `"shapes"` is drawn with numpy).
         target, where: the trials-per-hour target and the hardware it is
-            for (the issue: 2x on 2 CPU cores, 5x on a GPU).
+            for (the project's targets: 2x on 2 CPU cores, 5x on a GPU).
         fresh: run each search in a fresh process (`child`). Defaults to
             `True` on TensorFlow (whose threads cnnzoo sets before it
             starts) and `False` elsewhere.

@@ -22,8 +22,8 @@ NAME = "throughput"
 # name -> (input size, channels, batch size, steps per timed sample) in quick / full mode.
 # Batch 32 is `fit`'s default; simple_cnn, tiny, runs at 128 so that a step is not all overhead.
 # Since each first step is traced once (`prepare_training`), the time that
-# saved goes to longer, steadier timed samples (about 0.5 s each here; 0.2-0.5 s
-# samples measured +-7% quartiles on this shared 2-core machine).
+# saved goes to longer, steadier timed samples (about 0.5 s each: shorter ones
+# scatter more on a shared machine).
 QUICK = {
     "simple_cnn": (28, 1, 128, 20),
     "vgg16": (32, 3, 32, 2),

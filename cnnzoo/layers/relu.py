@@ -11,8 +11,8 @@ gradient at a tie (TensorFlow gives 1 at x = 0, JAX gives 0.5), while Keras's
 ReLU has gradient 0 at x = 0 on every backend. A `where` selects one branch,
 so its gradient is exactly the selected branch's.
 
-Keras's gradient conventions at the kinks, measured on Keras 3.15 with
-TensorFlow 2.21 and JAX 0.10, and matched here (`cnnzoo.verify` checks each):
+Keras's gradient conventions at the kinks (those of Keras 3.15 with
+TensorFlow 2.21 and JAX 0.10), matched here (`cnnzoo.verify` checks each):
 
 | configuration                         | at                | TensorFlow | JAX |
 |---------------------------------------|-------------------|------------|-----|

@@ -370,7 +370,8 @@ def create_model(name, /, weights=None, **kwargs):
     """Builds a registered model by name, with random or pretrained weights.
 
     With no keyword arguments, the paper's canonical configuration. Every
-    model accepts the same vocabulary; see `ZooConfig` and the README.
+    model accepts the same vocabulary; see `ZooConfig` and the zoo guide
+    (`docs/zoo.md`, "The zoo and its vocabulary").
 
     Args:
         name: a name from `list_models()`.

@@ -3,8 +3,8 @@
 `build_optimizer(recipe, ...)` gives `keras.optimizers.Adam`, `AdamW` or
 `SGD` (momentum 0.9, Nesterov) with the recipe's weight decay and
 `clipnorm`; its learning rate is a float where the schedule is constant
-without warm-up (as training always was: a variable of the optimizer, which
-the search assigns between trials), else a schedule of the optimizer's step
+without warm-up (a variable of the optimizer, which the search assigns
+between trials), else a schedule of the optimizer's step
 count, which the run's checkpoints hold, so that a resumed run continues
 the schedule where it stopped:
 
