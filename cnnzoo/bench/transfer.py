@@ -250,8 +250,10 @@ def run(quick=True, images=None, size=None, max_trials=None, epochs=None, models
                     elapsed[0] += fn()
                 return call
 
+            # Two repeats at least for a spread, unless the caller asked for fewer.
+            fine_repeats = repeats if repeats is not None else max(2, budget["repeats"])
             epoch_times = harness.interleave({k: measured(fn) for k, fn in fns.items()},
-                                             repeats=max(2, budget["repeats"]), warmup=0,
+                                             repeats=fine_repeats, warmup=0,
                                              clock=lambda: elapsed[0])
             ratio = harness.speedup(epoch_times, "plain float32", "cnnzoo float32")
             context = (f"seconds per epoch of {len(ds.x_train)} images: plain "
