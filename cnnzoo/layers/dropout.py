@@ -121,8 +121,8 @@ class Dropout(keras.layers.Layer):
     each unit is set to 0 with probability `rate` and the others are divided
     by `1 - rate`, so the sum over all units is unchanged in expectation. At
     inference (`training=False`, the default) the input is returned as is.
-    For the same seed the mask is bit for bit Keras's on TensorFlow and on
-    JAX (see the module's docstring).
+    For the same seed the mask is bit for bit Keras's on TensorFlow, JAX and
+    torch (see the module's docstring).
 
     Args:
         rate: float in [0, 1], the fraction of the units to drop.
