@@ -278,6 +278,9 @@ def _remove_stale_temporaries(target):
 
 def _write_saved_model(model, folder, raw_shape):
     import keras
+
+    if keras.backend.backend() == "torch":
+        return _write_saved_model_with_tensorflow(model, folder)
     import tensorflow as tf
 
     archive = keras.export.ExportArchive()
@@ -291,6 +294,52 @@ def _write_saved_model(model, folder, raw_shape):
         input_signature=[tf.TensorSpec((None,) + raw_shape, tf.float32, name=INPUT_NAME)],
     )
     archive.write_out(folder, verbose=False)
+    return "."
+
+
+# Run with KERAS_BACKEND=tensorflow: argv[1] a .keras file, argv[2] the folder.
+_SAVED_MODEL_FROM_KERAS = (
+    "import sys\n"
+    "from cnnzoo import export\n"
+    "model = export.load_keras_model(sys.argv[1])\n"
+    "export._write_saved_model(model, sys.argv[2], tuple(model.inputs[0].shape[1:]))\n")
+
+
+def _write_saved_model_with_tensorflow(model, folder):
+    """The SavedModel of a model on the torch backend, written by Keras on TensorFlow.
+
+    Keras's torch `ExportArchive` converts through `torch_xla` (StableHLO),
+    which has no release for the PyTorch versions cnnzoo supports; a
+    `.keras` file is the same model on every backend. So the model is saved
+    as one and a TensorFlow-backend Python process writes the SavedModel
+    from it (about as long as a TensorFlow start); the caller reloads and
+    verifies it against this model as for any export.
+
+    Raises:
+        ImportError: TensorFlow is not installed (a SavedModel needs it).
+    """
+    import subprocess
+    import sys
+    import tempfile
+
+    import cnnzoo
+
+    if not v.module_installed("tensorflow"):
+        raise ImportError("a SavedModel needs TensorFlow, which is not installed")
+    with tempfile.TemporaryDirectory(prefix="cnnzoo-export-") as scratch:
+        source = os.path.join(scratch, ARTIFACTS["keras"])
+        model.save(source)
+        # The cnnzoo that runs here, wherever it was imported from.
+        root = os.path.dirname(os.path.dirname(os.path.abspath(cnnzoo.__file__)))
+        path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+        env = {**os.environ, "KERAS_BACKEND": "tensorflow", "PYTHONPATH": path,
+               "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+        proc = subprocess.run([sys.executable, "-c", _SAVED_MODEL_FROM_KERAS, source, folder],
+                              env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+        raise RuntimeError("TensorFlow could not write the SavedModel of the torch model: "
+                           + (lines[-1] if lines else f"exit code {proc.returncode}"))
     return "."
 
 

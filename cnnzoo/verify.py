@@ -22,14 +22,16 @@ What is compared, and how strictly:
   away from the kinks.
 - Dropout: identity at inference (bit for bit); dropped fraction within 4
   binomial standard errors; kept values equal `x / (1 - rate)` correctly
-  rounded (bit for bit on TensorFlow; within 1 ulp on JAX, whose XLA:CPU
-  vectorized division is not correctly rounded, Keras's included); mean
-  preserved within 4 standard errors; rate 0 is the identity; `noise_shape`
-  broadcasts; gradient equals `mask / (1 - rate)`; seeds reproduce and
-  differ; the mask equals Keras's for the same seed (bit-identical on
-  TensorFlow and JAX, measured: `MASKS_BIT_IDENTICAL`), and the kept values
-  equal Keras's (bit for bit on JAX; within 1 ulp on TensorFlow, whose
-  dropout multiplies by a rounded `1 / (1 - rate)` instead of dividing).
+  rounded (bit for bit on TensorFlow and torch; within 1 ulp on JAX, whose
+  XLA:CPU vectorized division is not correctly rounded, Keras's included);
+  mean preserved within 4 standard errors; rate 0 is the identity;
+  `noise_shape` broadcasts; gradient equals `mask / (1 - rate)`; seeds
+  reproduce and differ; the mask equals Keras's for the same seed
+  (bit-identical on TensorFlow, JAX and torch, measured:
+  `MASKS_BIT_IDENTICAL`), and the kept values equal Keras's (bit for bit on
+  JAX; within 1 ulp on TensorFlow, whose dropout multiplies by a rounded
+  `1 / (1 - rate)` instead of dividing, and on torch in float16 and
+  bfloat16, where Keras divides by `1 - rate` rounded to float32).
 - SpatialDropout2D: whole feature maps only, in both data formats.
 - Models: every zoo model built on the cnnzoo layers and on `keras.layers`,
   with the same weights, gives the same inference outputs (tolerance 0: the
@@ -50,15 +52,21 @@ from cnnzoo import _atomic
 from cnnzoo import _validation as v
 from cnnzoo import runtime
 
-# Measured on Keras 3 with TensorFlow 2.21 and JAX 0.10: for the same seed,
-# cnnzoo's dropout masks are bit for bit Keras's (the noise is drawn as each
-# backend's Keras dropout draws it). `check_dropout` tests it.
-MASKS_BIT_IDENTICAL = {"tensorflow": True, "jax": True}
+# Measured on Keras 3 with TensorFlow 2.21, JAX 0.10 and PyTorch 2.13: for
+# the same seed, cnnzoo's dropout masks are bit for bit Keras's (the noise is
+# drawn as each backend's Keras dropout draws it). `check_dropout` tests it.
+MASKS_BIT_IDENTICAL = {"tensorflow": True, "jax": True, "torch": True}
 
 # Kept values against Keras's, in units in the last place: JAX's Keras
 # dropout divides by 1 - rate (as cnnzoo does); TensorFlow's multiplies by
-# 1 / (1 - rate) rounded to the dtype, 1 ulp away at most.
-KEPT_VALUE_ULPS = {"tensorflow": 1, "jax": 0}
+# 1 / (1 - rate) rounded to the dtype, 1 ulp away at most; torch's divides by
+# 1 - rate rounded to float32, not to the dtype (1 ulp in float16 and
+# bfloat16, measured; 0 in float32 and float64).
+KEPT_VALUE_ULPS = {"tensorflow": 1, "jax": 0, "torch": 1}
+KEPT_VALUE_WHY = {
+    "tensorflow": "Keras multiplies by a rounded 1/(1-rate)",
+    "torch": "Keras divides float16 and bfloat16 by 1-rate rounded to float32",
+}
 
 # Training loss after one SGD step, primitive vs keras model, relative.
 # Measured on CPU (TensorFlow, all 18 models; JAX, the quick pair): 0. The
@@ -73,9 +81,10 @@ MODEL_LOSS_RTOL = 1e-5
 MODEL_OUTPUT_ATOL = {"cpu": 0.0, "accelerator": 1e-6}
 
 # Kept values against x / (1 - rate) correctly rounded, in ulps: exact on
-# TensorFlow; XLA:CPU's vectorized float division (JAX) is not correctly
-# rounded (measured: about 1 element in 10 is 1 ulp off), whoever divides.
-DIVISION_ULPS = {"tensorflow": 0, "jax": 1}
+# TensorFlow and torch; XLA:CPU's vectorized float division (JAX) is not
+# correctly rounded (measured: about 1 element in 10 is 1 ulp off), whoever
+# divides.
+DIVISION_ULPS = {"tensorflow": 0, "jax": 1, "torch": 0}
 
 Z_TOLERANCE = 4.0  # binomial / mean checks: 4 standard errors
 
@@ -378,7 +387,17 @@ def grad_of_sum(fn, x):
             return jnp.sum(out.astype(jnp.float32 if out.dtype.itemsize < 4 else out.dtype))
 
         return np.asarray(jax.grad(total)(jnp.asarray(x)))
-    v.fail("Expected the tensorflow or jax backend for gradient checks.", "backend", backend)
+    if backend == "torch":
+        import torch
+        from keras import ops
+
+        t = ops.convert_to_tensor(x).detach().requires_grad_(True)  # on Keras's device
+        out = fn(t)
+        total = torch.sum(out.to(torch.float32) if out.dtype.itemsize < 4 else out)
+        (grad,) = torch.autograd.grad(total, t)
+        return _to_numpy(grad)
+    v.fail("Expected the tensorflow, jax or torch backend for gradient checks.", "backend",
+           backend)
 
 
 # -- ReLU ----------------------------------------------------------------------
@@ -771,7 +790,7 @@ def check_dropout(dropout_class=None, spatial_class=None, reference_class=None,
     checks.append(_check(
         "dropout/kept-values-vs-keras-ulps", ulps, tol_ulps,
         f"max ulp distance of kept values from keras.layers.Dropout's; {tol_ulps} allowed on "
-        f"{backend}" + (" (Keras multiplies by a rounded 1/(1-rate))" if tol_ulps else "")))
+        f"{backend}" + (f" ({KEPT_VALUE_WHY[backend]})" if backend in KEPT_VALUE_WHY else "")))
 
     # SpatialDropout2D drops whole feature maps, in both data formats.
     for data_format, shape, axes in (("channels_last", (16, 6, 6, 32), (1, 2)),
@@ -985,8 +1004,8 @@ def verify(quick=False, models=None, relu_class=None, dropout_class=None,
     say = progress or (lambda line: None)
     start = time.perf_counter()
     backend = keras.backend.backend()
-    if backend not in ("tensorflow", "jax"):
-        v.fail("Expected the tensorflow or jax backend.", "backend", backend)
+    if backend not in ("tensorflow", "jax", "torch"):
+        v.fail("Expected the tensorflow, jax or torch backend.", "backend", backend)
     if isinstance(models, (list, tuple)) and not all(isinstance(m, str) for m in models):
         v.fail("Expected `models` to be a pattern, a list of names or None.", "models", models)
     if models is None:
@@ -1036,8 +1055,9 @@ def verify(quick=False, models=None, relu_class=None, dropout_class=None,
         "keras.layers.ReLU",
         f"kept dropout values: within {DIVISION_ULPS.get(backend, 1)} ulp of x/(1-rate) "
         f"correctly rounded, and within {KEPT_VALUE_ULPS.get(backend, 1)} ulp of Keras's "
-        "(TensorFlow's Keras multiplies by a rounded 1/(1-rate); XLA:CPU's vectorized "
-        "division is not correctly rounded)",
+        "(TensorFlow's Keras multiplies by a rounded 1/(1-rate); torch's divides float16 and "
+        "bfloat16 by 1-rate rounded to float32; XLA:CPU's vectorized division is not "
+        "correctly rounded)",
         f"training loss after one SGD step: relative tolerance {MODEL_LOSS_RTOL:g} "
         "(the gradient goes through fused backend kernels on one side)",
     ]

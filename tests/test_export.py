@@ -341,6 +341,34 @@ def test_tensorflow_only_formats_are_refused_on_other_backends(model, tmp_path, 
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.multibackend
+@pytest.mark.parametrize("fmt", ["saved_model", "keras"])
+def test_an_export_made_on_this_backend_reloads_to_its_numbers(model, images, tmp_path, fmt):
+    # On torch the SavedModel is written by TensorFlow from the model's .keras
+    # file (Keras's torch ExportArchive needs torch_xla), then reloaded and
+    # compared here as every export is.
+    card = E.export_model(model, tmp_path / fmt, format=fmt, verify_batch=images, verbose=False)
+    assert card["versions"]["keras_backend"] == keras.backend.backend()
+    assert card["verification"]["max_abs_diff"] <= E.FLOAT32_TOLERANCE
+    np.testing.assert_allclose(E.load_export(tmp_path / fmt).predict(images),
+                               model.predict(images, verbose=0), atol=E.FLOAT32_TOLERANCE)
+
+
+def test_a_torch_saved_model_needs_tensorflow_and_fails_whole(model, tmp_path, monkeypatch):
+    # Without TensorFlow an ImportError, as on JAX (the search then saves
+    # best_model.keras); a writer that fails says why, and leaves nothing.
+    monkeypatch.setattr(keras.backend, "backend", lambda: "torch")
+    with monkeypatch.context() as patch:
+        patch.setattr(E.v, "module_installed", lambda name: name != "tensorflow")
+        with pytest.raises(ImportError, match="a SavedModel needs TensorFlow"):
+            E.export_model(model, tmp_path / "x", verbose=False)
+    monkeypatch.setattr(E, "_SAVED_MODEL_FROM_KERAS", "raise SystemExit('disk full')")
+    with pytest.raises(RuntimeError, match="TensorFlow could not write the SavedModel of the "
+                                           "torch model: disk full"):
+        E.export_model(model, tmp_path / "x", verbose=False)
+    assert os.listdir(tmp_path) == []
+
+
 def test_an_unbuilt_model_is_a_value_error(tmp_path):
     unbuilt = keras.Sequential([keras.layers.Dense(2)])
     with pytest.raises(ValueError, match="Expected a built model"):

@@ -29,9 +29,24 @@ def _commands(path):
     return [line for line in lines if line and not line.startswith(("#", "set ", "cd "))]
 
 
-def test_ci_runs_the_readme_test_command_then_the_floors():
-    assert _commands(ROOT / ".ci" / "run") == ["ci/install-chromium", _readme_commands()[1].strip(),
-                                               "ci/floor-run"]
+def _readme_torch_command():
+    text = (ROOT / "README.md").read_text()
+    (command,) = [c for c in re.findall(r"```bash\n(.*?)\n```", text, flags=re.S)
+                  if "KERAS_BACKEND=torch" in c]
+    return command.strip()
+
+
+def test_ci_runs_the_readme_test_commands_then_the_floors():
+    torch = _readme_torch_command()
+    assert _commands(ROOT / ".ci" / "run") == ["ci/install-chromium",
+                                              _readme_commands()[1].strip(), torch,
+                                              "ci/floor-run"]
+    # PyTorch named at a release of the torch extra (a range would take a CUDA build).
+    pinned, rest = re.fullmatch(r"pip install torch==(\S+) (-e \S+) && "
+                                r"KERAS_BACKEND=torch pytest -m multibackend", torch).groups()
+    assert rest == '-e ".[test,torch]"'
+    (extra,) = _setup_requirements()[1]["torch"]
+    assert extra.specifier.contains(pinned), (str(extra), pinned)
     floor = "\n".join(_commands(ROOT / "ci" / "floor-run"))
     assert 'pip" install -q -e ".[test]" -c ci/floor-constraints.txt' in floor
     for step in ("pytest -m multibackend", '"$cnnzoo" tune', '"$cnnzoo" train',

@@ -60,6 +60,20 @@ def _assert_ends_as_alone(tuner, trial, ds, hypermodel):
     keras.backend.clear_session()
 
 
+@pytest.mark.multibackend
+def test_steps_per_execution_divides_the_epoch_and_is_one_on_torch():
+    # A divisor: an epoch of an endless dataset is then exactly its steps.
+    # Keras's torch backend refuses more than one step per call (every trial
+    # failed with "`steps_per_execution` must be 1 with the PyTorch backend").
+    on_torch = keras.backend.backend() == "torch"
+    for steps, want in ((14, 14), (17, 1), (48, 16), (None, 1), (0, 1)):
+        assert reuse.steps_per_execution(steps) == (1 if on_torch else want)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile("sgd", "mse", steps_per_execution=reuse.steps_per_execution(14))
+    model.fit(np.ones((28, 3), "float32"), np.zeros((28, 2), "float32"), batch_size=2,
+              epochs=1, verbose=0)
+
+
 @pytest.mark.slow
 @pytest.mark.multibackend
 def test_later_trials_reuse_the_compiled_model_and_end_as_fresh_ones_do(digits, tmp_path):

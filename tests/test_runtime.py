@@ -140,7 +140,7 @@ def test_prepare_training_traces_the_first_training_step_once():
     from cnnzoo import train
 
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
-    # The runtime's XLA choice: compiled steps on every backend (JAX's
+    # The runtime's XLA choice: compiled steps on TensorFlow and JAX (JAX's
     # `jit_compile=False` runs op by op, and each call would count).
     assert train.compile_model(model, jit=runtime.resolve_jit("auto")) is model
     assert model.optimizer.built  # compile_model builds the optimizer
@@ -153,8 +153,9 @@ def test_prepare_training_traces_the_first_training_step_once():
         model.train_on_batch(x, y)
     # Without it, TensorFlow traces twice: the first trace creates the
     # optimizer's and the metrics' variables, and a function that creates
-    # variables is traced again.
-    assert len(traces) == 1
+    # variables is traced again. On torch the CPU default is no compilation
+    # (`resolve_jit`): nothing is traced, and the step runs once per batch.
+    assert len(traces) == (3 if keras.backend.backend() == "torch" else 1)
     # Uncompiled: nothing to build.
     bare = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
     assert runtime.prepare_training(bare, x, y) is bare

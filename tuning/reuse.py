@@ -135,8 +135,11 @@ def steps_per_execution(steps_per_epoch, limit=MAX_STEPS_PER_EXECUTION):
     end when the epoch is not a whole number of calls (from an endless
     dataset such as `cnnzoo.input_pipeline`'s, that would train more steps
     per epoch): a divisor keeps every epoch exactly `steps_per_epoch` steps.
+    Keras's torch backend runs one step per call (it refuses more): 1 there.
     """
-    if not steps_per_epoch:
+    import keras
+
+    if not steps_per_epoch or keras.backend.backend() == "torch":
         return 1
     return max(d for d in range(1, limit + 1) if steps_per_epoch % d == 0)
 

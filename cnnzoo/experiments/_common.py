@@ -104,8 +104,14 @@ def gradients(model, x, y, loss_fn):
             return loss_fn(y, pred)
 
         grads = [np.asarray(g) for g in jax.grad(compute)(trainable)]
+    elif backend == "torch":
+        import torch
+
+        loss = loss_fn(y, model(x, training=True))
+        grads = [keras.ops.convert_to_numpy(g)
+                 for g in torch.autograd.grad(loss, [var.value for var in variables])]
     else:
-        v.fail("Expected the tensorflow or jax backend.", "backend", backend)
+        v.fail("Expected the tensorflow, jax or torch backend.", "backend", backend)
     return {var.path: g for var, g in zip(variables, grads)}
 
 

@@ -12,6 +12,10 @@ that, for the same seed, the mask is bit for bit Keras's:
   dtype, an element is kept where `noise >= rate`.
 - JAX (`jax.random.bernoulli`): noise in float32 (float64 with
   `jax_enable_x64`), kept where `noise < 1 - rate`.
+- torch (`torch.bernoulli` of a float32 tensor of `1 - rate`, seeded with
+  a generator drawn from the seed as `keras.random` draws it): noise in
+  float32, kept where `noise < 1 - rate`. (Unseeded, Keras's torch dropout
+  calls `torch.nn.functional.dropout` on torch's global generator instead.)
 - Other backends: TensorFlow's rule (not compared with Keras).
 
 Kept values are `x / (1 - rate)` in the input's dtype: correctly rounded on
@@ -61,8 +65,10 @@ def keep_mask(shape, rate, dtype, seed):
         dtype: the input's dtype (TensorFlow draws its noise in it).
         seed: an int or a `keras.random.SeedGenerator`.
     """
-    if keras.backend.backend() == "jax":
-        noise = keras.random.uniform(shape, dtype=_jax_float(), seed=seed)
+    backend = keras.backend.backend()
+    if backend in ("jax", "torch"):
+        noise_dtype = _jax_float() if backend == "jax" else "float32"
+        noise = keras.random.uniform(shape, dtype=noise_dtype, seed=seed)
         return ops.less(noise, 1.0 - rate)
     noise = keras.random.uniform(shape, dtype=dtype, seed=seed)
     # convert_to_tensor with a dtype rounds the Python float once, as
@@ -115,8 +121,8 @@ class Dropout(keras.layers.Layer):
     each unit is set to 0 with probability `rate` and the others are divided
     by `1 - rate`, so the sum over all units is unchanged in expectation. At
     inference (`training=False`, the default) the input is returned as is.
-    For the same seed the mask is bit for bit Keras's on TensorFlow and on
-    JAX (see the module's docstring).
+    For the same seed the mask is bit for bit Keras's on TensorFlow, JAX and
+    torch (see the module's docstring).
 
     Args:
         rate: float in [0, 1], the fraction of the units to drop.

@@ -11,23 +11,31 @@ gradient at a tie (TensorFlow gives 1 at x = 0, JAX gives 0.5), while Keras's
 ReLU has gradient 0 at x = 0 on every backend. A `where` selects one branch,
 so its gradient is exactly the selected branch's.
 
-Keras's gradient conventions at the kinks (those of Keras 3.15 with
-TensorFlow 2.21 and JAX 0.10), matched here (`cnnzoo.verify` checks each):
+Keras's gradient conventions at the kinks, measured on Keras 3.15 with
+TensorFlow 2.21, JAX 0.10 and PyTorch 2.13 (CPU), and matched here
+(`cnnzoo.verify` checks each):
 
-| configuration                         | at                | TensorFlow | JAX |
-|---------------------------------------|-------------------|------------|-----|
-| default                               | x = 0             | 0          | 0   |
-| `negative_slope` only (leaky)         | x = 0             | slope      | 1   |
-| `threshold` t > 0                     | x = t             | 0          | 0   |
-| `max_value=6`, no threshold (relu6)   | x = 0 and x = 6   | 0          | 0   |
-| any other `max_value` m               | x = m             | 1          | 0.5 |
-| `negative_slope`, not the leaky path  | x = t (or 0)      | 0          | 0   |
+| configuration                         | at                | TensorFlow | JAX | torch |
+|---------------------------------------|-------------------|------------|-----|-------|
+| default                               | x = 0             | 0          | 0   | 0     |
+| `negative_slope` only (leaky)         | x = 0             | slope      | 1   | slope |
+| `threshold` t > 0                     | x = t             | 0          | 0   | 0     |
+| `max_value=6`, no threshold (relu6)   | x = 0 and x = 6   | 0          | 0   | 0     |
+| any other `max_value` m               | x = m             | 1          | 0.5 | 1     |
+| `negative_slope`, not the leaky path  | x = t (or 0)      | 0          | 0   | 0     |
 
 The gradient at NaN is 0 (the slope on the leaky path), as `tf.nn.relu`'s
-and `jax.nn.relu`'s; at +-inf it is Keras's too. One more detail copied from
-the kernels: on TensorFlow the leaky path multiplies by `float32(slope)`
-(`tf.nn.leaky_relu` takes a float32 attribute), which matters in float64.
-Other backends get TensorFlow's conventions (not measured).
+and `jax.nn.relu`'s; at +-inf it is Keras's too. PyTorch's ReLU kernel
+passes the gradient at NaN (`torch.relu`'s backward zeroes only `x <= 0`),
+so on torch the default ReLU's gradient at NaN is 1 and the negative part's
+`relu(-x + t)` adds the slope there; `torch.clip` (any `max_value`, and
+relu6) zeroes it. (`torch.nn.functional.relu6`'s backward is 0 at NaN in
+its vectorized loop and 1 in the scalar loop that ends a tensor whose size
+is not a multiple of the vector width: the vectorized 0 is matched.) One
+more detail copied from the kernels: on TensorFlow the leaky path multiplies
+by `float32(slope)` (`tf.nn.leaky_relu` takes a float32 attribute), which
+matters in float64. Other backends get TensorFlow's conventions (not
+measured).
 """
 
 import struct
@@ -47,10 +55,23 @@ def _leaky_grad_at_zero_is_one():
 
 def _leaky_slope(negative_slope):
     # tf.nn.leaky_relu takes its slope as a float32 attribute, so in float64
-    # TensorFlow multiplies by float32(slope); JAX uses the Python float.
-    if keras.backend.backend() == "jax":
+    # TensorFlow multiplies by float32(slope); JAX and torch use the Python float.
+    if keras.backend.backend() in ("jax", "torch"):
         return negative_slope
     return struct.unpack("f", struct.pack("f", negative_slope))[0]
+
+
+def _times_slope(x, negative_slope):
+    """x * negative_slope, the slope rounded as the backend's Keras rounds it.
+
+    Keras's ReLU on torch multiplies by the Python float (a double), but
+    `keras.ops.multiply` on torch first makes it a float32 tensor: in float64
+    the slope goes in as a float64 tensor instead.
+    """
+    if keras.backend.backend() == "torch" and (
+            keras.backend.standardize_dtype(x.dtype) == "float64"):
+        negative_slope = ops.convert_to_tensor(negative_slope, dtype="float64")
+    return ops.multiply(x, negative_slope)
 
 
 def _clip_grad_at_max():
@@ -59,14 +80,23 @@ def _clip_grad_at_max():
     return 0.5 if keras.backend.backend() == "jax" else 1.0
 
 
-def _relu_core(x):
-    """max(x, 0) with gradient 1 for x > 0 and 0 elsewhere (NaN included).
+def _nan_grad_is_one():
+    # torch.relu's backward zeroes the gradient where x <= 0 only, and clamp's
+    # (torch.clip, relu6) where x is outside [min, max], NaN included.
+    return keras.backend.backend() == "torch"
 
-    NaN propagates (as `tf.nn.relu` and `jax.nn.relu` do): NaN is neither
-    `> 0` nor `<= 0`, so it takes the inner branch, whose gradient is stopped
-    so that the gradient at NaN is 0, as Keras's.
+
+def _relu_core(x):
+    """max(x, 0) with gradient 1 for x > 0 and 0 for x <= 0.
+
+    NaN propagates (as `tf.nn.relu`, `jax.nn.relu` and `torch.relu` do): NaN
+    is neither `> 0` nor `<= 0`. Its gradient is the backend's: 1 on torch
+    (the `x` of `where(x <= 0, 0, x)`), else 0 (the inner branch below, whose
+    gradient is stopped).
     """
     zero = ops.zeros_like(x)
+    if _nan_grad_is_one():
+        return ops.where(ops.less_equal(x, 0), zero, x)
     not_positive = ops.where(ops.less_equal(x, 0), zero, ops.stop_gradient(x))
     return ops.where(ops.greater(x, 0), x, not_positive)
 
@@ -77,7 +107,8 @@ def _clip_above(p, max_value, grad_at_max):
     `p - (p - stop_gradient(p)) * (1 - c)` is exactly `p` forward where p is
     finite, and has gradient c. Where p is infinite (a `max_value` of +inf in
     the compute dtype, as 1e5 is in float16) it would be inf - inf = NaN:
-    there the tie is p itself, as it is for integer inputs.
+    there the tie is p itself, as it is for integer inputs. Where torch's
+    relu passed a gradient at NaN, `torch.clip` stops it.
     """
     m = ops.cast(max_value, p.dtype)
     if grad_at_max == 1.0 or not keras.backend.is_float_dtype(
@@ -89,7 +120,11 @@ def _clip_above(p, max_value, grad_at_max):
         tie = ops.subtract(p, ops.multiply(ops.subtract(p, ops.stop_gradient(p)),
                                            1.0 - grad_at_max))
         tie = ops.where(ops.isfinite(p), tie, p)
-    return ops.where(ops.greater(p, m), m, ops.where(ops.equal(p, m), tie, p))
+    below = p
+    if _nan_grad_is_one() and keras.backend.is_float_dtype(
+            keras.backend.standardize_dtype(p.dtype)):
+        below = ops.where(ops.isnan(p), ops.stop_gradient(p), p)
+    return ops.where(ops.greater(p, m), m, ops.where(ops.equal(p, m), tie, below))
 
 
 def relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
@@ -115,8 +150,8 @@ def relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
         # The leaky path: one select, its branch at 0 chosen per backend.
         negative_slope = _leaky_slope(negative_slope)
         if _leaky_grad_at_zero_is_one():
-            return ops.where(ops.greater_equal(x, 0), x, ops.multiply(x, negative_slope))
-        return ops.where(ops.greater(x, 0), x, ops.multiply(x, negative_slope))
+            return ops.where(ops.greater_equal(x, 0), x, _times_slope(x, negative_slope))
+        return ops.where(ops.greater(x, 0), x, _times_slope(x, negative_slope))
 
     clip_max = max_value is not None
     grad_at_max = _clip_grad_at_max()
@@ -137,7 +172,7 @@ def relu(x, negative_slope=0.0, max_value=None, threshold=0.0):
         # `threshold - x`).
         negative = _relu_core(ops.add(ops.negative(x), threshold) if threshold != 0.0
                               else ops.negative(x))
-        positive = ops.subtract(positive, ops.multiply(negative, negative_slope))
+        positive = ops.subtract(positive, _times_slope(negative, negative_slope))
     return positive
 
 
