@@ -152,7 +152,26 @@ def train_data(x, y, *, batch_size, seed=0, shuffle=True, outputs=None):
           .map(lambda idx: (tf.gather(xs, idx), _replicate(tf.gather(ys, idx), names)),
                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
           .prefetch(tf.data.AUTOTUNE))
-    return {"x": ds, "steps_per_epoch": steps, "shuffle": False}
+    return {"x": _untuned(ds), "steps_per_epoch": steps, "shuffle": False}
+
+
+def _untuned(ds):
+    """`ds` with tf.data's autotuning off (its parallel map and prefetch at their defaults).
+
+    With autotuning on, the end of a `fit` (its iterators destroyed) waited
+    for the autotuner's sleep to end, which doubles from 10 ms to 5.12 s:
+    fits of ResNet-18 that trained for 5-6 s lasted 10.2-10.3 s (10 ms +
+    20 ms + ... + 5.12 s = 10.23 s), in two to five of six fits, and in
+    each trial of a search (the search benchmark's `--search-case
+    resnet18` breakdown, "Keras's fit and evaluate loops"). Gathering
+    batches of arrays already in memory has nothing to tune; the batches
+    are the same either way.
+    """
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.with_options(options)
 
 
 def _replicate(y, names):
@@ -184,4 +203,4 @@ def eval_data(x, y, *, batch_size=256, outputs=None):
 
     ds = (tf.data.Dataset.from_tensor_slices((x, _replicate(y, names))).batch(batch_size)
           .cache().prefetch(tf.data.AUTOTUNE))
-    return {"x": ds}
+    return {"x": _untuned(ds)}
