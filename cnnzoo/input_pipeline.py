@@ -158,12 +158,13 @@ def train_data(x, y, *, batch_size, seed=0, shuffle=True, outputs=None):
 def _untuned(ds):
     """`ds` with tf.data's autotuning off (its parallel map and prefetch at their defaults).
 
-    With autotuning on, the end of a `fit` (its iterators destroyed) waited
-    for the autotuner's sleep to end, which doubles from 10 ms to 5.12 s:
-    fits of ResNet-18 that trained for 5-6 s lasted 10.2-10.3 s (10 ms +
-    20 ms + ... + 5.12 s = 10.23 s), in two to five of six fits, and in
-    each trial of a search (the search benchmark's `--search-case
-    resnet18` breakdown, "Keras's fit and evaluate loops"). Gathering
+    With autotuning on, the end of a `fit` (its iterators destroyed) could
+    wait for the autotuner's current sleep to end, whose period doubles
+    from milliseconds to seconds: many ResNet-18 fits of a few seconds
+    lasted as long as the sum of the first ten periods, about twice their
+    training's time ("Keras's fit and evaluate loops" in the search
+    benchmark's `--search-case resnet18` rows,
+    `benchmarks/RESULTS_search_resnet18.md` and its history). Gathering
     batches of arrays already in memory has nothing to tune; the batches
     are the same either way.
     """
