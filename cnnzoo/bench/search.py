@@ -308,8 +308,9 @@ def run(quick=True, repeats=None, max_trials=None, epochs=None, data="digits",
         data: the dataset both searches use (`"digits"` needs scikit-learn;
             `"shapes"` is drawn with numpy).
         case: one of `CASES` instead of the default search (simple_cnn on
-            `data`): its model, data and budget (`repeats`: in full mode),
-            and where each contender's time went. Only in fresh processes.
+            `data`): its model, data, budget (`repeats`: in full mode) and
+            target, and where each contender's time went. Only in fresh
+            processes.
         target, where: the trials-per-hour target and the hardware it is
             for (the issue: 2x on 2 CPU cores, 5x on a GPU).
         fresh: run each search in a fresh process (`child`). Defaults to
@@ -338,8 +339,9 @@ def run(quick=True, repeats=None, max_trials=None, epochs=None, data="digits",
     if fresh is None:
         fresh = keras.backend.backend() == "tensorflow" or case is not None
     if case is not None and not fresh:
-        raise ValueError(f"Expected a named search case to run in fresh processes. "
-                         f"Received: fresh={fresh!r}")
+        from cnnzoo import _validation as v
+
+        v.fail("Expected a named search case to run in fresh processes.", "fresh", fresh)
     workdir = tempfile.mkdtemp(prefix="cnnzoo-bench-search-")
     try:
         ds = cnnzoo.data.load_dataset(data, seed=0)
