@@ -152,7 +152,27 @@ def train_data(x, y, *, batch_size, seed=0, shuffle=True, outputs=None):
           .map(lambda idx: (tf.gather(xs, idx), _replicate(tf.gather(ys, idx), names)),
                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
           .prefetch(tf.data.AUTOTUNE))
-    return {"x": ds, "steps_per_epoch": steps, "shuffle": False}
+    return {"x": _untuned(ds), "steps_per_epoch": steps, "shuffle": False}
+
+
+def _untuned(ds):
+    """`ds` with tf.data's autotuning off (its parallel map and prefetch at their defaults).
+
+    With autotuning on, the end of a `fit` (its iterators destroyed) could
+    wait for the autotuner's current sleep to end, whose period doubles
+    from milliseconds to seconds: many ResNet-18 fits of a few seconds
+    lasted as long as the sum of the first ten periods, about twice their
+    training's time ("Keras's fit and evaluate loops" in the search
+    benchmark's `--search-case resnet18` rows,
+    `benchmarks/RESULTS_search_resnet18.md` and its history). Gathering
+    batches of arrays already in memory has nothing to tune; the batches
+    are the same either way.
+    """
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.with_options(options)
 
 
 def _replicate(y, names):
@@ -184,4 +204,4 @@ def eval_data(x, y, *, batch_size=256, outputs=None):
 
     ds = (tf.data.Dataset.from_tensor_slices((x, _replicate(y, names))).batch(batch_size)
           .cache().prefetch(tf.data.AUTOTUNE))
-    return {"x": ds}
+    return {"x": _untuned(ds)}

@@ -176,3 +176,65 @@ def test_fresh_searches_give_every_search_its_own_folder_and_clock(monkeypatch, 
                                            r"folder$") as error:
         runs.run("cnnzoo default")
     assert "oneDNN" not in str(error.value)
+
+
+def test_bench_search_case_is_checked_before_anything_runs(capsys):
+    # A case of the search benchmark: refused unknown, or beside other benchmarks.
+    assert cli.main(["bench", "--only", "search", "--search-case", "resnet50"]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "Did you mean 'resnet18'? Received: search_case='resnet50'")
+    assert cli.main(["bench", "--only", "search", "--only", "serving",
+                     "--search-case", "resnet18"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert err.endswith("Received: only=['search', 'serving']")
+    from cnnzoo.bench import search
+    from cnnzoo.commands import bench as command
+
+    assert command.SEARCH_CASES == tuple(search.CASES)  # the command line's copy
+    with pytest.raises(ValueError, match=r"Received: search_case='resnet'$"):
+        search.run(case="resnet")
+    with pytest.raises(ValueError, match=r"fresh processes. Received: fresh=False$"):
+        search.run(case="resnet18", fresh=False)
+
+
+def test_fresh_searches_of_a_case_pass_the_model_and_collect_the_breakdowns(
+        monkeypatch, tmp_path):
+    import subprocess
+
+    from cnnzoo.bench import search
+
+    def fake_run(argv, **kwargs):
+        spec = json.loads(argv[-1])
+        assert (spec["model"], spec["breakdown"]) == ("resnet18", True)
+        found = {"seconds": 4.0, "best": 0.5, "threads": 0,
+                 "parts": {"training steps": 3.0, "building models": 1.0},
+                 "calls": {"training steps": 12, "building models": 4}}
+        return subprocess.CompletedProcess(argv, 0, json.dumps(found) + "\n", "")
+
+    monkeypatch.setattr(search.subprocess, "run", fake_run)
+    runs = search._FreshSearches("shapes", 4, 3, str(tmp_path), "resnet18", breakdown=True)
+    runs.run("plain Keras Tuner")
+    runs.run("plain Keras Tuner")
+    note = search._parts_note("plain Keras Tuner", runs.parts["plain Keras Tuner"])
+    assert note == ("; where plain Keras Tuner's search time went (median of 2 searches, "
+                    "4.0 s): training steps 3.0 s (75%, 12 calls), building models 1.0 s "
+                    "(25%, 4 calls)")
+
+
+def test_plain_zoo_build_searches_the_family_ranges_with_keras_defaults():
+    import keras_tuner as kt
+
+    import cnnzoo
+    from cnnzoo.bench import search
+
+    hp = kt.HyperParameters()
+    model = search.plain_zoo_build("lenet5", (32, 32, 1), 3)(hp)
+    low, high, step = cnnzoo.model_info("lenet5")["search_space"]["dropout_rate"]
+    rate = hp.get_config()["space"][0]["config"]
+    assert (rate["name"], rate["min_value"], rate["max_value"], rate["step"]) == (
+        "dropout_rate", low, high, step)
+    assert [p.name for p in hp.space] == ["dropout_rate", "block_dropout_rate", "dropout_type"]
+    assert model.dtype_policy.name == "float32"
+    assert type(model.optimizer).__name__ == "Adam" and model.optimizer.learning_rate == 0.001
+    assert model.output_shape == (None, 3)

@@ -139,3 +139,15 @@ def test_epoch_order_is_a_function_of_seed_and_epoch():
 def test_bad_arguments_name_what_they_received(call, kwargs, received):
     with pytest.raises(ValueError, match=rf"Received: {received}$"):
         getattr(input_pipeline, call)(**kwargs)
+
+
+def test_tensorflow_pipelines_run_untuned():
+    # tf.data's autotuner made the end of a fit wait for its sleep (up to
+    # 5 s; `input_pipeline._untuned`): both pipelines leave it off.
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("tf.data pipelines are TensorFlow's")
+    x = np.zeros((10, 2), "float32")
+    y = np.arange(10)
+    for data in (input_pipeline.train_data(x, y, batch_size=4),
+                 input_pipeline.eval_data(x, y, batch_size=4)):
+        assert data["x"].options().autotune.enabled is False

@@ -208,6 +208,30 @@ def test_the_best_epoch_is_checkpointed_once_training_ends(tmp_path):
     restored.load_weights(path)
     for a, b in zip(restored.get_weights(), snapshots[1]):
         np.testing.assert_array_equal(a, b)
+    for a, b in zip(model.get_weights(), snapshots[1]):  # the model holds them too
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_best_last_epoch_is_written_as_it_ends_without_a_copy(tmp_path, monkeypatch):
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    path = str(tmp_path / "best.weights.h5")
+    callback = reuse.BestEpochCheckpoint(kt.Objective("val_accuracy", "max"), path)
+    callback.set_model(model)
+    callback.set_params({"epochs": 3})
+    copies = []
+    get_weights = model.get_weights
+    monkeypatch.setattr(model, "get_weights", lambda: copies.append(1) or get_weights())
+    for epoch, accuracy in enumerate((0.5, 0.9, 0.95)):  # best at the last epoch
+        model.set_weights([w + 1.0 for w in get_weights()])
+        callback.on_epoch_end(epoch, {"val_accuracy": accuracy})
+    last = [w.copy() for w in get_weights()]
+    assert len(copies) == 2 and os.path.exists(path)  # epochs 1 and 2 copied; 3 written
+    callback.on_train_end()
+    restored = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    restored.load_weights(path)
+    for a, b, c in zip(restored.get_weights(), get_weights(), last):
+        np.testing.assert_array_equal(a, c)
+        np.testing.assert_array_equal(b, c)
 
 
 class _OwnFit(ZooHyperModel):

@@ -200,7 +200,11 @@ class BestEpochCheckpoint(keras.callbacks.Callback):
     on `digits`) is a sizeable part of its time. Here the weights are copied in
     memory at the best epoch and written to the same file once, when
     training ends; a trial killed before then runs again on resume anyway.
-    The model is left holding the best epoch's weights.
+    The model is left holding the best epoch's weights. When the best epoch
+    is the last one (training's `epochs`), nothing follows that could change
+    them: they are written at once, without a copy out and back (for
+    ResNet-18, "best-epoch weights copied in memory" in
+    `benchmarks/RESULTS_search_resnet18.md`).
     """
 
     def __init__(self, objective, path):
@@ -216,7 +220,11 @@ class BestEpochCheckpoint(keras.callbacks.Callback):
             return
         if self.best is None or self.objective.better_than(value, self.best):
             self.best = value
-            self.best_weights = self.model.get_weights()
+            self.best_weights = None
+            if epoch + 1 == (self.params or {}).get("epochs"):
+                self.model.save_weights(self.path)
+            else:
+                self.best_weights = self.model.get_weights()
 
     def on_train_end(self, logs=None):
         if self.best_weights is not None:

@@ -81,13 +81,15 @@ def machine():
     return info
 
 
-def run_suite(only=None, quick=True, stream=None):
+def run_suite(only=None, quick=True, stream=None, search_case=None):
     """Runs benchmarks and returns `{"machine", "quick", "seconds", "rows"}`.
 
     Args:
         only: a benchmark name or a list of names (default: all).
         quick: the quick sizes (the whole suite in a few minutes on 2 cores).
         stream: where progress lines go (default: stderr).
+        search_case: a named case of the search benchmark
+            (`cnnzoo.bench.search.CASES`) instead of its default search.
 
     A benchmark whose prerequisites are missing reports an "unavailable"
     row; one that crashes reports an "error" row with the reason, and the
@@ -97,6 +99,13 @@ def run_suite(only=None, quick=True, stream=None):
     wanted = names() if only is None else ([only] if isinstance(only, str) else list(only))
     for name in wanted:
         v.check_choice("only", name, names())
+    if search_case is not None:
+        from cnnzoo.bench import search
+
+        search.check_case(search_case)
+        if wanted != ["search"]:
+            v.fail("Expected a search case with the search benchmark alone (`--only search`).",
+                   "only", only)
     import keras
 
     start = time.perf_counter()
@@ -109,7 +118,8 @@ def run_suite(only=None, quick=True, stream=None):
         print(f"cnnzoo bench: {name} ...", file=stream, flush=True)
         try:
             module = importlib.import_module(module_name)
-            rows.extend(module.run(quick=quick))
+            options = {"case": search_case} if name == "search" and search_case else {}
+            rows.extend(module.run(quick=quick, **options))
         except Exception as error:  # one broken benchmark must not hide the others
             detail = " ".join(str(error).split())[:300]
             rows.append({"benchmark": name, "name": name, "metric": None, "status": "error",

@@ -12,6 +12,12 @@ Contenders, interleaved, on the same data splits, search space and budget
   runs), without the export of the best model: one compiled model serves
   every trial (`tuning.reuse`), so only the first trial traces.
 
+A named case (`CASES`: `resnet18`, ResNet-18 on `shapes` at 32x32, 4 trials
+x 3 epochs) searches a zoo model instead: the plain `build(hp)` then calls
+`cnnzoo.create_model` with the family's ranges (`plain_zoo_build`), and the
+row's note says where each contender's search time went
+(`cnnzoo.bench.breakdown`).
+
 On TensorFlow each contender's search runs in a fresh process of its own,
 after an untimed one-trial warm-up there, as a user's run would: cnnzoo
 sets TensorFlow's threads before TensorFlow starts (`cnnzoo.runtime`,
@@ -36,6 +42,7 @@ import json
 import math
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,6 +53,16 @@ from cnnzoo.bench import harness
 NAME = "search"
 QUICK = {"max_trials": 3, "epochs": 1, "repeats": 2}
 FULL = {"max_trials": 10, "epochs": 10, "repeats": 3}
+# Named cases (`cnnzoo bench --only search --search-case NAME`): another model
+# and data at a budget and target of their own, `repeats` in full mode (quick:
+# 2), the plain contender's `build(hp)` calling `cnnzoo.create_model`
+# (`plain_zoo_build`), and where each contender's time goes
+# (`cnnzoo.bench.breakdown`) in the row.
+CASES = {
+    # A realistic model: ResNet-18 on shapes' 32x32 images, aiming at 3x (issue 22).
+    "resnet18": {"model": "resnet18", "data": "shapes", "max_trials": 4, "epochs": 3,
+                 "repeats": 3, "target": 3.0},
+}
 
 
 def plain_build(input_shape, num_classes):
@@ -76,12 +93,41 @@ def plain_build(input_shape, num_classes):
     return build
 
 
+def plain_zoo_build(model, input_shape, num_classes):
+    """The plain user's `build(hp)` over a zoo model: `cnnzoo.create_model`, Keras defaults.
+
+    The searched rates span the family's ranges (`cnnzoo.model_info`), as
+    cnnzoo's search does; the rest is Keras's defaults (float32, Adam at
+    its default rate, arrays straight into `fit`).
+    """
+    import keras
+
+    import cnnzoo
+
+    space = cnnzoo.model_info(model)["search_space"]
+
+    def build(hp):
+        rates = {name: hp.Float(name, low, high, step=step)
+                 for name, (low, high, step) in space.items()}
+        kind = hp.Choice("dropout_type", ["standard", "spatial"])
+        net = cnnzoo.create_model(model, input_shape=input_shape, num_classes=num_classes,
+                                  dropout_type=kind, **rates)
+        net.compile(optimizer=keras.optimizers.Adam(),
+                    loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        return net
+
+    return build
+
+
 class _Searches:
     """Runs each contender once per call, recording the best objective."""
 
-    def __init__(self, ds, data, max_trials, epochs, workdir):
+    def __init__(self, ds, data, max_trials, epochs, workdir, model="simple_cnn"):
         self.ds = ds
         self.data = data
+        self.model = model
+        # The plain contender's `build(hp)` (a `cnnzoo.bench.breakdown` times it).
+        self.build = None
         self.max_trials = max_trials
         self.epochs = epochs
         self.workdir = workdir
@@ -114,7 +160,11 @@ class _Searches:
 
         keras.config.set_dtype_policy("float32")  # Keras's default, whatever ran before
         ds = self.ds
-        tuner = kt.RandomSearch(plain_build(ds.input_shape, ds.num_classes),
+        if self.build is None:
+            self.build = (plain_build(ds.input_shape, ds.num_classes)
+                          if self.model == "simple_cnn"
+                          else plain_zoo_build(self.model, ds.input_shape, ds.num_classes))
+        tuner = kt.RandomSearch(self.build,
                                 objective="val_accuracy", max_trials=self.max_trials,
                                 seed=self.seed + 1, directory=self._folder("plain"),
                                 overwrite=True)
@@ -130,7 +180,7 @@ class _Searches:
 
         import tuning
 
-        result = tuning.search("simple_cnn", self.data, max_trials=self.max_trials,
+        result = tuning.search(self.model, self.data, max_trials=self.max_trials,
                                epochs=self.epochs, seed=self.seed, out=self._folder("zoo"),
                                export=False, quiet=True)
         self.best.setdefault("cnnzoo default", []).append(float(result.best["score"]))
@@ -145,10 +195,13 @@ class _FreshSearches(_Searches):
     times, as the children measure them.
     """
 
-    def __init__(self, data, max_trials, epochs, workdir):
-        super().__init__(None, data, max_trials, epochs, workdir)
+    def __init__(self, data, max_trials, epochs, workdir, model="simple_cnn", breakdown=False):
+        super().__init__(None, data, max_trials, epochs, workdir, model)
         self.elapsed = 0.0
         self.threads = {}
+        self.breakdown = breakdown
+        # name -> the children's breakdowns (`cnnzoo.bench.breakdown`), one per search.
+        self.parts = {}
 
     def clock(self):
         return self.elapsed
@@ -159,7 +212,8 @@ class _FreshSearches(_Searches):
         kind = "plain" if name == "plain Keras Tuner" else "zoo"
         # A folder of its own: a search in a used one would resume.
         spec = {"kind": kind, "data": self.data, "max_trials": self.max_trials,
-                "epochs": self.epochs, "seed": self.seed, "out": self._folder(kind)}
+                "epochs": self.epochs, "seed": self.seed, "out": self._folder(kind),
+                "model": self.model, "breakdown": self.breakdown}
         result = subprocess.run([sys.executable, "-m", "cnnzoo.bench.search", json.dumps(spec)],
                                 capture_output=True, text=True, check=False)
         lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
@@ -172,6 +226,8 @@ class _FreshSearches(_Searches):
         self.elapsed += found["seconds"]
         self.best.setdefault(name, []).append(found["best"])
         self.threads[name] = found["threads"]
+        if "parts" in found:
+            self.parts.setdefault(name, []).append((found["parts"], found["calls"]))
 
 
 def child(spec):
@@ -180,18 +236,29 @@ def child(spec):
     Returns:
         A dict: `seconds` (the timed search's wall time), `best` (its best
         validation accuracy) and `threads` (TensorFlow's intra-op threads, 0
-        for its default).
+        for its default); with `spec["breakdown"]`, also `parts`: where the
+        timed search's time went (`cnnzoo.bench.breakdown`).
     """
     import cnnzoo.data
 
     ds = cnnzoo.data.load_dataset(spec["data"], seed=0)
-    searches = _Searches(ds, spec["data"], spec["max_trials"], spec["epochs"], spec["out"])
+    searches = _Searches(ds, spec["data"], spec["max_trials"], spec["epochs"], spec["out"],
+                         spec.get("model", "simple_cnn"))
     searches.seed = spec["seed"]
     search = searches.plain if spec["kind"] == "plain" else searches.zoo
     searches.warm_up(search)
-    start = time.perf_counter()
-    search()
-    seconds = time.perf_counter() - start
+    timing = contextlib.nullcontext()
+    if spec.get("breakdown"):
+        from cnnzoo.bench import breakdown
+
+        timing = breakdown.timed_parts()
+    with timing as line:
+        if line is not None and searches.build is not None:
+            # The plain `build(hp)` (made by the warm-up) is the benchmark's own.
+            searches.build = line.wrap("building models", searches.build)
+        start = time.perf_counter()
+        search()
+        seconds = time.perf_counter() - start
     threads = 0
     import keras
 
@@ -200,7 +267,11 @@ def child(spec):
 
         threads = tf.config.threading.get_intra_op_parallelism_threads()
     (best,) = searches.best.values()
-    return {"seconds": seconds, "best": best[0], "threads": threads}
+    found = {"seconds": seconds, "best": best[0], "threads": threads}
+    if line is not None:
+        found["parts"] = line.breakdown(seconds)
+        found["calls"] = line.counts
+    return found
 
 
 def best_reached(best, base, n_val, name="cnnzoo"):
@@ -220,8 +291,15 @@ def best_reached(best, base, n_val, name="cnnzoo"):
                              f"{beyond})")
 
 
+def check_case(case):
+    """`case` if it names one of `CASES` (or is `None`: the default search), else a `ValueError`."""
+    from cnnzoo import _validation as v
+
+    return case if case is None else v.check_choice("search_case", case, list(CASES))
+
+
 def run(quick=True, repeats=None, max_trials=None, epochs=None, data="digits",
-        target=2.0, where="2 CPU cores", fresh=None):
+        target=2.0, where="2 CPU cores", fresh=None, case=None):
     """Returns the result rows.
 
     Args:
@@ -229,6 +307,10 @@ def run(quick=True, repeats=None, max_trials=None, epochs=None, data="digits",
         repeats, max_trials, epochs: override the budget.
         data: the dataset both searches use (`"digits"` needs scikit-learn;
             `"shapes"` is drawn with numpy).
+        case: one of `CASES` instead of the default search (simple_cnn on
+            `data`): its model, data, budget (`repeats`: in full mode) and
+            target, and where each contender's time went. Only in fresh
+            processes.
         target, where: the trials-per-hour target and the hardware it is
             for (the project's targets: 2x on 2 CPU cores, 5x on a GPU).
         fresh: run each search in a fresh process (`child`). Defaults to
@@ -242,19 +324,30 @@ def run(quick=True, repeats=None, max_trials=None, epochs=None, data="digits",
         return [harness.unavailable(NAME, f"the `tuning` package does not import ({error})")]
     import cnnzoo.data
 
+    model = "simple_cnn"
     settings = dict(QUICK if quick else FULL)
+    if check_case(case) is not None:
+        settings = dict(CASES[case])
+        model, data = settings.pop("model"), settings.pop("data")
+        target = settings.pop("target")
+        settings["repeats"] = QUICK["repeats"] if quick else settings["repeats"]
     settings["repeats"] = repeats or settings["repeats"]
     settings["max_trials"] = max_trials or settings["max_trials"]
     settings["epochs"] = epochs or settings["epochs"]
     import keras
 
     if fresh is None:
-        fresh = keras.backend.backend() == "tensorflow"
+        fresh = keras.backend.backend() == "tensorflow" or case is not None
+    if case is not None and not fresh:
+        from cnnzoo import _validation as v
+
+        v.fail("Expected a named search case to run in fresh processes.", "fresh", fresh)
     workdir = tempfile.mkdtemp(prefix="cnnzoo-bench-search-")
     try:
         ds = cnnzoo.data.load_dataset(data, seed=0)
         if fresh:
-            searches = _FreshSearches(data, settings["max_trials"], settings["epochs"], workdir)
+            searches = _FreshSearches(data, settings["max_trials"], settings["epochs"], workdir,
+                                      model, breakdown=case is not None)
             fns = {"plain Keras Tuner": lambda: searches.run("plain Keras Tuner"),
                    "cnnzoo default": lambda: searches.run("cnnzoo default")}
             clock = searches.clock
@@ -279,8 +372,10 @@ def run(quick=True, repeats=None, max_trials=None, epochs=None, data="digits",
     trials = settings["max_trials"]
     rows = []
     base_best = harness.summarize(searches.best["plain Keras Tuner"])
-    budget = (f"{trials} trials x {settings['epochs']} epochs, simple_cnn on {data} "
-              f"({len(ds.x_train)} train / {n_val} validation)")
+    size = "x".join(map(str, ds.input_shape[:2]))
+    budget = (f"{trials} trials x {settings['epochs']} epochs, {model} on {data} "
+              + (f"at {size} " if case is not None else "")
+              + f"({len(ds.x_train)} train / {n_val} validation)")
     for name in order[1:]:
         ratio = harness.speedup(times, "plain Keras Tuner", name)
         best = harness.summarize(searches.best[name])
@@ -295,8 +390,22 @@ def run(quick=True, repeats=None, max_trials=None, epochs=None, data="digits",
                          f"; each search in a fresh process (TensorFlow intra-op threads: "
                          f"plain {searches.threads['plain Keras Tuner'] or 'default'}, "
                          f"{name} {searches.threads[name] or 'default'})" if fresh else "")),
-            note=f"best val_accuracy (median over repeats): {note}"))
+            note=f"best val_accuracy (median over repeats): {note}" + "".join(
+                _parts_note(who, searches.parts[who])
+                for who in ("plain Keras Tuner", name) if getattr(searches, "parts", {})
+                .get(who))))
     return rows
+
+
+def _parts_note(name, breakdowns):
+    """`"; where plain Keras Tuner's time went (...)"`: medians of each part over the repeats."""
+    from cnnzoo.bench import breakdown
+
+    parts = {p: statistics.median(b[p] for b, _ in breakdowns) for p in breakdowns[0][0]}
+    counts = {p: statistics.median(c.get(p, 0) for _, c in breakdowns) for p in parts}
+    total = sum(parts.values())
+    return (f"; where {name}'s search time went (median of {len(breakdowns)} searches, "
+            f"{total:.1f} s): {breakdown.summary(parts, total, counts)}")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ from cnnzoo import _validation as v
 # The names, repeated here so that `--help` needs no import of the suite.
 NAMES = ("startup", "throughput", "implementation", "flops", "precision", "serving", "search",
          "transfer")
+# `cnnzoo.bench.search.CASES`, repeated for the same reason.
+SEARCH_CASES = ("resnet18",)
 
 
 def add_arguments(parser):
@@ -21,6 +23,11 @@ def add_arguments(parser):
                         help="Small sizes: the whole suite in under five minutes on 2 cores.")
     parser.add_argument("--only", action="append", choices=NAMES, metavar="NAME",
                         help=f"Run only this benchmark (repeatable): {', '.join(NAMES)}.")
+    parser.add_argument("--search-case", choices=SEARCH_CASES, default=None, metavar="NAME",
+                        help="With --only search: run this named case instead of the default "
+                             f"search ({', '.join(SEARCH_CASES)}: ResNet-18 on shapes at "
+                             "32x32, 4 trials x 3 epochs, with where each search's time "
+                             "goes).")
     parser.add_argument("--json", metavar="PATH", default=None,
                         help="Also write the results as JSON.")
     parser.add_argument("--markdown", metavar="PATH", default=None,
@@ -34,9 +41,12 @@ def run(args):
             v.check_output_file(name, getattr(args, name))
     from cnnzoo import _atomic, bench
 
-    results = bench.run_suite(only=args.only, quick=args.quick)
+    case = args.search_case
+    results = bench.run_suite(only=args.only, quick=args.quick, search_case=case)
     command = "cnnzoo bench" + (" --quick" if args.quick else "")
     command += "".join(f" --only {n}" for n in args.only or [])
+    if case is not None:
+        command += f" --search-case {case}"
     if args.json:
         command += f" --json {args.json}"
     if args.markdown:
