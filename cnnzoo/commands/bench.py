@@ -20,7 +20,7 @@ SEARCH_CASES = ("resnet18",)
 
 def add_arguments(parser):
     parser.add_argument("--quick", action="store_true",
-                        help="Small sizes: the whole suite in under five minutes on 2 cores.")
+                        help="Small sizes: the whole suite in a few minutes on 2 cores.")
     parser.add_argument("--only", action="append", choices=NAMES, metavar="NAME",
                         help=f"Run only this benchmark (repeatable): {', '.join(NAMES)}.")
     parser.add_argument("--search-case", choices=SEARCH_CASES, default=None, metavar="NAME",
