@@ -48,44 +48,50 @@ class Timeline:
         self._stack = []
         self._parts_open = []
 
+    @contextlib.contextmanager
+    def _frame(self, record):
+        """Times the block; `record(exclusive seconds)`, its time charged to the caller's frame."""
+        frame = [time.perf_counter(), 0.0]  # start, time of the timed calls inside
+        self._stack.append(frame)
+        try:
+            yield
+        finally:
+            self._stack.pop()
+            elapsed = time.perf_counter() - frame[0]
+            record(elapsed - frame[1])
+            if self._stack:
+                self._stack[-1][1] += elapsed
+
     def wrap(self, part, fn):
         """`fn`, charging its exclusive time to `part`."""
+
+        def record(seconds, outermost):
+            self.seconds[part] = self.seconds.get(part, 0.0) + seconds
+            self.counts[part] = self.counts.get(part, 0) + outermost
 
         @functools.wraps(fn)
         def timed(*args, **kwargs):
             outermost = part not in self._parts_open
-            frame = [time.perf_counter(), 0.0]
-            self._stack.append(frame)
             self._parts_open.append(part)
             try:
-                return fn(*args, **kwargs)
+                with self._frame(lambda seconds: record(seconds, outermost)):
+                    return fn(*args, **kwargs)
             finally:
-                self._stack.pop()
                 self._parts_open.pop()
-                elapsed = time.perf_counter() - frame[0]
-                self.seconds[part] = self.seconds.get(part, 0.0) + elapsed - frame[1]
-                self.counts[part] = self.counts.get(part, 0) + outermost
-                if self._stack:
-                    self._stack[-1][1] += elapsed
 
         return timed
 
     def wrap_compiled(self, part, fn):
         """A compiled function `fn`: its calls recorded one by one, the first marked."""
-        first = [True]
+        first = [True]  # this function's first call traces it
+
+        def record(seconds):
+            self.calls.setdefault(part, []).append((first[0], seconds))
+            first[0] = False
 
         def timed(*args, **kwargs):
-            frame = [time.perf_counter(), 0.0]
-            self._stack.append(frame)
-            try:
+            with self._frame(record):
                 return fn(*args, **kwargs)
-            finally:
-                self._stack.pop()
-                elapsed = time.perf_counter() - frame[0]
-                self.calls.setdefault(part, []).append((first[0], elapsed - frame[1]))
-                first[0] = False
-                if self._stack:
-                    self._stack[-1][1] += elapsed
 
         timed.cnnzoo_timed = True
         return timed

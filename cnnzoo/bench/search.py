@@ -128,6 +128,8 @@ class _Searches:
         self.model = model
         # The plain contender's `build(hp)` (a `cnnzoo.bench.breakdown` times it).
         self.build = None
+        # name -> where each search's time went (`cnnzoo.bench.breakdown`), when timed.
+        self.parts = {}
         self.max_trials = max_trials
         self.epochs = epochs
         self.workdir = workdir
@@ -200,8 +202,6 @@ class _FreshSearches(_Searches):
         self.elapsed = 0.0
         self.threads = {}
         self.breakdown = breakdown
-        # name -> the children's breakdowns (`cnnzoo.bench.breakdown`), one per search.
-        self.parts = {}
 
     def clock(self):
         return self.elapsed
@@ -392,8 +392,7 @@ def run(quick=True, repeats=None, max_trials=None, epochs=None, data="digits",
                          f"{name} {searches.threads[name] or 'default'})" if fresh else "")),
             note=f"best val_accuracy (median over repeats): {note}" + "".join(
                 _parts_note(who, searches.parts[who])
-                for who in ("plain Keras Tuner", name) if getattr(searches, "parts", {})
-                .get(who))))
+                for who in ("plain Keras Tuner", name) if searches.parts.get(who))))
     return rows
 
 
