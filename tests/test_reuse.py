@@ -90,12 +90,19 @@ def test_later_trials_reuse_the_compiled_model_and_end_as_fresh_ones_do(digits, 
     assert len({t.hyperparameters.values["learning_rate"] for t in trials}) == 2
     for trial in trials[1:]:  # the trials trained by the reused model
         _assert_ends_as_alone(tuner, trial, digits, hypermodel)
-    # Without reuse, a model per trial, and the same results.
-    fresh = _search(digits, tmp_path / "fresh", hypermodel, reuse_models=False)
-    assert fresh.models_built == 0
+    # Without reuse, a model built and traced per trial, and the same results
+    # (the first two trials: the second is one the reused model trained).
+    fresh = _search(digits, tmp_path / "fresh", hypermodel, max_trials=2, reuse_models=False)
+    assert fresh.models_built == 2
+    assert len(fresh.oracle.trials) == 2
     for trial_id, trial in fresh.oracle.trials.items():
-        assert trial.hyperparameters.values == tuner.oracle.trials[trial_id].hyperparameters.values
+        reused = tuner.oracle.trials[trial_id]
+        assert trial.hyperparameters.values == reused.hyperparameters.values
         assert trial.status == "COMPLETED"
+        for name in ("val_accuracy", "val_loss", "accuracy", "loss"):
+            np.testing.assert_allclose(trial.metrics.get_last_value(name),
+                                       reused.metrics.get_last_value(name),
+                                       rtol=RTOL, atol=ATOL, err_msg=name)
 
 
 def test_trials_of_a_recipe_on_a_reused_model_end_as_fresh_ones_do(digits, tmp_path):

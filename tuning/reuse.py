@@ -16,7 +16,9 @@ Nothing is traced or compiled again, and each trial ends exactly as it would
 on its own fresh model (`tests/test_reuse.py`). Values compiled into the
 step (a searched weight decay or label smoothing, a scheduled learning rate)
 split the trials into groups of equal values, one model each: the search
-says so as it starts (`sharing`) and when a trial needs a new model.
+says so as it starts (`sharing`) and when a trial needs a new model. With
+`reuse` off, every trial builds and traces a model of its own and trains it
+on the same batches, ending as it would with the reuse on.
 
 The mixin works through Keras Tuner's public tuner hooks (`run_trial`,
 `on_trial_end`, `on_search_end`) and trains with `hypermodel.fit`, on
@@ -276,7 +278,8 @@ class ReuseMixin:
     Args:
         reuse: whether to keep compiled models between trials. Defaults to
             `True`; with `False` every trial builds, traces and trains a model
-            of its own (the same results, slower).
+            of its own, on the same seeded batches (the same results, slower:
+            what the reuse saves, measured alone).
         **kwargs: passed to the tuner (see `tuning.tuners.ZooTunerMixin`).
     """
 
@@ -295,9 +298,14 @@ class ReuseMixin:
     # -- which trials share a model ----------------------------------------------
 
     def trial_reuse_key(self, trial):
-        """The key of the compiled model `trial` may train on (`None`: a fresh model)."""
+        """The key of the compiled model `trial` may train on.
+
+        `None`: the trial trains through Keras Tuner's own `run_trial`. With
+        `reuse` off, the key still says how the trial trains (as a reused
+        model would, on a model built for it alone).
+        """
         hypermodel = self.hypermodel
-        if (not self.reuse or hypermodel is None or self.distribution_strategy is not None
+        if (hypermodel is None or self.distribution_strategy is not None
                 or self.executions_per_trial != 1 or refusal(hypermodel)):
             return None
         return reuse_key(trial.hyperparameters.values,
@@ -322,7 +330,7 @@ class ReuseMixin:
         return self.report(trial, [history], time.perf_counter() - start)
 
     def on_trial_end(self, trial):
-        if self._kept is None or trial.status != "COMPLETED":
+        if self._kept is None or trial.status != "COMPLETED" or not self.reuse:
             # A failed trial's model may hold half a step: the next starts afresh.
             self.release_model()
         super().on_trial_end(trial)
