@@ -60,15 +60,17 @@ def resize_reason(model_name, raw_size, size, weights=None):
     return "input_size"
 
 
-def describe_resize(model_name, raw_size, size, weights=None):
+def describe_resize(model_name, raw_size, size, weights=None, unchanged="fed as they are"):
     """`"8x8 images, resized to 32x32 inside the model: vgg16's minimum"` (or `fed as they are`).
 
-    `weights`: the pretrained weights, as `resize_reason`'s.
+    `weights`: the pretrained weights, as `resize_reason`'s. `unchanged`:
+    what follows the size where the images are not resized (`None`: then
+    return `None`).
     """
     text = f"{int(raw_size[0])}x{int(raw_size[1])} images"
     why = resize_reason(model_name, raw_size, size, weights=weights)
     if why is None:
-        return f"{text}, fed as they are"
+        return None if unchanged is None else f"{text}, {unchanged}"
     return f"{text}, resized to {int(size[0])}x{int(size[1])} inside the model: {why}"
 
 

@@ -401,6 +401,7 @@ def test_progress_says_why_images_are_resized():
     assert pipeline.describe_resize("vgg16", (8, 40, 1), (32, 40)).endswith("vgg16's minimum")
     assert pipeline.describe_resize("vgg16", (64, 64, 3), (96, 96)).endswith("(input_size)"[1:-1])
     assert pipeline.describe_resize("vgg16", (64, 64, 3), (64, 64)) == "64x64 images, fed as they are"
+    assert pipeline.describe_resize("vgg16", (64, 64, 3), (64, 64), unchanged=None) is None
 
 
 def test_tflite_card_describes_the_float32_copy(tmp_path):

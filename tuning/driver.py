@@ -495,9 +495,8 @@ def _resize_text(model, input_shape, input_size, hypermodel, weights=None):
     if hypermodel is not None and not isinstance(hypermodel, ZooHyperModel):
         return ""
     size = pipeline.model_input_size(model, input_shape, input_size)[1]
-    if pipeline.resize_reason(model, input_shape, size) is None:
-        return ""
-    return f"; {pipeline.describe_resize(model, input_shape, size, weights=weights)}"
+    text = pipeline.describe_resize(model, input_shape, size, weights=weights, unchanged=None)
+    return f"; {text}" if text else ""
 
 
 def _default_hp():
