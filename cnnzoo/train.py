@@ -446,7 +446,9 @@ def _fit(net, dataset, batches, run_dir, paths, state, *, phase, start, end, pat
                                    state=state["early_stopping"] if same_phase else None,
                                    verbose=int(verbose > 0))
     checkpoint = RunCheckpoint(run_dir, batches, early, state, phase=phase, phase_start=start)
-    callbacks = [PhaseMarker(phase)] if marked else []
+    # Keras's progress bar ahead of the marker (Keras adds its own last, where
+    # it would show the marker as a metric, `phase: 1.0000`).
+    callbacks = [keras.callbacks.ProgbarLogger(), PhaseMarker(phase)] if marked else []
     callbacks += [early, checkpoint]
     if _has_tensorflow():  # Keras's TensorBoard writes with TensorFlow's summary ops
         callbacks.append(keras.callbacks.TensorBoard(log_dir=paths["logs"], write_graph=False))

@@ -204,6 +204,7 @@ def test_cli_fine_tunes_and_refuses_in_one_line(tmp_path, resnet18_file, capsys)
     assert code == 0
     assert "Fine-tuning recipe: weights" in text and "Fine-tuning from epoch 2" in text
     assert "1 + 1 fine-tuning" in text
+    assert "val_loss:" in text and "phase:" not in text  # the marker is no metric
     # More head epochs would come after the fine-tuning ones: refused, not reordered.
     before = (out / T.RUN_FILE).read_text()
     code = cli.main(["train", "--model", "resnet18", "--data", "shapes", "--image-size", "32",
