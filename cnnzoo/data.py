@@ -112,7 +112,7 @@ class Dataset:
 
 def load_dataset(name_or_path="digits", *, image_size=None, num_samples=None,
                  validation_split=0.15, test_split=0.15, seed=0, color_mode=None,
-                 skip_bad_images=False, validation_data=None):
+                 skip_bad_images=False, validation_data=None, class_names=None):
     """Loads a dataset by name, path or arrays into stratified, seeded splits.
 
     Args:
@@ -146,6 +146,11 @@ def load_dataset(name_or_path="digits", *, image_size=None, num_samples=None,
             to validate on, as `model.fit`'s: then `validation_split` is not
             used and the data are split into train (and test) only.
             Defaults to `None`.
+        class_names: for data given in memory, one name per class in label
+            order (labels `0..K-1` index them; a class may have no examples).
+            Defaults to `None`: the names `"0"`..`"K-1"`. Named datasets,
+            folders (one sub-folder per class) and `.npz` files (their
+            `class_names` array) name their classes themselves.
 
     Returns:
         A `Dataset`; data given in memory are described in its `origin`.
@@ -174,13 +179,17 @@ def load_dataset(name_or_path="digits", *, image_size=None, num_samples=None,
 
     if isinstance(name_or_path, Dataset):
         given = {"image_size": image_size, "num_samples": num_samples, "color_mode": color_mode,
-                 "validation_data": validation_data}
+                 "validation_data": validation_data, "class_names": class_names}
         for key, value in given.items():
             if value is not None:
                 v.fail(f"Expected no `{key}` with a cnnzoo.data.Dataset: its splits are "
                        f"fixed (pass its arrays as `(x, y)` to have them split).", key, value)
         return name_or_path
     origin = None
+    if class_names is not None and not _in_memory(name_or_path):
+        v.fail("Expected `class_names` only with data given in memory ((x, y) arrays or a "
+               "pipeline); a named dataset, a folder (its sub-folders) or a .npz file (its "
+               "class_names array) names its classes itself.", "class_names", class_names)
     if isinstance(name_or_path, str) and name_or_path in NAMES:
         name = name_or_path
         if name == "digits":
@@ -194,7 +203,11 @@ def load_dataset(name_or_path="digits", *, image_size=None, num_samples=None,
             source = "synthetic circles, squares and triangles drawn with numpy"
     elif _in_memory(name_or_path):
         x, y, origin = _read_in_memory(name_or_path, "name_or_path")
-        x, y, class_names = _check_arrays(x, y, None, "")
+        if class_names is not None and (isinstance(class_names, (str, bytes))
+                                        or not hasattr(class_names, "__len__")):
+            v.fail("Expected `class_names` to be a list of names, one per class.",
+                   "class_names", class_names)
+        x, y, class_names = _check_arrays(x, y, class_names, "")
         name = origin["form"]
         source = f"{origin['form']} given in memory"
     else:

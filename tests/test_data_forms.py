@@ -84,6 +84,32 @@ def test_validation_data_replaces_the_validation_split(arrays):
     assert grown.x_val.shape == (40, 12, 12, 3) == (len(grown.x_val),) + grown.input_shape
 
 
+def test_class_names_name_the_classes_of_data_in_memory(arrays, npz):
+    x, y = arrays
+    names = [f"digit {i}" for i in range(10)]
+    ds = D.load_dataset((x, y), class_names=names, seed=1)
+    assert ds.class_names == names and ds.num_classes == 10
+    _same_splits(ds, D.load_dataset((x, y), seed=1))  # names only: the same splits
+    assert D.load_dataset((x, y), seed=1).class_names == [str(i) for i in range(10)]
+    # A named class need not have examples; a label beyond the names is refused.
+    ds = D.load_dataset((x[y < 9], y[y < 9]), class_names=names)
+    assert ds.num_classes == 10
+    with pytest.raises(ValueError, match=r"\[0, 8\].*label 9 .*Received: y=9$"):
+        D.load_dataset((x, y), class_names=names[:9])
+    with pytest.raises(ValueError, match=r"distinct `class_names`"):
+        D.load_dataset((x, y), class_names=["a"] * 10)
+    with pytest.raises(ValueError, match=r"a list of names.*Received: class_names='digits'$"):
+        D.load_dataset((x, y), class_names="digits")
+    # The validation data's labels must be among the names too.
+    with pytest.raises(ValueError, match=r"of `validation_data`"):
+        D.load_dataset((x[y < 5], y[y < 5]), class_names=names[:5], validation_data=(x, y))
+    # Elsewhere the data name their classes themselves.
+    for source in ("digits", npz):
+        with pytest.raises(ValueError, match=r"only with data given in memory.*Received: "
+                                             r"class_names="):
+            D.load_dataset(source, class_names=names)
+
+
 def test_train_gives_the_same_metrics_from_a_file_arrays_and_a_dataset(arrays, npz, tmp_path):
     x, y = arrays
     from_file = T.train("simple_cnn", npz, out=tmp_path / "file", **KW)
