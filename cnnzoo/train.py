@@ -30,8 +30,9 @@ and leaves the artefacts an uninterrupted run of that many epochs leaves
 (the same history, weights and test metrics). It is refused where the
 longer run would not be the same run: a learning-rate schedule that spans
 the epochs (`cosine`, `step`; a warm-up before a constant rate extends),
-a fine-tuning run (`fine_tune_epochs`: its phases would change order), and
-fewer epochs than the run's. A run that early stopping ended has nothing to
+more head epochs in a fine-tuning run (its phases would change order: a
+larger `fine_tune_epochs` extends its fine-tuning instead), and fewer epochs
+than the run's. A run that early stopping ended has nothing to
 extend: it is said and the run is left as it is. `overwrite=True`
 (`--overwrite`) removes the run's files (only those a run writes) and
 starts afresh in the same folder.
@@ -304,14 +305,17 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
             print(f"Removing the run in {run_dir} (--overwrite).")
         _remove_run(run_dir)
         previous = None
-    extending = previous is not None and previous["config"]["epochs"] != epochs
+    old_fine = _fine_tune_epochs(previous["config"]) if previous else 0
+    fine = plan.fine_tune_epochs if plan is not None else 0
+    extending = previous is not None and (previous["config"]["epochs"] != epochs
+                                          or old_fine != fine)
     if extending and _check_extension(run_dir, previous, epochs, recipe, plan) == "stopped":
         result = _load_result(run_dir, previous)
         if verbose:
             print(f"The run in {run_dir} was stopped early after epoch "
-                  f"{previous['epochs_run']} of {previous['config']['epochs']} (no lower "
-                  f"validation loss in {patience} epochs); more epochs would not train it: "
-                  f"nothing to extend.")
+                  f"{previous['epochs_run']} of {previous['config']['epochs'] + old_fine} (no "
+                  f"lower validation loss in {patience} epochs); more epochs would not train "
+                  f"it: nothing to extend.")
             print(summary_text(result))
         return result
     if not extending and previous is not None and previous.get("status") == "complete":
@@ -321,7 +325,9 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
             print(summary_text(result))
         return result
     if extending and verbose:
-        print(f"Extending the run in {run_dir} from {previous['config']['epochs']} to "
+        print(f"Extending the fine-tuning of the run in {run_dir} from {old_fine} to {fine} "
+              f"epochs." if fine != old_fine else
+              f"Extending the run in {run_dir} from {previous['config']['epochs']} to "
               f"{epochs} epochs.")
 
     # `runtime.configure` sets the global dtype policy; put the caller's back afterwards.
@@ -833,7 +839,7 @@ def _check_run_dir(run_dir, config, overwrite=False):
         # A run from a Dataset recorded before its content hash: it resumes unchecked, as before.
         old = {**old, "data": {**old_data, "form": "Dataset", "sha256": new_data["sha256"]}}
     keys = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
-    if keys and keys != ["epochs"]:
+    if keys and keys != ["epochs"] and not _more_fine_tuning(old, config, keys):
         diffs = ", ".join(v.differences(old, config, keys))
         v.fail(f"The folder {run_dir} holds a run with a different configuration ({diffs}); "
                f"run the same command to resume it, --overwrite to start afresh, or choose "
@@ -841,25 +847,49 @@ def _check_run_dir(run_dir, config, overwrite=False):
     return {**record, "config": old}
 
 
-def _check_extension(run_dir, record, epochs, recipe, plan):
-    """Refuses to extend the run of `record` to `epochs` where it would not be the same run.
+def _fine_tune_epochs(config):
+    return int((config.get("transfer") or {}).get("fine_tune_epochs") or 0)
 
-    Returns `"stopped"` where early stopping ended it (nothing to extend),
-    None where it extends.
+
+def _more_fine_tuning(old, new, keys):
+    """Whether two run configurations differ in their fine-tuning epochs alone (both > 0)."""
+    if keys != ["transfer"] or not (_fine_tune_epochs(old) and _fine_tune_epochs(new)):
+        return False
+    a, b = dict(old["transfer"]), dict(new["transfer"])
+    return {**a, "fine_tune_epochs": None} == {**b, "fine_tune_epochs": None}
+
+
+def _check_extension(run_dir, record, epochs, recipe, plan):
+    """Refuses to extend the run of `record` where it would not be the same run.
+
+    Extending is more `epochs` (the head's phase in a fine-tuning run, which
+    would then come after its fine-tuning: refused) or more
+    `fine_tune_epochs`. Returns `"stopped"` where early stopping ended the
+    run (nothing to extend), None where it extends.
     """
     old = record["config"]["epochs"]
-    again = f"use --overwrite to train {epochs} epochs afresh, or a new --out"
-    if epochs < old:
-        v.fail(f"Expected `epochs` of at least the {old} of the run in {run_dir} (more "
-               f"extends it); {again}.", "epochs", epochs)
-    if plan is not None and plan.fine_tune_epochs:
-        v.fail(f"A fine-tuning run's epochs cannot be extended (its {old} head epochs came "
-               f"before its {plan.fine_tune_epochs} fine-tuning epochs); {again}.",
-               "epochs", epochs)
+    old_fine, fine = _fine_tune_epochs(record["config"]), plan.fine_tune_epochs if plan else 0
+    if fine != old_fine:
+        again = (f"use --overwrite to train {epochs} + {fine} epochs afresh, or a new --out")
+        if fine < old_fine:
+            v.fail(f"Expected `fine_tune_epochs` of at least the {old_fine} of the run in "
+                   f"{run_dir} (more extends its fine-tuning); {again}.", "fine_tune_epochs",
+                   fine)
+        span = f"{old_fine} fine-tuning epoch{'s' if old_fine != 1 else ''}"
+        name, value = "fine_tune_epochs", fine
+    else:
+        again = f"use --overwrite to train {epochs} epochs afresh, or a new --out"
+        if epochs < old:
+            v.fail(f"Expected `epochs` of at least the {old} of the run in {run_dir} (more "
+                   f"extends it); {again}.", "epochs", epochs)
+        if plan is not None and plan.fine_tune_epochs:
+            v.fail(f"A fine-tuning run's epochs cannot be extended (its {old} head epochs "
+                   f"came before its {plan.fine_tune_epochs} fine-tuning epochs; more "
+                   f"fine_tune_epochs extend its fine-tuning); {again}.", "epochs", epochs)
+        span, name, value = f"{old} epochs", "epochs", epochs
     if recipe.schedule != "constant":
         v.fail(f"Extending the run in {run_dir} would change its {recipe.schedule} "
-               f"learning-rate schedule, which spans its {old} epochs; {again}.",
-               "epochs", epochs)
+               f"learning-rate schedule, which spans its {span}; {again}.", name, value)
     if record.get("status") == "complete" and record.get("stopped_early"):
         return "stopped"
     if record.get("status") == "complete" and _latest_state(run_dir) is None:

@@ -178,6 +178,34 @@ def test_bad_fine_tuning_input_is_one_line_and_leaves_nothing(tmp_path, resnet18
     assert not out.exists()
 
 
+def test_more_fine_tune_epochs_extend_a_finished_run_to_the_longer_run(tmp_path,
+                                                                        resnet18_file):
+    kwargs = dict(weights=resnet18_file, epochs=1, unfreeze=1, **KW)
+    whole = T.train("resnet18", out=tmp_path / "whole", fine_tune_epochs=3, **kwargs)
+    T.train("resnet18", out=tmp_path / "run", fine_tune_epochs=2, **kwargs)
+    extended = T.train("resnet18", out=tmp_path / "run", fine_tune_epochs=3, **kwargs)
+    assert extended.resumed_from == 3
+    assert [r["phase"] for r in _history(tmp_path / "run")] == ["1", "2", "2", "2"]
+    assert _history(tmp_path / "run") == _history(tmp_path / "whole")
+    assert extended.test_metrics == whole.test_metrics
+    record = json.loads((tmp_path / "run" / T.RUN_FILE).read_text())
+    assert record["config"]["transfer"]["fine_tune_epochs"] == 3
+    # Fewer is refused, one line, the run left as it is; so is another change with it.
+    before = (tmp_path / "run" / T.RUN_FILE).read_text()
+    with pytest.raises(ValueError, match=r"at least the 3 .*Received: fine_tune_epochs=2$"):
+        T.train("resnet18", out=tmp_path / "run", fine_tune_epochs=2, **kwargs)
+    with pytest.raises(ValueError, match=r"different configuration \(transfer.fine_tune_"
+                                         r"epochs: 3 -> 4, transfer.unfreeze: 1 -> 2\)"):
+        T.train("resnet18", out=tmp_path / "run", fine_tune_epochs=4,
+                **{**kwargs, "unfreeze": 2})
+    T.train("resnet18", out=tmp_path / "cos", fine_tune_epochs=1, schedule="cosine", **kwargs)
+    with pytest.raises(ValueError, match=r"cosine learning-rate schedule, which spans its 1 "
+                                         r"fine-tuning epoch;"):
+        T.train("resnet18", out=tmp_path / "cos", fine_tune_epochs=2, schedule="cosine",
+                **kwargs)
+    assert (tmp_path / "run" / T.RUN_FILE).read_text() == before
+
+
 def test_both_phases_train_with_the_recipe(tmp_path, resnet18_file):
     # SGD at its default 0.01, cosine over each phase; fine-tuning at a tenth of it;
     # the augmentation before the backbone.
