@@ -37,7 +37,8 @@ def add_arguments(parser):
                              "sub-folder of images per class.")
     parser.add_argument("--out", required=True,
                         help="Run folder. Run the same command again to resume, with more "
-                             "--epochs to extend the run.")
+                             "--epochs (a fine-tuning run: --fine-tune-epochs) to extend the "
+                             "run.")
     parser.add_argument("--overwrite", action="store_true",
                         help="Remove the run in --out (only the files a run writes) and "
                              "start afresh.")
