@@ -202,11 +202,15 @@ class BestEpochCheckpoint(keras.callbacks.Callback):
     on `digits`) is a sizeable part of its time. Here the weights are copied in
     memory at the best epoch and written to the same file once, when
     training ends; a trial killed before then runs again on resume anyway.
-    The model is left holding the best epoch's weights. When the best epoch
-    is the last one (training's `epochs`), nothing follows that could change
-    them: they are written at once, without a copy out and back (for
-    ResNet-18, "best-epoch weights copied in memory" in
-    `benchmarks/RESULTS_search_resnet18.md`).
+    When the best epoch is the last one (training's `epochs`), no later
+    epoch can change its weights: they are written at once, without a copy
+    out and back (for ResNet-18, "best-epoch weights copied in memory" in
+    `benchmarks/RESULTS_search_resnet18.md`). The file always holds the best
+    epoch's weights (Keras Tuner loads a trial's model from it). The model is
+    set back to them where the best epoch was an earlier one; where it was
+    the last, it keeps what training left, which differs only where another
+    callback changed the weights as training ended (an
+    `EarlyStopping(restore_best_weights=True)` watching another metric).
     """
 
     def __init__(self, objective, path):
