@@ -186,10 +186,15 @@ def load_dataset(name_or_path="digits", *, image_size=None, num_samples=None,
                        f"fixed (pass its arrays as `(x, y)` to have them split).", key, value)
         return name_or_path
     origin = None
-    if class_names is not None and not _in_memory(name_or_path):
-        v.fail("Expected `class_names` only with data given in memory ((x, y) arrays or a "
-               "pipeline); a named dataset, a folder (its sub-folders) or a .npz file (its "
-               "class_names array) names its classes itself.", "class_names", class_names)
+    if class_names is not None:
+        if not _in_memory(name_or_path):
+            v.fail("Expected `class_names` only with data given in memory ((x, y) arrays or "
+                   "a pipeline); a named dataset, a folder (its sub-folders) or a .npz file "
+                   "(its class_names array) names its classes itself.", "class_names",
+                   class_names)
+        if isinstance(class_names, (str, bytes)) or not hasattr(class_names, "__len__"):
+            v.fail("Expected `class_names` to be a list of names, one per class.",
+                   "class_names", class_names)
     if isinstance(name_or_path, str) and name_or_path in NAMES:
         name = name_or_path
         if name == "digits":
@@ -203,10 +208,6 @@ def load_dataset(name_or_path="digits", *, image_size=None, num_samples=None,
             source = "synthetic circles, squares and triangles drawn with numpy"
     elif _in_memory(name_or_path):
         x, y, origin = _read_in_memory(name_or_path, "name_or_path")
-        if class_names is not None and (isinstance(class_names, (str, bytes))
-                                        or not hasattr(class_names, "__len__")):
-            v.fail("Expected `class_names` to be a list of names, one per class.",
-                   "class_names", class_names)
         x, y, class_names = _check_arrays(x, y, class_names, "")
         name = origin["form"]
         source = f"{origin['form']} given in memory"

@@ -309,7 +309,8 @@ def train(model="simple_cnn", data="digits", *, out, input_size=None, epochs=DEF
     fine = plan.fine_tune_epochs if plan is not None else 0
     extending = previous is not None and (previous["config"]["epochs"] != epochs
                                           or old_fine != fine)
-    if extending and _check_extension(run_dir, previous, epochs, recipe, plan) == "stopped":
+    if extending and _check_extension(run_dir, previous, epochs, recipe, fine=fine,
+                                      old_fine=old_fine) == "stopped":
         result = _load_result(run_dir, previous)
         if verbose:
             print(f"The run in {run_dir} was stopped early after epoch "
@@ -453,8 +454,9 @@ def _fit(net, dataset, batches, run_dir, paths, state, *, phase, start, end, pat
                                    verbose=int(verbose > 0))
     checkpoint = RunCheckpoint(run_dir, batches, early, state, phase=phase, phase_start=start)
     # Keras's progress bar ahead of the marker (Keras adds its own last, where
-    # it would show the marker as a metric, `phase: 1.0000`).
-    callbacks = [keras.callbacks.ProgbarLogger(), PhaseMarker(phase)] if marked else []
+    # it would show the marker as a metric, `phase: 1.0000`); none when silent.
+    progbar = [keras.callbacks.ProgbarLogger()] if verbose else []
+    callbacks = [*progbar, PhaseMarker(phase)] if marked else []
     callbacks += [early, checkpoint]
     if _has_tensorflow():  # Keras's TensorBoard writes with TensorFlow's summary ops
         callbacks.append(keras.callbacks.TensorBoard(log_dir=paths["logs"], write_graph=False))
@@ -859,16 +861,16 @@ def _more_fine_tuning(old, new, keys):
     return {**a, "fine_tune_epochs": None} == {**b, "fine_tune_epochs": None}
 
 
-def _check_extension(run_dir, record, epochs, recipe, plan):
+def _check_extension(run_dir, record, epochs, recipe, *, fine, old_fine):
     """Refuses to extend the run of `record` where it would not be the same run.
 
     Extending is more `epochs` (the head's phase in a fine-tuning run, which
     would then come after its fine-tuning: refused) or more
-    `fine_tune_epochs`. Returns `"stopped"` where early stopping ended the
-    run (nothing to extend), None where it extends.
+    `fine_tune_epochs` (`fine`, the run's being `old_fine`). Returns
+    `"stopped"` where early stopping ended the run (nothing to extend),
+    None where it extends.
     """
     old = record["config"]["epochs"]
-    old_fine, fine = _fine_tune_epochs(record["config"]), plan.fine_tune_epochs if plan else 0
     if fine != old_fine:
         again = (f"use --overwrite to train {epochs} + {fine} epochs afresh, or a new --out")
         if fine < old_fine:
@@ -882,9 +884,9 @@ def _check_extension(run_dir, record, epochs, recipe, plan):
         if epochs < old:
             v.fail(f"Expected `epochs` of at least the {old} of the run in {run_dir} (more "
                    f"extends it); {again}.", "epochs", epochs)
-        if plan is not None and plan.fine_tune_epochs:
+        if fine:
             v.fail(f"A fine-tuning run's epochs cannot be extended (its {old} head epochs "
-                   f"came before its {plan.fine_tune_epochs} fine-tuning epochs; more "
+                   f"came before its {fine} fine-tuning epochs; more "
                    f"fine_tune_epochs extend its fine-tuning); {again}.", "epochs", epochs)
         span, name, value = f"{old} epochs", "epochs", epochs
     if recipe.schedule != "constant":
