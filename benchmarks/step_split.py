@@ -30,6 +30,8 @@ import subprocess
 import sys
 import time
 
+from cnnzoo import _atomic
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 VARIANTS = ("search", "sgd", "search_xla")
 SAMPLES, BATCH, STEPS_PER_CALL = 448, 32, 14
@@ -118,9 +120,7 @@ def main():
         "median_xla_ratio": round(statistics.median(r["xla_ratio"] for r in rows), 3),
         "rows": rows,
     }
-    with open(os.path.join(HERE, "step_split.json"), "w") as f:
-        json.dump(summary, f, indent=1)
-        f.write("\n")
+    _atomic.write_json(os.path.join(HERE, "step_split.json"), summary, indent=1)
     setup = summary["setup"]
     lines = [
         "# A ResNet-18 training step: the optimizer's update against the rest",
@@ -151,8 +151,7 @@ def main():
         f"of a step; XLA {summary['median_xla_ratio']}x the step's time.",
         "",
     ]
-    with open(os.path.join(HERE, "STEP_SPLIT.md"), "w") as f:
-        f.write("\n".join(lines))
+    _atomic.write_text(os.path.join(HERE, "STEP_SPLIT.md"), "\n".join(lines))
 
 
 if __name__ == "__main__":
